@@ -1,0 +1,62 @@
+using System.Globalization;
+
+namespace Sculpt.Cli;
+
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Minimal GNU-style options: --name value, --flag; unknown options are errors.</summary>
+public sealed class Args
+{
+    private readonly Dictionary<string, string?> _values = new();
+    private readonly HashSet<string> _used = new();
+    public List<string> Positional { get; } = new();
+
+    public Args(IEnumerable<string> args, IReadOnlySet<string> flags)
+    {
+        var list = args.ToList();
+        for (int i = 0; i < list.Count; i++)
+        {
+            var a = list[i];
+            if (!a.StartsWith("--")) { Positional.Add(a); continue; }
+            var name = a[2..];
+            string? value = null;
+            int eq = name.IndexOf('=');
+            if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
+            else if (!flags.Contains(name))
+            {
+                if (i + 1 >= list.Count) throw new UsageException($"option --{name} needs a value");
+                value = list[++i];
+            }
+            _values[name] = value;
+        }
+    }
+
+    public bool Has(string name) { _used.Add(name); return _values.ContainsKey(name); }
+    public bool Flag(string name) => Has(name);
+
+    public string? Get(string name) { _used.Add(name); return _values.GetValueOrDefault(name); }
+    public string Required(string name) => Get(name) ?? throw new UsageException($"missing required option --{name}");
+    public string Get(string name, string fallback) => Get(name) ?? fallback;
+
+    public int Int(string name, int fallback)
+    {
+        var v = Get(name);
+        if (v == null) return fallback;
+        return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var r) ? r : throw new UsageException($"--{name} must be an integer, got '{v}'");
+    }
+
+    public double Double(string name, double fallback)
+    {
+        var v = Get(name);
+        if (v == null) return fallback;
+        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var r) ? r : throw new UsageException($"--{name} must be a number, got '{v}'");
+    }
+
+    /// <summary>Rejects options the command did not ask about, so typos never pass silently.</summary>
+    public void EnsureAllUsed()
+    {
+        var unknown = _values.Keys.Where(k => !_used.Contains(k)).ToList();
+        if (unknown.Count > 0) throw new UsageException($"unknown option --{unknown[0]}");
+        if (Positional.Count > 0) throw new UsageException($"unexpected argument '{Positional[0]}'");
+    }
+}

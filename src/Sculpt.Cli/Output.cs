@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Sculpt.Cli;
+
+public static class Output
+{
+    public static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public static string Table(IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows, ISet<int>? leftAligned = null)
+    {
+        var all = new List<IReadOnlyList<string>> { header };
+        all.AddRange(rows);
+        var widths = header.Select((_, c) => all.Max(r => c < r.Count ? r[c].Length : 0)).ToArray();
+        var sb = new StringBuilder();
+        void Row(IReadOnlyList<string> r)
+        {
+            for (int c = 0; c < header.Count; c++)
+            {
+                var cell = c < r.Count ? r[c] : "";
+                bool left = leftAligned?.Contains(c) ?? c == 0;
+                sb.Append(left ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]));
+                if (c < header.Count - 1) sb.Append("  ");
+            }
+            sb.Append('\n');
+        }
+        Row(header);
+        sb.Append(string.Join("  ", widths.Select(w => new string('-', w)))).Append('\n');
+        foreach (var r in all.Skip(1)) Row(r);
+        return sb.ToString();
+    }
+
+    public static string Count(long n) => n switch
+    {
+        >= 1_000_000_000 => (n / 1e9).ToString("0.00", Inv) + "G",
+        >= 1_000_000 => (n / 1e6).ToString("0.00", Inv) + "M",
+        >= 10_000 => (n / 1e3).ToString("0.0", Inv) + "K",
+        _ => n.ToString(Inv),
+    };
+
+    public static string F(double v, string format = "0.0000") => double.IsNaN(v) ? "n/a" : v.ToString(format, Inv);
+
+    public static void Json(JsonNode node) => Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+    public static string Duration(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{t.Seconds}s";
+}
+
+/// <summary>A single updating status line on stderr (a plain line per update when stderr is redirected).</summary>
+public sealed class ProgressLine
+{
+    private readonly Stopwatch _throttle = Stopwatch.StartNew();
+    private readonly bool _interactive = !Console.IsErrorRedirected;
+    private int _lastLength;
+    public bool Quiet { get; init; }
+
+    public void Update(string text, bool force = false)
+    {
+        if (Quiet) return;
+        if (!_interactive)
+        {
+            if (force) Console.Error.WriteLine(text);
+            return;
+        }
+        if (!force && _throttle.ElapsedMilliseconds < 200) return;
+        _throttle.Restart();
+        Console.Error.Write("\r" + text.PadRight(_lastLength));
+        _lastLength = text.Length;
+    }
+
+    public void Done(string? text = null)
+    {
+        if (Quiet) return;
+        if (_interactive) { Console.Error.Write("\r" + (text ?? "").PadRight(_lastLength) + "\n"); _lastLength = 0; }
+        else if (text != null) Console.Error.WriteLine(text);
+    }
+
+    public static string Bar(double fraction, int width = 24)
+    {
+        int filled = (int)Math.Round(Math.Clamp(fraction, 0, 1) * width);
+        return "[" + new string('#', filled) + new string('.', width - filled) + "]";
+    }
+}

@@ -1,0 +1,49 @@
+using Sculpt.Cli;
+using Sculpt.Cli.Commands;
+using Sculpt.Data;
+using Sculpt.Graph;
+
+return CliMain.Run(args);
+
+namespace Sculpt.Cli
+{
+    public static class CliMain
+    {
+        private static readonly Dictionary<string, (string Summary, Func<string[], int> Run, string Help)> Commands = new()
+        {
+            ["demo"] = ("end-to-end on synthetic echo data: synthesise, train, evaluate, baseline", DemoCommand.Run, DemoCommand.Help),
+            ["synth"] = ("synthetic apical-four-chamber echocardiography (images, masks, videos)", SynthCommand.Run, SynthCommand.Help),
+            ["data"] = ("info|export: what a dataset folder holds; write image/mask/overlay PNGs", DataCommand.Run, DataCommand.Help),
+            ["train"] = ("train a dense model", TrainCommand.Run, TrainCommand.Help),
+            ["eval"] = ("Dice, IoU, HD95 with bootstrap confidence intervals", EvalCommand.Run, EvalCommand.Help),
+            ["inspect"] = ("layers, widths, parameters, MACs", InspectCommand.Run, InspectCommand.Help),
+        };
+
+        public static int Run(string[] args)
+        {
+            if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+            {
+                Console.WriteLine("sculpt — sculpt over-sized segmentation models into small, fast ones\n\nusage: sculpt <command> [options]   (sculpt <command> --help for details)\n");
+                foreach (var (name, c) in Commands) Console.WriteLine($"  {name,-9} {c.Summary}");
+                return args.Length == 0 ? 2 : 0;
+            }
+            if (!Commands.TryGetValue(args[0], out var cmd))
+            {
+                Console.Error.WriteLine($"sculpt: unknown command '{args[0]}' (see sculpt --help)");
+                return 2;
+            }
+            var rest = args[1..];
+            if (rest.Contains("--help") || rest.Contains("-h")) { Console.WriteLine(cmd.Help.Trim()); return 0; }
+            try
+            {
+                return cmd.Run(rest);
+            }
+            catch (UsageException e) { Console.Error.WriteLine($"sculpt {args[0]}: {e.Message} (see sculpt {args[0]} --help)"); return 2; }
+            catch (Exception e) when (e is DatasetException or GraphException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"sculpt {args[0]}: error: {e.Message.Split('\n')[0]}");
+                return 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+using StbImageSharp;
+using StbImageWriteSharp;
+
+namespace Sculpt.Data;
+
+/// <summary>An 8-bit image, channels interleaved (H, W, C).</summary>
+public sealed record Image8(int Width, int Height, int Channels, byte[] Pixels)
+{
+    public byte this[int y, int x, int c = 0] => Pixels[(y * Width + x) * Channels + c];
+}
+
+public static class ImageIO
+{
+    /// <summary>Reads PNG (or JPEG/BMP) keeping its channels (1 = grey, 3 = RGB; alpha dropped).</summary>
+    public static Image8 Read(string path)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read image: {e.Message}"); }
+        return Decode(bytes, path);
+    }
+
+    public static Image8 Decode(byte[] bytes, string source)
+    {
+        try
+        {
+            var info = ImageInfo.FromStream(new MemoryStream(bytes)) ?? throw new InvalidDataException("unknown image format");
+            var want = info.ColorComponents switch
+            {
+                StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha => StbImageSharp.ColorComponents.Grey,
+                _ => StbImageSharp.ColorComponents.RedGreenBlue,
+            };
+            var img = ImageResult.FromMemory(bytes, want);
+            int c = want == StbImageSharp.ColorComponents.Grey ? 1 : 3;
+            if (img.Data is null || img.Data.Length != img.Width * img.Height * c) throw new InvalidDataException("truncated pixel data");
+            return new Image8(img.Width, img.Height, c, img.Data);
+        }
+        catch (Exception e) when (e is not InvalidDataException || !e.Message.StartsWith(source))
+        {
+            throw new InvalidDataException($"{source}: corrupt or unsupported image ({e.Message.Split('\n')[0]})");
+        }
+    }
+
+    public static byte[] EncodePng(Image8 img)
+    {
+        using var ms = new MemoryStream();
+        var comps = img.Channels switch
+        {
+            1 => StbImageWriteSharp.ColorComponents.Grey,
+            3 => StbImageWriteSharp.ColorComponents.RedGreenBlue,
+            4 => StbImageWriteSharp.ColorComponents.RedGreenBlueAlpha,
+            _ => throw new ArgumentException($"cannot write {img.Channels}-channel PNG"),
+        };
+        new ImageWriter().WritePng(img.Pixels, img.Width, img.Height, comps, ms);
+        return ms.ToArray();
+    }
+
+    public static void WritePng(string path, Image8 img) => Runtime.AtomicFile.WriteAllBytes(path, EncodePng(img));
+
+    /// <summary>Bilinear resize of float planes (C, H, W), pixel-centre aligned like PyTorch's align_corners=False.</summary>
+    public static float[] ResizeBilinear(float[] src, int channels, int h, int w, int outH, int outW)
+    {
+        if (h == outH && w == outW) return (float[])src.Clone();
+        var dst = new float[channels * outH * outW];
+        double sy = (double)h / outH, sx = (double)w / outW;
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < outH; y++)
+            {
+                double fy = Math.Max(0, (y + 0.5) * sy - 0.5);
+                int y0 = Math.Min((int)fy, h - 1), y1 = Math.Min(y0 + 1, h - 1);
+                double wy = fy - y0;
+                for (int x = 0; x < outW; x++)
+                {
+                    double fx = Math.Max(0, (x + 0.5) * sx - 0.5);
+                    int x0 = Math.Min((int)fx, w - 1), x1 = Math.Min(x0 + 1, w - 1);
+                    double wx = fx - x0;
+                    int b = c * h * w;
+                    double v = (1 - wy) * ((1 - wx) * src[b + y0 * w + x0] + wx * src[b + y0 * w + x1])
+                             + wy * ((1 - wx) * src[b + y1 * w + x0] + wx * src[b + y1 * w + x1]);
+                    dst[(c * outH + y) * outW + x] = (float)v;
+                }
+            }
+        return dst;
+    }
+
+    /// <summary>Nearest-neighbour resize for label maps (never invents label values).</summary>
+    public static byte[] ResizeNearest(byte[] src, int h, int w, int outH, int outW)
+    {
+        if (h == outH && w == outW) return (byte[])src.Clone();
+        var dst = new byte[outH * outW];
+        for (int y = 0; y < outH; y++)
+        {
+            int sy = Math.Min(h - 1, (int)Math.Floor((y + 0.5) * h / outH));
+            for (int x = 0; x < outW; x++)
+                dst[y * outW + x] = src[sy * w + Math.Min(w - 1, (int)Math.Floor((x + 0.5) * w / outW))];
+        }
+        return dst;
+    }
+}

@@ -1,0 +1,204 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sculpt.Runtime;
+
+namespace Sculpt.Data;
+
+/// <summary>One training/evaluation item at model input size: image planes C×H×W in [0,1], label map H×W.</summary>
+public sealed record Sample(string Id, float[] Image, byte[] Mask, string Split, double? SpacingMm = null);
+
+public sealed class DatasetException(string message) : Exception(message);
+
+/// <summary>
+/// A segmentation dataset in memory, loaded from Sculpt's folder format (see docs/dataset-format.md):
+/// <c>images/&lt;id&gt;.png</c>, <c>masks/&lt;id&gt;.png</c> (pixel value = label index; 0/255 binary masks are
+/// accepted), optional <c>split.csv</c> (<c>id,split</c>) and <c>manifest.json</c>.
+/// </summary>
+public sealed class SegmentationDataset
+{
+    public string Source { get; init; } = "";
+    public List<string> Labels { get; init; } = new(SyntheticEcho.BinaryLabels);
+    public int Channels { get; init; } = 1;
+    public int Height { get; init; }
+    public int Width { get; init; }
+    public List<Sample> Samples { get; init; } = new();
+    public string Format { get; init; } = "png-folder";
+    public int OriginalHeight { get; init; }
+    public int OriginalWidth { get; init; }
+
+    public IReadOnlyList<Sample> Split(string split) => Samples.Where(s => s.Split == split).ToList();
+    public bool IsBinary => Labels.Count == 2;
+
+    public const string ManifestFile = "manifest.json";
+    public const string SplitFile = "split.csv";
+
+    /// <summary>Reads the folder, resizing images (bilinear) and masks (nearest) to <paramref name="height"/>×<paramref name="width"/> when given.</summary>
+    public static SegmentationDataset Load(string dir, int? height = null, int? width = null)
+    {
+        if (!Directory.Exists(dir)) throw new DatasetException($"{dir}: dataset folder not found");
+        var imagesDir = Path.Combine(dir, "images");
+        var masksDir = Path.Combine(dir, "masks");
+        if (!Directory.Exists(imagesDir) || !Directory.Exists(masksDir))
+            throw new DatasetException($"{dir}: not a dataset folder (needs images/ and masks/ subfolders)");
+
+        JsonObject? manifest = null;
+        var manifestPath = Path.Combine(dir, ManifestFile);
+        if (File.Exists(manifestPath))
+        {
+            try { manifest = JsonNode.Parse(File.ReadAllText(manifestPath))?.AsObject(); }
+            catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new DatasetException($"{manifestPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+        }
+        List<string>? labels = manifest?["labels"]?.AsArray().Select(x => x!.GetValue<string>()).ToList();
+        int channels = manifest?["channels"]?.GetValue<int>() ?? 1;
+        double? spacing = manifest?["pixel_spacing_mm"]?.GetValue<double>();
+
+        var images = Directory.GetFiles(imagesDir, "*.png").OrderBy(p => p, StringComparer.Ordinal).ToList();
+        if (images.Count == 0) throw new DatasetException($"{imagesDir}: no PNG images");
+        var splits = ReadSplits(dir);
+
+        var raw = new List<(string Id, Image8 Img, byte[] Mask)>();
+        int maxValue = 0;
+        bool only0And255 = true;
+        foreach (var imgPath in images)
+        {
+            var id = Path.GetFileNameWithoutExtension(imgPath);
+            var maskPath = Path.Combine(masksDir, id + ".png");
+            if (!File.Exists(maskPath)) throw new DatasetException($"{maskPath}: missing mask for image {imgPath}");
+            Image8 img, mask;
+            try { img = ImageIO.Read(imgPath); mask = ImageIO.Read(maskPath); }
+            catch (InvalidDataException e) { throw new DatasetException(e.Message); }
+            if (img.Width != mask.Width || img.Height != mask.Height)
+                throw new DatasetException($"{maskPath}: size {mask.Width}×{mask.Height} does not match image {imgPath} ({img.Width}×{img.Height})");
+            if (mask.Channels != 1) throw new DatasetException($"{maskPath}: mask must be a single-channel label image, has {mask.Channels} channels");
+            foreach (var v in mask.Pixels)
+            {
+                if (v > maxValue) maxValue = v;
+                if (v != 0 && v != 255) only0And255 = false;
+            }
+            raw.Add((id, img, mask.Pixels));
+        }
+        bool scale255 = false;
+        if (labels == null)
+        {
+            if (maxValue <= 1 || only0And255) { labels = new(SyntheticEcho.BinaryLabels); scale255 = only0And255 && maxValue == 255; }
+            else throw new DatasetException($"{masksDir}: masks hold label values up to {maxValue} but no manifest.json names the labels (binary masks must be 0/1 or 0/255)");
+        }
+        else if (labels.Count == 2 && only0And255 && maxValue == 255) scale255 = true;
+
+        int h = height ?? raw[0].Img.Height, w = width ?? raw[0].Img.Width;
+        var samples = new List<Sample>();
+        foreach (var (id, img, maskPixels) in raw)
+        {
+            var mask = maskPixels;
+            if (scale255) mask = mask.Select(v => (byte)(v == 255 ? 1 : 0)).ToArray();
+            int bad = Array.FindIndex(mask, v => v >= labels.Count);
+            if (bad >= 0)
+                throw new DatasetException($"{Path.Combine(masksDir, id + ".png")}: label value {mask[bad]} at pixel ({bad % img.Width}, {bad / img.Width}) is out of range for labels [{string.Join(", ", labels)}]{(labels.Count == 2 ? " (mask is not binary)" : "")}");
+            var planes = ToPlanes(img, channels);
+            var resized = ImageIO.ResizeBilinear(planes, channels, img.Height, img.Width, h, w);
+            var resizedMask = ImageIO.ResizeNearest(mask, img.Height, img.Width, h, w);
+            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{id}'");
+            double? sp = spacing.HasValue ? spacing * img.Width / w : null;
+            samples.Add(new Sample(id, resized, resizedMask, split, sp));
+        }
+        return new SegmentationDataset
+        {
+            Source = dir, Labels = labels, Channels = channels, Height = h, Width = w, Samples = samples,
+            Format = manifest?["format"]?.GetValue<string>() ?? "png-folder",
+            OriginalHeight = raw[0].Img.Height, OriginalWidth = raw[0].Img.Width,
+        };
+    }
+
+    private static float[] ToPlanes(Image8 img, int channels)
+    {
+        var planes = new float[channels * img.Width * img.Height];
+        int hw = img.Width * img.Height;
+        for (int p = 0; p < hw; p++)
+            for (int c = 0; c < channels; c++)
+            {
+                float v;
+                if (img.Channels == channels) v = img.Pixels[p * img.Channels + c];
+                else if (channels == 1) { int s = 0; for (int k = 0; k < img.Channels; k++) s += img.Pixels[p * img.Channels + k]; v = (float)s / img.Channels; }
+                else v = img.Pixels[p * img.Channels]; // grey image fed to a multi-channel model: replicate
+                planes[c * hw + p] = v / 255f;
+            }
+        return planes;
+    }
+
+    /// <summary>Deterministic 70/15/15 split by a stable hash of the id, used when no split.csv exists.</summary>
+    public static string DefaultSplit(string id)
+    {
+        uint hsh = 2166136261;
+        foreach (char ch in id) { hsh ^= ch; hsh *= 16777619; }
+        double u = (hsh % 10000) / 10000.0;
+        return u < 0.7 ? "train" : u < 0.85 ? "val" : "test";
+    }
+
+    private static Dictionary<string, string> ReadSplits(string dir)
+    {
+        var path = Path.Combine(dir, SplitFile);
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(path)) return result;
+        var lines = File.ReadAllLines(path);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i].Trim();
+            if (line.Length == 0 || (i == 0 && line.StartsWith("id,"))) continue;
+            var parts = line.Split(',');
+            if (parts.Length != 2) throw new DatasetException($"{path}:{i + 1}: expected 'id,split', got '{line}'");
+            var split = parts[1].Trim().ToLowerInvariant();
+            if (split is not ("train" or "val" or "test")) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{parts[1]}'");
+            result[parts[0].Trim()] = split;
+        }
+        return result;
+    }
+
+    /// <summary>Writes a dataset folder atomically: built in a sibling temp folder, then renamed into place.</summary>
+    public static void WriteFolder(string dir, IEnumerable<(string Id, float[] Image, byte[] Mask, string Split)> items, int height, int width,
+        IReadOnlyList<string> labels, JsonObject extraManifest, Action<string, string>? writeExtras = null, Action<int>? progress = null)
+    {
+        var full = Path.GetFullPath(dir);
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new DatasetException($"{dir}: output folder exists and is not empty");
+        var tmp = full.TrimEnd('/') + $".tmp-{Guid.NewGuid():N}";
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(tmp, "images"));
+            Directory.CreateDirectory(Path.Combine(tmp, "masks"));
+            var split = new System.Text.StringBuilder("id,split\n");
+            var counts = new SortedDictionary<string, int>();
+            int k = 0;
+            foreach (var (id, image, mask, s) in items)
+            {
+                File.WriteAllBytes(Path.Combine(tmp, "images", id + ".png"), ImageIO.EncodePng(ToImage8(image, height, width)));
+                File.WriteAllBytes(Path.Combine(tmp, "masks", id + ".png"), ImageIO.EncodePng(new Image8(width, height, 1, mask)));
+                split.Append(id).Append(',').Append(s).Append('\n');
+                counts[s] = counts.GetValueOrDefault(s) + 1;
+                progress?.Invoke(++k);
+            }
+            File.WriteAllText(Path.Combine(tmp, SplitFile), split.ToString());
+            var manifest = new JsonObject
+            {
+                ["format"] = "sculpt-dataset",
+                ["version"] = 1,
+                ["labels"] = new JsonArray(labels.Select(l => (JsonNode)l).ToArray()),
+                ["channels"] = 1,
+                ["height"] = height,
+                ["width"] = width,
+                ["counts"] = new JsonObject(counts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            };
+            writeExtras?.Invoke(tmp, "");
+            foreach (var (key, value) in extraManifest) manifest[key] = value?.DeepClone();
+            File.WriteAllText(Path.Combine(tmp, ManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (Directory.Exists(full)) Directory.Delete(full);
+            Directory.Move(tmp, full);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        }
+    }
+
+    public static Image8 ToImage8(float[] plane, int height, int width) =>
+        new(width, height, 1, plane.Select(v => (byte)Math.Clamp(MathF.Round(v * 255f), 0, 255)).ToArray());
+}

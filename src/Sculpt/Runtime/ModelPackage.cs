@@ -1,0 +1,153 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Sculpt.Graph;
+
+namespace Sculpt.Runtime;
+
+public sealed class Normalization
+{
+    /// <summary>Per input channel, applied to intensities scaled to [0, 1]: x' = (x − mean) / std.</summary>
+    public double[] Mean { get; set; } = { 0.0 };
+    public double[] Std { get; set; } = { 1.0 };
+}
+
+/// <summary>What the model does: enough for any tool to preprocess inputs and read outputs.</summary>
+public sealed class TaskInfo
+{
+    /// <summary>Label names indexed by label value; index 0 is background.</summary>
+    public List<string> Labels { get; set; } = new() { "background", "lv" };
+    /// <summary>"binary" (one sigmoid logit for label 1) or "multiclass" (softmax over Labels).</summary>
+    public string Mode { get; set; } = "binary";
+    public int InputChannels { get; set; } = 1;
+    public int InputHeight { get; set; } = 112;
+    public int InputWidth { get; set; } = 112;
+    public Normalization Normalization { get; set; } = new();
+    /// <summary>Millimetres per pixel at the model input, when the data knew it.</summary>
+    public double? PixelSpacingMm { get; set; }
+
+    [JsonIgnore] public int OutputChannels => Mode == "binary" ? 1 : Labels.Count;
+}
+
+public sealed class ModelMeta
+{
+    public string Format { get; set; } = "sculpt-model";
+    public int Version { get; set; } = 1;
+    public TaskInfo Task { get; set; } = new();
+    public string? Architecture { get; set; }
+    public string? ParentHash { get; set; }
+    public string CreatedBy { get; set; } = "sculpt";
+    public DateTime CreatedUtc { get; set; } = DateTime.UtcNow;
+    public JsonObject? Training { get; set; }
+    public Dictionary<string, double> Metrics { get; set; } = new();
+    public List<JsonObject> PruningHistory { get; set; } = new();
+}
+
+/// <summary>A model on disk: zip of graph.json, weights.safetensors and meta.json.</summary>
+public sealed class ModelPackage
+{
+    public NetworkGraph Graph { get; }
+    public WeightSet Weights { get; }
+    public ModelMeta Meta { get; }
+
+    public ModelPackage(NetworkGraph graph, WeightSet weights, ModelMeta meta)
+    {
+        Graph = graph; Weights = weights; Meta = meta;
+    }
+
+    /// <summary>SHA-256 of the weights and graph, used to link a pruned model to its parent.</summary>
+    public string ContentHash()
+    {
+        using var sha = SHA256.Create();
+        var g = Encoding.UTF8.GetBytes(Graph.ToJson());
+        sha.TransformBlock(g, 0, g.Length, null, 0);
+        var w = Safetensors.Write(Weights);
+        sha.TransformFinalBlock(w, 0, w.Length);
+        return Convert.ToHexStringLower(sha.Hash!)[..16];
+    }
+
+    public void Save(string path)
+    {
+        AtomicFile.Write(path, stream =>
+        {
+            using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
+            WriteEntry(zip, "graph.json", Encoding.UTF8.GetBytes(Graph.ToJson()), CompressionLevel.Optimal);
+            WriteEntry(zip, "weights.safetensors", Safetensors.Write(Weights), CompressionLevel.NoCompression);
+            WriteEntry(zip, "meta.json", JsonSerializer.SerializeToUtf8Bytes(Meta, NetworkGraph.JsonOptions), CompressionLevel.Optimal);
+        });
+    }
+
+    private static void WriteEntry(ZipArchive zip, string name, byte[] data, CompressionLevel level)
+    {
+        var e = zip.CreateEntry(name, level);
+        e.LastWriteTime = new DateTimeOffset(2020, 1, 1, 0, 0, 0, TimeSpan.Zero); // byte-identical packages for identical content
+        using var s = e.Open();
+        s.Write(data);
+    }
+
+    /// <summary>Loads and checks a package; any defect becomes an <see cref="InvalidDataException"/> naming the file.</summary>
+    public static ModelPackage Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            byte[] Entry(string name)
+            {
+                var e = zip.GetEntry(name) ?? throw new InvalidDataException($"{path}: not a Sculpt model (no {name} inside)");
+                using var s = e.Open();
+                using var ms = new MemoryStream();
+                s.CopyTo(ms);
+                return ms.ToArray();
+            }
+            NetworkGraph graph;
+            try { graph = NetworkGraph.FromJson(Encoding.UTF8.GetString(Entry("graph.json"))); }
+            catch (GraphException e) { throw new InvalidDataException($"{path}: graph.json: {e.Message}"); }
+            var weights = Safetensors.Read(Entry("weights.safetensors"), $"{path}: weights.safetensors");
+            ModelMeta meta;
+            try { meta = JsonSerializer.Deserialize<ModelMeta>(Entry("meta.json"), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+            catch (JsonException e) { throw new InvalidDataException($"{path}: meta.json is invalid: {e.Message.Split('\n')[0]}"); }
+            WeightLayout.Check(graph, weights, path);
+            return new ModelPackage(graph, weights, meta);
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path))
+        {
+            throw new InvalidDataException($"{path}: not a valid Sculpt model (corrupt or truncated zip: {e.Message.Split('\n')[0]})");
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw new InvalidDataException($"{path}: cannot read model: {e.Message}");
+        }
+    }
+}
+
+/// <summary>Writes go to a temporary file in the same folder and are renamed into place only when complete.</summary>
+public static class AtomicFile
+{
+    public static void Write(string path, Action<Stream> write)
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                write(fs);
+                fs.Flush(true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
+    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
+}

@@ -1,0 +1,56 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace Sculpt.Runtime;
+
+/// <summary>
+/// One-time libtorch setup shared by the CLI, tests and benchmarks.
+/// NNPACK: libtorch tries NNPACK for some convolutions and, on CPUs it does not support, prints
+/// "Could not initialize NNPACK! Reason: Unsupported hardware." on every attempt. TorchSharp does not
+/// expose torch.backends.nnpack, so we call at::Context::setUserEnabledNNPACK(false) in libtorch_cpu
+/// directly: libtorch then never tries NNPACK (it would fall back to the same kernels anyway).
+/// </summary>
+public static class TorchRuntime
+{
+    private static readonly object Gate = new();
+    private static bool _initialized;
+
+    public static bool NnpackDisabled { get; private set; }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate IntPtr GlobalContextFn();
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] private delegate void SetBoolFn(IntPtr self, [MarshalAs(UnmanagedType.U1)] bool value);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)] [return: MarshalAs(UnmanagedType.U1)] private delegate bool GetBoolFn(IntPtr self);
+
+    public static void Initialize()
+    {
+        lock (Gate)
+        {
+            if (_initialized) return;
+            _initialized = true;
+            torch.InitializeDeviceType(DeviceType.CPU);
+            NnpackDisabled = TryDisableNnpack();
+        }
+    }
+
+    private static bool TryDisableNnpack()
+    {
+        var dir = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
+        foreach (var candidate in new[] { Path.Combine(dir, "libtorch_cpu.so"), Path.Combine(AppContext.BaseDirectory, "libtorch_cpu.so"), "libtorch_cpu.so" })
+        {
+            if (!NativeLibrary.TryLoad(candidate, out var lib)) continue;
+            if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var ctxPtr) ||
+                !NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setPtr) ||
+                !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context17userEnabledNNPACKEv", out var getPtr))
+                return false;
+            var ctx = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(ctxPtr)();
+            Marshal.GetDelegateForFunctionPointer<SetBoolFn>(setPtr)(ctx, false);
+            return !Marshal.GetDelegateForFunctionPointer<GetBoolFn>(getPtr)(ctx);
+        }
+        return false;
+    }
+
+    /// <summary>Versions for reproducibility records.</summary>
+    public static string TorchSharpVersion =>
+        typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0] ?? "?";
+}

@@ -1,0 +1,108 @@
+using Sculpt.Data;
+using Sculpt.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Sculpt.Training;
+
+/// <summary>Turns samples into normalised tensors, and model outputs back into label maps.</summary>
+public static class Batches
+{
+    public static Tensor Images(IReadOnlyList<Sample> batch, int channels, int h, int w, Normalization norm)
+    {
+        var data = new float[batch.Count * channels * h * w];
+        for (int b = 0; b < batch.Count; b++) batch[b].Image.CopyTo(data, b * channels * h * w);
+        var x = tensor(data, new long[] { batch.Count, channels, h, w });
+        return Normalize(x, norm);
+    }
+
+    public static Tensor Normalize(Tensor x, Normalization norm)
+    {
+        long c = x.shape[1];
+        var mean = tensor(Expand(norm.Mean, c)).reshape(1, c, 1, 1);
+        var std = tensor(Expand(norm.Std, c)).reshape(1, c, 1, 1);
+        return (x - mean) / std;
+    }
+
+    private static float[] Expand(double[] v, long c) => Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray();
+
+    /// <summary>Labels as long [B,H,W].</summary>
+    public static Tensor Labels(IReadOnlyList<Sample> batch, int h, int w)
+    {
+        var data = new long[batch.Count * h * w];
+        for (int b = 0; b < batch.Count; b++)
+            for (int i = 0; i < h * w; i++) data[b * h * w + i] = batch[b].Mask[i];
+        return tensor(data, new long[] { batch.Count, h, w });
+    }
+
+    /// <summary>Label maps from logits: sigmoid &gt; 0.5 for one channel, argmax otherwise.</summary>
+    public static byte[][] Predict(Tensor logits)
+    {
+        using var scope = NewDisposeScope();
+        var labels = logits.shape[1] == 1 ? (logits.squeeze(1) > 0).to_type(ScalarType.Byte) : logits.argmax(1).to_type(ScalarType.Byte);
+        long n = labels.shape[0], hw = labels.shape[1] * labels.shape[2];
+        var flat = labels.contiguous().data<byte>().ToArray();
+        return Enumerable.Range(0, (int)n).Select(b => flat.AsSpan((int)(b * hw), (int)hw).ToArray()).ToArray();
+    }
+
+    /// <summary>Mean and std of training intensities, per channel, for the model's normalisation.</summary>
+    public static Normalization Statistics(IReadOnlyList<Sample> samples, int channels)
+    {
+        var mean = new double[channels]; var sq = new double[channels];
+        long count = 0;
+        foreach (var s in samples)
+        {
+            int hw = s.Image.Length / channels;
+            for (int c = 0; c < channels; c++)
+                for (int i = 0; i < hw; i++) { double v = s.Image[c * hw + i]; mean[c] += v; sq[c] += v * v; }
+            count += s.Image.Length / channels;
+        }
+        var std = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            mean[c] /= count;
+            std[c] = Math.Sqrt(Math.Max(sq[c] / count - mean[c] * mean[c], 1e-8));
+        }
+        return new Normalization { Mean = mean.Select(v => Math.Round(v, 6)).ToArray(), Std = std.Select(v => Math.Round(v, 6)).ToArray() };
+    }
+}
+
+/// <summary>Random affine, gamma, contrast and noise augmentation on [0,1] image batches and their labels.</summary>
+public sealed class Augmenter(int seed)
+{
+    private readonly Random _random = new(seed);
+    public double MaxRotationDeg { get; init; } = 12;
+    public double ScaleRange { get; init; } = 0.12;
+    public double ShiftRange { get; init; } = 0.08;
+
+    private double U(double lo, double hi) => lo + (hi - lo) * _random.NextDouble();
+
+    /// <summary>Returns augmented (images in [0,1], labels long [B,H,W]).</summary>
+    public (Tensor Images, Tensor Labels) Apply(Tensor images, Tensor labels)
+    {
+        long b = images.shape[0];
+        var theta = new float[b * 6];
+        var gamma = new float[b]; var contrast = new float[b]; var noise = new float[b];
+        for (int i = 0; i < b; i++)
+        {
+            double a = U(-MaxRotationDeg, MaxRotationDeg) * Math.PI / 180, s = 1 + U(-ScaleRange, ScaleRange);
+            double ca = Math.Cos(a) / s, sa = Math.Sin(a) / s;
+            theta[i * 6 + 0] = (float)ca; theta[i * 6 + 1] = (float)-sa; theta[i * 6 + 2] = (float)U(-ShiftRange, ShiftRange) * 2;
+            theta[i * 6 + 3] = (float)sa; theta[i * 6 + 4] = (float)ca; theta[i * 6 + 5] = (float)U(-ShiftRange, ShiftRange) * 2;
+            gamma[i] = (float)Math.Exp(U(-0.4, 0.4));
+            contrast[i] = (float)U(0.8, 1.2);
+            noise[i] = (float)U(0, 0.04);
+        }
+        var th = tensor(theta, new long[] { b, 2, 3 });
+        var grid = F.affine_grid(th, images.shape, align_corners: false);
+        var warped = F.grid_sample(images, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Zeros, align_corners: false);
+        var lab = F.grid_sample(labels.unsqueeze(1).to_type(ScalarType.Float32), grid, GridSampleMode.Nearest, GridSamplePaddingMode.Zeros, align_corners: false)
+            .squeeze(1).round().to_type(ScalarType.Int64);
+        var g = tensor(gamma).reshape(b, 1, 1, 1);
+        var k = tensor(contrast).reshape(b, 1, 1, 1);
+        var sd = tensor(noise).reshape(b, 1, 1, 1);
+        var x = warped.clamp(0, 1).pow(g) * k + randn_like(warped) * sd;
+        return (x.clamp(0, 1), lab);
+    }
+}

@@ -1,0 +1,63 @@
+using Sculpt.Data;
+using Sculpt.Runtime;
+using static TorchSharp.torch;
+
+namespace Sculpt.Training;
+
+public sealed record CaseResult(string Id, int Label, CaseMetrics Metrics, double? SpacingMm);
+
+public sealed record MetricSummary(string Label, int Cases, double Dice, double DiceLo, double DiceHi, double IoU, double IoULo, double IoUHi,
+    double Hd95Px, double Hd95Lo, double Hd95Hi, int Hd95Undefined, double? Hd95Mm);
+
+public static class Evaluator
+{
+    /// <summary>Runs the model in eval mode over the samples and returns label maps.</summary>
+    public static List<byte[]> Predict(GraphModule model, IReadOnlyList<Sample> samples, TaskInfo task, int batchSize = 16)
+    {
+        model.eval();
+        var result = new List<byte[]>(samples.Count);
+        using var _ = no_grad();
+        for (int start = 0; start < samples.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = samples.Skip(start).Take(batchSize).ToList();
+            var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
+            result.AddRange(Batches.Predict(model.forward(x)));
+        }
+        return result;
+    }
+
+    public static List<CaseResult> Score(IReadOnlyList<Sample> samples, IReadOnlyList<byte[]> predictions, int h, int w, int labelCount)
+    {
+        var results = new List<CaseResult>();
+        for (int i = 0; i < samples.Count; i++)
+            for (int label = 1; label < labelCount; label++)
+                results.Add(new CaseResult(samples[i].Id, label, Metrics.Compute(predictions[i], samples[i].Mask, h, w, (byte)label), samples[i].SpacingMm));
+        return results;
+    }
+
+    public static List<MetricSummary> Summarize(IReadOnlyList<CaseResult> results, IReadOnlyList<string> labels, int seed = 0)
+    {
+        var list = new List<MetricSummary>();
+        foreach (var group in results.GroupBy(r => r.Label).OrderBy(g => g.Key))
+        {
+            var d = Metrics.MeanCi(group.Select(r => r.Metrics.Dice).ToList(), seed);
+            var j = Metrics.MeanCi(group.Select(r => r.Metrics.IoU).ToList(), seed);
+            var h = Metrics.MeanCi(group.Select(r => r.Metrics.Hd95Px).ToList(), seed);
+            double? mm = group.All(r => r.SpacingMm.HasValue)
+                ? group.Where(r => r.Metrics.Hd95Defined).Select(r => r.Metrics.Hd95Px * r.SpacingMm!.Value).DefaultIfEmpty(double.NaN).Average()
+                : null;
+            list.Add(new MetricSummary(labels[group.Key], group.Count(), d.Mean, d.Lo, d.Hi, j.Mean, j.Lo, j.Hi, h.Mean, h.Lo, h.Hi,
+                group.Count(r => !r.Metrics.Hd95Defined), mm));
+        }
+        return list;
+    }
+
+    /// <summary>Mean Dice over cases and foreground labels — the model-selection metric.</summary>
+    public static double MeanDice(GraphModule model, IReadOnlyList<Sample> samples, TaskInfo task)
+    {
+        var preds = Predict(model, samples, task);
+        var scores = Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
+        return scores.Average(s => s.Metrics.Dice);
+    }
+}

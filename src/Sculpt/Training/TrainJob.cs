@@ -1,0 +1,50 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sculpt.Data;
+using Sculpt.Graph;
+using Sculpt.Models;
+using Sculpt.Runtime;
+
+namespace Sculpt.Training;
+
+/// <summary>Dataset + architecture + options → a trained, self-describing model package.</summary>
+public static class TrainJob
+{
+    public static TaskInfo TaskFor(SegmentationDataset ds, Normalization norm) => new()
+    {
+        Labels = ds.Labels.ToList(), Mode = ds.IsBinary ? "binary" : "multiclass", InputChannels = ds.Channels,
+        InputHeight = ds.Height, InputWidth = ds.Width, Normalization = norm,
+        PixelSpacingMm = ds.Samples.FirstOrDefault()?.SpacingMm,
+    };
+
+    public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options,
+        Action<Progress>? progress = null)
+    {
+        var train = ds.Split("train");
+        var val = ds.Split("val");
+        var task = TaskFor(ds, Batches.Statistics(train, ds.Channels));
+        if (config.InChannels != task.InputChannels || config.Classes != task.OutputChannels || config.InputSize != ds.Height)
+            throw new ArgumentException("architecture does not match the dataset (channels, classes or input size)");
+        if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
+        TorchSharp.torch.manual_seed(options.Seed);
+        var graph = UNet.Build(config);
+        using var model = new GraphModule(graph);
+        var result = Trainer.Train(model, train, val, task, options, progress);
+        var meta = new ModelMeta
+        {
+            Task = task,
+            Architecture = arch,
+            Training = new JsonObject
+            {
+                ["data"] = Path.GetFullPath(ds.Source), ["train_samples"] = train.Count, ["val_samples"] = val.Count,
+                ["unet"] = JsonSerializer.SerializeToNode(config, NetworkGraph.JsonOptions),
+                ["options"] = JsonSerializer.SerializeToNode(options with { ExtraLoss = null }, NetworkGraph.JsonOptions),
+                ["best_epoch"] = result.BestEpoch,
+                ["history"] = JsonSerializer.SerializeToNode(result.History, NetworkGraph.JsonOptions),
+                ["torchsharp"] = TorchRuntime.TorchSharpVersion,
+            },
+            Metrics = new() { ["val_dice"] = Math.Round(result.BestValDice, 6) },
+        };
+        return (new ModelPackage(graph, result.BestWeights, meta), result);
+    }
+}

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sculpt.Data;
+using Sculpt.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sculpt.Training;
+
+public sealed record TrainOptions
+{
+    public int Epochs { get; init; } = 20;
+    public int BatchSize { get; init; } = 8;
+    public double LearningRate { get; init; } = 2e-3;
+    public double MinLearningRate { get; init; } = 1e-5;
+    public string Optimizer { get; init; } = "adam";
+    public double WeightDecay { get; init; } = 1e-5;
+    public bool Augment { get; init; } = true;
+    public int Seed { get; init; }
+    /// <summary>Folder for resumable checkpoints (last weights, optimizer state, history); null disables them.</summary>
+    public string? CheckpointDir { get; init; }
+    public bool Resume { get; init; }
+    /// <summary>Optional extra loss term on the logits (distillation during fine-tuning).</summary>
+    public Func<Tensor, Tensor, Tensor>? ExtraLoss { get; init; }
+}
+
+public sealed record EpochRecord(int Epoch, double TrainLoss, double ValDice, double LearningRate, double Seconds);
+
+public sealed record Progress(int Epoch, int Epochs, int Step, int Steps, double Loss, double? ValDice, TimeSpan Eta);
+
+public sealed record TrainResult(double BestValDice, int BestEpoch, List<EpochRecord> History, WeightSet BestWeights);
+
+/// <summary>Supervised training with validation every epoch; keeps the best weights; resumable.</summary>
+public static class Trainer
+{
+    public static TrainResult Train(GraphModule model, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, TaskInfo task, TrainOptions o,
+        Action<Progress>? progress = null)
+    {
+        if (train.Count == 0) throw new DatasetException("no training samples (split 'train' is empty)");
+        if (val.Count == 0) throw new DatasetException("no validation samples (split 'val' is empty)");
+        torch.manual_seed(o.Seed);
+        var parameters = model.parameters().ToList();
+        torch.optim.Optimizer opt = o.Optimizer switch
+        {
+            "adam" => torch.optim.Adam(parameters, o.LearningRate, weight_decay: o.WeightDecay),
+            "sgd" => torch.optim.SGD(parameters, o.LearningRate, momentum: 0.9, weight_decay: o.WeightDecay, nesterov: true),
+            _ => throw new ArgumentException($"unknown optimizer '{o.Optimizer}' (adam or sgd)"),
+        };
+        int stepsPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        long totalSteps = (long)stepsPerEpoch * o.Epochs;
+        var history = new List<EpochRecord>();
+        double best = -1; int bestEpoch = -1; WeightSet? bestWeights = null; int startEpoch = 0;
+
+        if (o.Resume && o.CheckpointDir != null && File.Exists(Path.Combine(o.CheckpointDir, "state.json")))
+        {
+            var state = JsonNode.Parse(File.ReadAllText(Path.Combine(o.CheckpointDir, "state.json")))!.AsObject();
+            startEpoch = state["epoch"]!.GetValue<int>() + 1;
+            best = state["best_val_dice"]!.GetValue<double>();
+            bestEpoch = state["best_epoch"]!.GetValue<int>();
+            history = JsonSerializer.Deserialize<List<EpochRecord>>(state["history"]!.ToJsonString()) ?? new();
+            model.LoadWeights(Safetensors.Read(File.ReadAllBytes(Path.Combine(o.CheckpointDir, "last.safetensors")), "checkpoint"), "checkpoint");
+            bestWeights = Safetensors.Read(File.ReadAllBytes(Path.Combine(o.CheckpointDir, "best.safetensors")), "checkpoint");
+            ((TorchSharp.Modules.OptimizerHelper)opt).load_state_dict(Path.Combine(o.CheckpointDir, "optimizer.bin"));
+        }
+
+        var clock = Stopwatch.StartNew();
+        long doneSteps = 0;
+        for (int epoch = startEpoch; epoch < o.Epochs; epoch++)
+        {
+            var epochClock = Stopwatch.StartNew();
+            // every epoch draws from its own seeded streams, so a resumed run repeats an uninterrupted one exactly
+            torch.manual_seed(o.Seed + 1000L * epoch);
+            var aug = new Augmenter(o.Seed * 7919 + epoch);
+            var order = Enumerable.Range(0, train.Count).ToArray();
+            new Random(o.Seed * 31 + epoch).Shuffle(order);
+            model.train();
+            double lossSum = 0; double lr = o.LearningRate;
+            for (int s = 0; s < stepsPerEpoch; s++)
+            {
+                using var scope = NewDisposeScope();
+                long global = (long)epoch * stepsPerEpoch + s;
+                lr = o.MinLearningRate + 0.5 * (o.LearningRate - o.MinLearningRate) * (1 + Math.Cos(Math.PI * global / totalSteps));
+                foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+                var batch = order.Skip(s * o.BatchSize).Take(o.BatchSize).Select(i => train[i]).ToList();
+                var raw = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, new Normalization { Mean = new[] { 0.0 }, Std = new[] { 1.0 } });
+                var labels = Batches.Labels(batch, task.InputHeight, task.InputWidth);
+                if (o.Augment) (raw, labels) = aug.Apply(raw, labels);
+                var x = Batches.Normalize(raw, task.Normalization);
+                opt.zero_grad();
+                var logits = model.forward(x);
+                var loss = Losses.DiceCe(logits, labels);
+                if (o.ExtraLoss != null) loss = loss + o.ExtraLoss(x, logits);
+                loss.backward();
+                opt.step();
+                double l = loss.item<float>();
+                lossSum += l;
+                doneSteps++;
+                var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / doneSteps * (totalSteps - global - 1));
+                progress?.Invoke(new Progress(epoch + 1, o.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1), history.LastOrDefault()?.ValDice, eta));
+            }
+            double dice = Evaluator.MeanDice(model, val, task);
+            history.Add(new EpochRecord(epoch + 1, lossSum / stepsPerEpoch, dice, lr, epochClock.Elapsed.TotalSeconds));
+            if (dice > best || bestWeights == null) { best = dice; bestEpoch = epoch + 1; bestWeights = model.ExportWeights(); }
+            progress?.Invoke(new Progress(epoch + 1, o.Epochs, stepsPerEpoch, stepsPerEpoch, lossSum / stepsPerEpoch, dice,
+                TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch))));
+            if (o.CheckpointDir != null) SaveCheckpoint(o.CheckpointDir, model, opt, bestWeights!, epoch, best, bestEpoch, history);
+        }
+        if (bestWeights == null) { bestWeights = model.ExportWeights(); best = Evaluator.MeanDice(model, val, task); bestEpoch = o.Epochs; }
+        model.LoadWeights(bestWeights, "best weights");
+        return new TrainResult(best, bestEpoch, history, bestWeights);
+    }
+
+    private static void SaveCheckpoint(string dir, GraphModule model, torch.optim.Optimizer opt, WeightSet best, int epoch, double bestDice, int bestEpoch, List<EpochRecord> history)
+    {
+        Directory.CreateDirectory(dir);
+        AtomicFile.WriteAllBytes(Path.Combine(dir, "last.safetensors"), Safetensors.Write(model.ExportWeights()));
+        AtomicFile.WriteAllBytes(Path.Combine(dir, "best.safetensors"), Safetensors.Write(best));
+        var optTmp = Path.Combine(dir, $".optimizer.{Guid.NewGuid():N}.tmp");
+        ((TorchSharp.Modules.OptimizerHelper)opt).save_state_dict(optTmp);
+        File.Move(optTmp, Path.Combine(dir, "optimizer.bin"), true);
+        var state = new JsonObject
+        {
+            ["epoch"] = epoch, ["best_val_dice"] = bestDice, ["best_epoch"] = bestEpoch,
+            ["history"] = JsonNode.Parse(JsonSerializer.Serialize(history)),
+        };
+        // state.json last: it is what marks the checkpoint complete
+        AtomicFile.WriteAllText(Path.Combine(dir, "state.json"), state.ToJsonString());
+    }
+}
