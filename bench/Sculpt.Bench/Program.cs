@@ -1,1 +1,75 @@
-System.Console.WriteLine("x");
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Sculpt.Data;
+using Sculpt.Models;
+using Sculpt.Runtime;
+using Sculpt.Tests.Reference;
+using Sculpt.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+// Benchmarks that need real scale; results go to bench/RESULTS.md.
+//   train-step  GraphModule vs a hand-written TorchSharp U-Net, same configuration, timed alternately
+//   baseline    Dice of the non-learned dark-region baseline on a dataset split
+var inv = CultureInfo.InvariantCulture;
+string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+TorchRuntime.Initialize();
+switch (args.FirstOrDefault())
+{
+    case "train-step": TrainStep(); break;
+    case "baseline": Baseline(); break;
+    default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test]"); return 2;
+}
+return 0;
+
+void TrainStep()
+{
+    int width = int.Parse(Opt("width", "64")), depth = int.Parse(Opt("depth", "4")), batch = int.Parse(Opt("batch", "4"));
+    int reps = int.Parse(Opt("reps", "10")), size = int.Parse(Opt("size", "112"));
+    torch.manual_seed(0);
+    var graph = UNet.Build(new UNetConfig { Depth = depth, BaseWidth = width, InputSize = size, Classes = 1 });
+    using var gm = new GraphModule(graph);
+    using var hand = new HandUNet(depth, width, 1, 1);
+    hand.CopyFrom(gm.ExportWeights());
+    var x = randn(batch, 1, size, size);
+    var y = (randn(batch, size, size) > 0.5).to_type(ScalarType.Int64);
+    var optG = torch.optim.Adam(gm.parameters(), 1e-4);
+    var optH = torch.optim.Adam(hand.parameters(), 1e-4);
+    double Step(nn.Module<Tensor, Tensor> m, torch.optim.Optimizer opt)
+    {
+        using var scope = NewDisposeScope();
+        var sw = Stopwatch.StartNew();
+        m.train();
+        opt.zero_grad();
+        var loss = Losses.DiceCe(m.forward(x), y);
+        TorchRuntime.Backward(loss);
+        opt.step();
+        return sw.Elapsed.TotalSeconds;
+    }
+    Step(gm, optG); Step(hand, optH); // warm-up
+    var g = new List<double>(); var h = new List<double>();
+    for (int r = 0; r < reps; r++)
+    {
+        // alternate the order so drift on a shared machine hits both equally
+        if (r % 2 == 0) { g.Add(Step(gm, optG)); h.Add(Step(hand, optH)); }
+        else { h.Add(Step(hand, optH)); g.Add(Step(gm, optG)); }
+    }
+    double Median(List<double> v) { var s = v.OrderBy(t => t).ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
+    double mg = Median(g), mh = Median(h);
+    Console.WriteLine($"U-Net depth {depth} width {width} ({graph.ParameterCount():N0} params), batch {batch}, {size}×{size}, {reps} alternating reps, {Environment.ProcessorCount} threads");
+    Console.WriteLine($"  GraphModule   median {mg:0.0000} s/step  ({mg / batch:0.0000} s/sample)");
+    Console.WriteLine($"  hand-written  median {mh:0.0000} s/step  ({mh / batch:0.0000} s/sample)");
+    Console.WriteLine($"  ratio GraphModule/hand-written = {mg / mh:0.000}");
+    Console.WriteLine(new JsonObject { ["bench"] = "train-step", ["width"] = width, ["depth"] = depth, ["batch"] = batch, ["graph_s"] = mg, ["hand_s"] = mh, ["ratio"] = mg / mh }.ToJsonString());
+}
+
+void Baseline()
+{
+    var ds = SegmentationDataset.Load(Opt("data", "data"));
+    var split = ds.Split(Opt("split", "test"));
+    var b = new DarkRegionBaseline(ds.Split("train"), ds.Height, ds.Width);
+    var scores = split.Select(s => Metrics.Compute(b.Segment(s.Image, ds.Height, ds.Width), s.Mask, ds.Height, ds.Width)).ToList();
+    var (mean, lo, hi) = Metrics.MeanCi(scores.Select(s => s.Dice).ToList());
+    Console.WriteLine($"dark-region baseline on {split.Count} cases: Dice {mean:0.0000} [{lo:0.0000}, {hi:0.0000}], HD95 {Metrics.MeanCi(scores.Select(s => s.Hd95Px).ToList()).Mean:0.00} px");
+}

@@ -71,7 +71,7 @@ public static class TrainCommand
         var result = TrainJob.Run(ds, arch, config, options, p =>
         {
             string dice = p.ValDice is { } d ? $" val Dice {d:0.0000}" : "";
-            bool epochEnd = p.Step == p.Steps && p.ValDice.HasValue;
+            bool epochEnd = p.EpochDone;
             progress.Update($"train epoch {p.Epoch}/{p.Epochs} {ProgressLine.Bar((double)p.Step / p.Steps)} loss {p.Loss:0.0000}{dice} ETA {Output.Duration(p.Eta)}", epochEnd);
         });
         progress.Done();

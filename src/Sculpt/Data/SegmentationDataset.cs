@@ -58,6 +58,7 @@ public sealed class SegmentationDataset
 
         var raw = new List<(string Id, Image8 Img, byte[] Mask)>();
         int maxValue = 0;
+        string maxFile = "";
         bool only0And255 = true;
         foreach (var imgPath in images)
         {
@@ -72,7 +73,7 @@ public sealed class SegmentationDataset
             if (mask.Channels != 1) throw new DatasetException($"{maskPath}: mask must be a single-channel label image, has {mask.Channels} channels");
             foreach (var v in mask.Pixels)
             {
-                if (v > maxValue) maxValue = v;
+                if (v > maxValue) { maxValue = v; maxFile = maskPath; }
                 if (v != 0 && v != 255) only0And255 = false;
             }
             raw.Add((id, img, mask.Pixels));
@@ -81,7 +82,7 @@ public sealed class SegmentationDataset
         if (labels == null)
         {
             if (maxValue <= 1 || only0And255) { labels = new(SyntheticEcho.BinaryLabels); scale255 = only0And255 && maxValue == 255; }
-            else throw new DatasetException($"{masksDir}: masks hold label values up to {maxValue} but no manifest.json names the labels (binary masks must be 0/1 or 0/255)");
+            else throw new DatasetException($"{maxFile}: mask is not binary (holds label value {maxValue}) and no manifest.json names the labels; binary masks must be 0/1 or 0/255");
         }
         else if (labels.Count == 2 && only0And255 && maxValue == 255) scale255 = true;
 

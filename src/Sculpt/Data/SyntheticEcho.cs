@@ -93,7 +93,18 @@ public static class SyntheticEcho
         return phase < 0.35 ? 0.5 * (1 - Math.Cos(Math.PI * phase / 0.35)) : 0.5 * (1 + Math.Cos(Math.PI * (phase - 0.35) / 0.65));
     }
 
-    public static Random CaseRandom(int seed, int index, int stream) => new(HashCode.Combine(seed, index, stream) ^ (seed * 7919 + index));
+    /// <summary>
+    /// Per-case random stream. Seeds are mixed with SplitMix64 — not HashCode.Combine, which .NET randomises
+    /// per process — so the same --seed draws the same data in every run.
+    /// </summary>
+    public static Random CaseRandom(int seed, int index, int stream)
+    {
+        ulong z = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL + (ulong)(uint)index * 0xBF58476D1CE4E5B9UL + (ulong)(uint)stream * 0x94D049BB133111EBUL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return new Random((int)(z & 0x7FFFFFFF));
+    }
 
     /// <summary>One still frame: image in [0,1] (H×W) and label map.</summary>
     public static (float[] Image, byte[] Mask) Frame(SynthOptions o, int index)

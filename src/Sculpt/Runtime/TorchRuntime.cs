@@ -29,8 +29,47 @@ public static class TorchRuntime
             if (_initialized) return;
             _initialized = true;
             torch.InitializeDeviceType(DeviceType.CPU);
-            NnpackDisabled = TryDisableNnpack();
+            NnpackDisabled = Environment.GetEnvironmentVariable("SCULPT_KEEP_NNPACK") == null && TryDisableNnpack();
+            MkldnnSwitchable = NativeLibrary.TryLoad(TorchCpuPath, out var lib) && NativeLibrary.TryGetExport(lib, SetMkldnnSymbol, out _);
         }
+    }
+
+    private const string SetMkldnnSymbol = "_ZN2at7Context20setUserEnabledMkldnnEb";
+    private static readonly object BackwardGate = new();
+    public static bool MkldnnSwitchable { get; private set; }
+
+    private static string TorchCpuPath => Path.Combine(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory, "libtorch_cpu.so");
+
+    /// <summary>
+    /// Runs <paramref name="work"/> with oneDNN (mkldnn) switched off. Measured on this project's machines
+    /// (AMD EPYC, libtorch 2.10 CPU): oneDNN's backward-data convolution — used for the input gradient of
+    /// conv2d and for the forward of stride-1 conv_transpose2d — returns wrong values (off by O(10), sometimes
+    /// NaN) in about half of the cases tried, while its conv2d forward is exact (GradientTests checks both).
+    /// libtorch chooses the convolution backend again when backward runs, so running every backward and every
+    /// transposed convolution through here keeps oneDNN's fast conv2d forward and correct results elsewhere.
+    /// The flag is process-wide, hence one lock for every switch.
+    /// </summary>
+    public static T WithoutMkldnn<T>(Func<T> work)
+    {
+        Initialize();
+        if (!MkldnnSwitchable) return work();
+        lock (BackwardGate)
+        {
+            SetContextFlag(SetMkldnnSymbol, false);
+            try { return work(); }
+            finally { SetContextFlag(SetMkldnnSymbol, true); }
+        }
+    }
+
+    public static void Backward(torch.Tensor loss) => WithoutMkldnn(() => { loss.backward(); return 0; });
+
+    public static bool SetContextFlag(string symbol, bool value)
+    {
+        if (!NativeLibrary.TryLoad(TorchCpuPath, out var lib)) return false;
+        if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var ctxPtr) || !NativeLibrary.TryGetExport(lib, symbol, out var setPtr)) return false;
+        var ctx = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(ctxPtr)();
+        Marshal.GetDelegateForFunctionPointer<SetBoolFn>(setPtr)(ctx, value);
+        return true;
     }
 
     private static bool TryDisableNnpack()

@@ -27,7 +27,7 @@ public sealed record TrainOptions
 
 public sealed record EpochRecord(int Epoch, double TrainLoss, double ValDice, double LearningRate, double Seconds);
 
-public sealed record Progress(int Epoch, int Epochs, int Step, int Steps, double Loss, double? ValDice, TimeSpan Eta);
+public sealed record Progress(int Epoch, int Epochs, int Step, int Steps, double Loss, double? ValDice, TimeSpan Eta, bool EpochDone = false);
 
 public sealed record TrainResult(double BestValDice, int BestEpoch, List<EpochRecord> History, WeightSet BestWeights);
 
@@ -91,7 +91,7 @@ public static class Trainer
                 var logits = model.forward(x);
                 var loss = Losses.DiceCe(logits, labels);
                 if (o.ExtraLoss != null) loss = loss + o.ExtraLoss(x, logits);
-                loss.backward();
+                TorchRuntime.Backward(loss);
                 opt.step();
                 double l = loss.item<float>();
                 lossSum += l;
@@ -103,7 +103,7 @@ public static class Trainer
             history.Add(new EpochRecord(epoch + 1, lossSum / stepsPerEpoch, dice, lr, epochClock.Elapsed.TotalSeconds));
             if (dice > best || bestWeights == null) { best = dice; bestEpoch = epoch + 1; bestWeights = model.ExportWeights(); }
             progress?.Invoke(new Progress(epoch + 1, o.Epochs, stepsPerEpoch, stepsPerEpoch, lossSum / stepsPerEpoch, dice,
-                TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch))));
+                TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch)), EpochDone: true));
             if (o.CheckpointDir != null) SaveCheckpoint(o.CheckpointDir, model, opt, bestWeights!, epoch, best, bestEpoch, history);
         }
         if (bestWeights == null) { bestWeights = model.ExportWeights(); best = Evaluator.MeanDice(model, val, task); bestEpoch = o.Epochs; }
