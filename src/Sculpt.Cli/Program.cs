@@ -16,6 +16,7 @@ namespace Sculpt.Cli
             ["data"] = ("info|export: what a dataset folder holds; write image/mask/overlay PNGs", DataCommand.Run, DataCommand.Help),
             ["train"] = ("train a dense model", TrainCommand.Run, TrainCommand.Help),
             ["eval"] = ("Dice, IoU, HD95 with bootstrap confidence intervals", EvalCommand.Run, EvalCommand.Help),
+            ["prune"] = ("structured pruning to a compression / parameter / MAC target", PruneCommand.Run, PruneCommand.Help),
             ["inspect"] = ("layers, widths, parameters, MACs", InspectCommand.Run, InspectCommand.Help),
         };
 
@@ -39,7 +40,7 @@ namespace Sculpt.Cli
                 return cmd.Run(rest);
             }
             catch (UsageException e) { Console.Error.WriteLine($"sculpt {args[0]}: {e.Message} (see sculpt {args[0]} --help)"); return 2; }
-            catch (Exception e) when (e is DatasetException or GraphException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is Sculpt.Pruning.PruneException or DatasetException or GraphException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
             {
                 Console.Error.WriteLine($"sculpt {args[0]}: error: {e.Message.Split('\n')[0]}");
                 return 1;

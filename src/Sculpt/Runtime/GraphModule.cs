@@ -139,6 +139,19 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         return w;
     }
 
+    /// <summary>Current gradients of the parameters (zeros where none), keyed like the weights.</summary>
+    public WeightSet ExportGradients()
+    {
+        var w = new WeightSet();
+        foreach (var (key, t) in _tensors)
+        {
+            if (!t.requires_grad) continue;
+            using var g = t.grad is null ? zeros_like(t) : t.grad.detach().contiguous();
+            w[key] = new TensorData(g.shape, g.data<float>().ToArray());
+        }
+        return w;
+    }
+
     public override Tensor forward(Tensor x)
     {
         var values = new Tensor?[_order.Count];

@@ -1,0 +1,71 @@
+using Sculpt.Graph;
+
+namespace Sculpt.Pruning;
+
+public enum AllocationMode { Global, Uniform }
+
+/// <summary>What to shrink towards: parameters or MACs, at most <see cref="Value"/>.</summary>
+public readonly record struct Budget(string Metric, double Value)
+{
+    public double Measure(NetworkGraph g) => Metric == "macs" ? g.MacCount() : g.ParameterCount();
+}
+
+public sealed record AllocationOptions
+{
+    public AllocationMode Mode { get; init; } = AllocationMode.Global;
+    /// <summary>At most this fraction of a group's current channels goes in one allocation, so no layer vanishes.</summary>
+    public double MaxGroupRatio { get; init; } = 0.9;
+    /// <summary>Kept widths are multiples of this (when the group is at least that wide).</summary>
+    public int RoundTo { get; init; } = 1;
+}
+
+/// <summary>Decides how many (and which) channels each group keeps to fit a budget.</summary>
+public static class Allocation
+{
+    public static int MinKeep(int width, AllocationOptions o) =>
+        Math.Clamp((int)Math.Ceiling(width * (1 - o.MaxGroupRatio) - 1e-9), 1, width);
+
+    private static int Round(int keep, int width, AllocationOptions o)
+    {
+        if (o.RoundTo <= 1 || width < o.RoundTo) return keep;
+        int r = (int)Math.Round((double)keep / o.RoundTo) * o.RoundTo;
+        return Math.Clamp(r, o.RoundTo, width - width % o.RoundTo);
+    }
+
+    /// <summary>The smallest model the graph can become (every prunable group at its minimum).</summary>
+    public static double Floor(ChannelGroups groups, Budget budget, AllocationOptions o) =>
+        budget.Measure(Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g => Round(MinKeep(g.Width, o), g.Width, o))));
+
+    /// <summary>
+    /// Channel indices each prunable group keeps so that the pruned graph fits the budget with as little
+    /// removed as possible. Global: one threshold on normalised scores across all groups. Uniform: one
+    /// ratio for every group. Both respect <see cref="AllocationOptions.MaxGroupRatio"/> and keep ≥ 1 channel.
+    /// </summary>
+    public static Dictionary<int, int[]> Allocate(ChannelGroups groups, Dictionary<int, double[]> scores, Budget budget, AllocationOptions o)
+    {
+        var prunable = groups.Prunable.ToList();
+        Dictionary<int, int> Counts(double t) => prunable.ToDictionary(g => g.Id, g =>
+        {
+            int keep = o.Mode == AllocationMode.Uniform
+                ? (int)Math.Round(g.Width * (1 - t))
+                : scores[g.Id].Count(s => s >= t);
+            return Round(Math.Clamp(keep, MinKeep(g.Width, o), g.Width), g.Width, o);
+        });
+        double Measure(double t) => budget.Measure(Slicer.ApplyWidths(groups, Counts(t)));
+
+        if (Measure(0) <= budget.Value) return Select(prunable, scores, prunable.ToDictionary(g => g.Id, g => g.Width));
+        double lo = 0, hi = o.Mode == AllocationMode.Uniform ? o.MaxGroupRatio : scores.Values.SelectMany(s => s).DefaultIfEmpty(1).Max() + 1e-9;
+        if (Measure(hi) > budget.Value) return Select(prunable, scores, Counts(hi)); // as small as allowed; the caller reports the shortfall
+        for (int it = 0; it < 60; it++)
+        {
+            double mid = (lo + hi) / 2;
+            if (Measure(mid) <= budget.Value) hi = mid; else lo = mid;
+        }
+        return Select(prunable, scores, Counts(hi));
+    }
+
+    private static Dictionary<int, int[]> Select(List<ChannelGroup> groups, Dictionary<int, double[]> scores, Dictionary<int, int> counts) =>
+        groups.ToDictionary(g => g.Id, g => Enumerable.Range(0, g.Width)
+            .OrderByDescending(c => scores[g.Id][c]).ThenBy(c => c) // deterministic tie-break
+            .Take(counts[g.Id]).OrderBy(c => c).ToArray());
+}

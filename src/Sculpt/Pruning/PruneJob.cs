@@ -1,0 +1,249 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sculpt.Data;
+using Sculpt.Graph;
+using Sculpt.Runtime;
+using Sculpt.Training;
+using static TorchSharp.torch;
+
+namespace Sculpt.Pruning;
+
+public sealed record PruneOptions
+{
+    public Criterion Criterion { get; init; } = Criterion.Taylor;
+    public AllocationOptions Allocation { get; init; } = new();
+    /// <summary>Target: dense/pruned parameter ratio, or absolute caps.</summary>
+    public double? Compression { get; init; }
+    public long? MaxParams { get; init; }
+    public long? MaxMacs { get; init; }
+    /// <summary>Keep the smallest step model whose validation Dice is at least this.</summary>
+    public double? MinDice { get; init; }
+    public int Steps { get; init; } = 6;
+    public int FineTuneEpochs { get; init; } = 2;
+    public int FinalEpochs { get; init; } = 6;
+    public bool Distill { get; init; }
+    public double DistillWeight { get; init; } = 1.0;
+    public int CalibrationBatches { get; init; } = 8;
+    public int BatchSize { get; init; } = 8;
+    public double LearningRate { get; init; } = 2e-3;
+    public int Seed { get; init; }
+    /// <summary>Validation Dice drop (absolute) after a step's fine-tune that counts as a collapse and triggers a back-off.</summary>
+    public double CollapseDrop { get; init; } = 0.2;
+    public int MaxBackoffs { get; init; } = 2;
+}
+
+public sealed record StepRecord(int Step, long Params, long Macs, double Compression, double ValDice, double WallSeconds, string Note,
+    Dictionary<string, int> Widths);
+
+public sealed record PruneProgress(int Step, int Steps, string Phase, long Params, double Compression, double? ValDice, TimeSpan Eta, Training.Progress? Training);
+
+public sealed class PruneException(string message) : Exception(message);
+
+/// <summary>
+/// Iterative structured pruning: each step scores channels, allocates a geometric share of the remaining
+/// reduction, slices a smaller graph, fine-tunes (optionally distilling from the dense model) and checks
+/// validation Dice, backing off when it collapses. A run folder records every step (steps.jsonl, one model
+/// per step, state.json) so an interrupted run resumes after its last completed step.
+/// </summary>
+public static class PruneJob
+{
+    public static Budget TargetBudget(NetworkGraph dense, PruneOptions o)
+    {
+        int given = (o.Compression.HasValue ? 1 : 0) + (o.MaxParams.HasValue ? 1 : 0) + (o.MaxMacs.HasValue ? 1 : 0);
+        if (given != 1) throw new ArgumentException("give exactly one target: --compression, --max-params or --max-macs");
+        if (o.Compression is { } x) { if (!(x >= 1)) throw new ArgumentException($"--compression must be ≥ 1, got {x}"); return new Budget("params", dense.ParameterCount() / x); }
+        if (o.MaxParams is { } p) { if (p < 1) throw new ArgumentException("--max-params must be ≥ 1"); return new Budget("params", p); }
+        if (o.MaxMacs!.Value < 1) throw new ArgumentException("--max-macs must be ≥ 1");
+        return new Budget("macs", o.MaxMacs.Value);
+    }
+
+    /// <summary>Checks the target is reachable at all before any work is done.</summary>
+    public static void CheckReachable(NetworkGraph dense, PruneOptions o)
+    {
+        var budget = TargetBudget(dense, o);
+        var groups = ChannelGroups.Analyze(dense);
+        if (!groups.Prunable.Any()) throw new PruneException("the graph has no prunable channel group");
+        var unbounded = o.Allocation with { MaxGroupRatio = 1.0 };
+        double floor = Allocation.Floor(groups, budget, unbounded);
+        if (floor > budget.Value)
+            throw new PruneException($"target of {budget.Value:N0} {budget.Metric} cannot be reached: with one channel in every prunable group the graph still has {floor:N0} {budget.Metric} (at most {budget.Measure(dense) / floor:0.#}× smaller)");
+    }
+
+    public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir,
+        bool resume = false, Action<PruneProgress>? progress = null)
+    {
+        CheckReachable(dense.Graph, o);
+        var budget = TargetBudget(dense.Graph, o);
+        var task = dense.Meta.Task;
+        var train = ds.Split("train");
+        var val = ds.Split("val");
+        if (train.Count == 0 || val.Count == 0) throw new DatasetException($"{ds.Source}: pruning needs non-empty train and val splits");
+        double denseParams = dense.Graph.ParameterCount();
+        double start = budget.Measure(dense.Graph);
+        Directory.CreateDirectory(runDir);
+        var stepsPath = Path.Combine(runDir, "steps.jsonl");
+        var statePath = Path.Combine(runDir, "state.json");
+        var records = new List<StepRecord>();
+        var current = dense;
+        int firstStep = 1;
+        var clock = Stopwatch.StartNew();
+
+        if (resume && File.Exists(statePath))
+        {
+            var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
+            int done = state["completed_step"]!.GetValue<int>();
+            records = File.ReadAllLines(stepsPath).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<StepRecord>(l, NetworkGraph.JsonOptions)!).Where(r => r.Step <= done).ToList();
+            if (done > 0) current = ModelPackage.Load(StepModelPath(runDir, done));
+            firstStep = done + 1;
+        }
+        else
+        {
+            foreach (var f in Directory.GetFiles(runDir, "step_*.sculpt")) File.Delete(f);
+            using var denseModule = new GraphModule(dense.Graph, dense.Weights);
+            var rec0 = new StepRecord(0, dense.Graph.ParameterCount(), dense.Graph.MacCount(), 1, Evaluator.MeanDice(denseModule, val, task), 0, "dense",
+                Widths(ChannelGroups.Analyze(dense.Graph)));
+            records.Add(rec0);
+            AtomicFile.WriteAllText(stepsPath, JsonSerializer.Serialize(rec0, LineJson) + "\n");
+            WriteState(statePath, 0, o);
+        }
+
+        using var teacher = o.Distill ? new GraphModule(dense.Graph, dense.Weights) : null;
+        teacher?.eval();
+        Func<Tensor, Tensor, Tensor>? distill = teacher is null ? null : (x, logits) =>
+        {
+            Tensor t;
+            using (no_grad()) t = teacher.forward(x);
+            return nn.functional.mse_loss(logits, t) * o.DistillWeight;
+        };
+
+        for (int step = firstStep; step <= o.Steps; step++)
+        {
+            double stepBudget = start * Math.Pow(budget.Value / start, (double)step / o.Steps);
+            if (step == o.Steps) stepBudget = budget.Value;
+            double previousDice = records[^1].ValDice;
+            string note = "";
+            ModelPackage? accepted = null;
+            double acceptedDice = 0;
+            for (int attempt = 0; ; attempt++)
+            {
+                var stepClock = Stopwatch.StartNew();
+                progress?.Invoke(new PruneProgress(step, o.Steps, "scoring", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, o.Steps - step + 1), null));
+                var (candidate, measured) = PruneOnce(current, train, task, o, new Budget(budget.Metric, stepBudget), o.Seed + step * 101 + attempt);
+                using var module = new GraphModule(candidate.Graph, candidate.Weights);
+                double stepDice = Evaluator.MeanDice(module, val, task);
+                if (o.FineTuneEpochs > 0)
+                {
+                    var ft = Trainer.Train(module, train, val, task, new TrainOptions
+                    {
+                        Epochs = o.FineTuneEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + step * 1009 + attempt, ExtraLoss = distill,
+                    }, p => progress?.Invoke(new PruneProgress(step, o.Steps, "fine-tune", candidate.Graph.ParameterCount(), denseParams / candidate.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, o.Steps - step + 1), p)));
+                    stepDice = ft.BestValDice;
+                    candidate = new ModelPackage(candidate.Graph, ft.BestWeights, candidate.Meta);
+                }
+                accepted = candidate; acceptedDice = stepDice;
+                if (previousDice - stepDice > o.CollapseDrop && attempt < o.MaxBackoffs)
+                {
+                    // collapse guard: retry with half (geometrically) of this step's reduction
+                    note += $"backoff: Dice {stepDice:0.000} after pruning to {measured:N0} {budget.Metric}; ";
+                    double currentMeasure = budget.Measure(current.Graph);
+                    stepBudget = Math.Sqrt(currentMeasure * stepBudget);
+                    continue;
+                }
+                var rec = new StepRecord(step, candidate.Graph.ParameterCount(), candidate.Graph.MacCount(), denseParams / candidate.Graph.ParameterCount(),
+                    stepDice, stepClock.Elapsed.TotalSeconds, note.TrimEnd(' ', ';'), Widths(ChannelGroups.Analyze(candidate.Graph)));
+                var meta = WithHistory(current.Meta, dense, rec, records[^1], o);
+                accepted = new ModelPackage(candidate.Graph, candidate.Weights, meta);
+                accepted.Save(StepModelPath(runDir, step));
+                File.AppendAllText(stepsPath, JsonSerializer.Serialize(rec, LineJson) + "\n");
+                WriteState(statePath, step, o);
+                records.Add(rec);
+                break;
+            }
+            current = accepted!;
+            progress?.Invoke(new PruneProgress(step, o.Steps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, o.Steps - step), null));
+        }
+
+        // choose: the final model, or with --min-dice the smallest step model that meets it
+        var chosenRecord = records[^1];
+        if (o.MinDice is { } minDice)
+        {
+            var ok = records.Where(r => r.Step > 0 && r.ValDice >= minDice).OrderBy(r => r.Params).FirstOrDefault();
+            chosenRecord = ok ?? records.Where(r => r.Step > 0).OrderBy(r => r.Step).First();
+            if (chosenRecord.Step != records[^1].Step) current = ModelPackage.Load(StepModelPath(runDir, chosenRecord.Step));
+        }
+        double finalDice = chosenRecord.ValDice;
+        if (o.FinalEpochs > 0)
+        {
+            using var module = new GraphModule(current.Graph, current.Weights);
+            var ft = Trainer.Train(module, train, val, task, new TrainOptions
+            {
+                Epochs = o.FinalEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + 77777, ExtraLoss = distill,
+            }, p => progress?.Invoke(new PruneProgress(o.Steps, o.Steps, "final fine-tune", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), chosenRecord.ValDice, p.Eta, p)));
+            if (ft.BestValDice >= finalDice) { current = new ModelPackage(current.Graph, ft.BestWeights, current.Meta); finalDice = ft.BestValDice; }
+        }
+        current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
+        current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
+        current.Meta.PruningHistory.Add(new JsonObject { ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = o.FinalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice });
+        return (current, records);
+    }
+
+    /// <summary>One scoring + allocation + slicing pass (no fine-tuning).</summary>
+    public static (ModelPackage Model, double Measured) PruneOnce(ModelPackage model, IReadOnlyList<Sample> calibration, TaskInfo task, PruneOptions o, Budget budget, int seed)
+    {
+        var groups = ChannelGroups.Analyze(model.Graph);
+        WeightSet? grads = o.Criterion == Criterion.Taylor ? CalibrationGradients(model, calibration, task, o.CalibrationBatches, o.BatchSize, seed) : null;
+        var scores = Importance.Score(groups, model.Weights, o.Criterion, grads, seed);
+        var keep = Allocation.Allocate(groups, scores, budget, o.Allocation);
+        var (graph, weights) = Slicer.Slice(groups, keep, model.Weights);
+        return (new ModelPackage(graph, weights!, model.Meta), budget.Measure(graph));
+    }
+
+    /// <summary>Gradients of the task loss summed over calibration batches (eval-mode BN: statistics untouched).</summary>
+    public static WeightSet CalibrationGradients(ModelPackage model, IReadOnlyList<Sample> samples, TaskInfo task, int batches, int batchSize, int seed)
+    {
+        using var module = new GraphModule(model.Graph, model.Weights);
+        module.eval();
+        var order = Enumerable.Range(0, samples.Count).ToArray();
+        new Random(seed).Shuffle(order);
+        int n = Math.Min(batches, (samples.Count + batchSize - 1) / batchSize);
+        for (int b = 0; b < n; b++)
+        {
+            using var scope = NewDisposeScope();
+            var batch = order.Skip(b * batchSize).Take(batchSize).Select(i => samples[i]).ToList();
+            var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
+            var y = Batches.Labels(batch, task.InputHeight, task.InputWidth);
+            TorchRuntime.Backward(Losses.DiceCe(module.forward(x), y));
+        }
+        return module.ExportGradients();
+    }
+
+    public static Dictionary<string, int> Widths(ChannelGroups groups) =>
+        groups.Prunable.ToDictionary(g => g.Name, g => g.Width);
+
+    public static string StepModelPath(string runDir, int step) => Path.Combine(runDir, $"step_{step:D2}.sculpt");
+
+    private static readonly JsonSerializerOptions LineJson = new(NetworkGraph.JsonOptions) { WriteIndented = false };
+
+    private static void WriteState(string path, int completed, PruneOptions o) =>
+        AtomicFile.WriteAllText(path, new JsonObject { ["completed_step"] = completed, ["steps"] = o.Steps }.ToJsonString());
+
+    private static ModelMeta WithHistory(ModelMeta previous, ModelPackage dense, StepRecord rec, StepRecord before, PruneOptions o)
+    {
+        var meta = JsonSerializer.Deserialize<ModelMeta>(JsonSerializer.Serialize(previous, NetworkGraph.JsonOptions), NetworkGraph.JsonOptions)!;
+        meta.ParentHash ??= dense.ContentHash();
+        meta.CreatedUtc = DateTime.UtcNow;
+        meta.PruningHistory.Add(new JsonObject
+        {
+            ["step"] = rec.Step, ["criterion"] = o.Criterion.ToString().ToLowerInvariant(), ["allocation"] = o.Allocation.Mode.ToString().ToLowerInvariant(),
+            ["params_before"] = before.Params, ["params_after"] = rec.Params, ["macs_after"] = rec.Macs, ["compression"] = rec.Compression,
+            ["val_dice"] = rec.ValDice, ["distill"] = o.Distill, ["note"] = rec.Note,
+            ["widths_before"] = JsonSerializer.SerializeToNode(before.Widths), ["widths_after"] = JsonSerializer.SerializeToNode(rec.Widths),
+        });
+        meta.Metrics["val_dice"] = Math.Round(rec.ValDice, 6);
+        return meta;
+    }
+
+    private static TimeSpan Eta(Stopwatch clock, int stepsDone, int stepsLeft) =>
+        stepsDone <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / stepsDone * stepsLeft);
+}

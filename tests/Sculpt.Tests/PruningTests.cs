@@ -1,0 +1,282 @@
+using Sculpt.Data;
+using Sculpt.Graph;
+using Sculpt.Models;
+using Sculpt.Pruning;
+using Sculpt.Runtime;
+using Sculpt.Training;
+using Xunit;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Sculpt.Tests;
+
+public class PruningTests
+{
+    static PruningTests() => TorchRuntime.Initialize();
+
+    /// <summary>stem conv → BN → ReLU → residual block (conv-BN-ReLU-conv-BN + identity) → ReLU → depthwise → pointwise head.</summary>
+    internal static NetworkGraph Residual()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("x", 2, 12, 12);
+        var s = b.Relu("stem.relu", b.BatchNorm("stem.bn", b.Conv("stem.conv", x, 6, 3, padding: 1, bias: false)));
+        var h = b.Relu("block.relu1", b.BatchNorm("block.bn1", b.Conv("block.conv1", s, 5, 3, padding: 1, bias: false)));
+        h = b.BatchNorm("block.bn2", b.Conv("block.conv2", h, 6, 3, padding: 1, bias: false));
+        var r = b.Relu("block.relu", b.AddNodes("block.add", s, h));
+        var dw = b.Conv("dw", r, 6, 3, padding: 1, groups: 6);
+        var pw = b.Relu("pw.relu", b.Conv("pw", dw, 4, 1));
+        var grouped = b.Conv("grouped", pw, 4, 3, padding: 1, groups: 2);
+        b.Output("y", b.Conv("head", grouped, 3, 1));
+        return b.Build();
+    }
+
+    private static WeightSet RandomWeights(NetworkGraph g, int seed)
+    {
+        torch.manual_seed(seed);
+        using var m = new GraphModule(g);
+        var w = m.ExportWeights();
+        var r = new Random(seed);
+        foreach (var k in w.Keys.Where(k => k.Contains("running") || k.Contains("bn")).ToList())
+            w[k] = new TensorData(w[k].Shape, w[k].Data.Select(_ => (float)(k.EndsWith("running_var") ? 0.5 + r.NextDouble() : r.NextDouble() - 0.5)).ToArray());
+        return w;
+    }
+
+    /// <summary>Zeroes every consumer's (and depthwise filter's downstream) view of the dropped channels, so their outgoing contribution is exactly zero.</summary>
+    private static void ZeroOutgoing(ChannelGroups groups, WeightSet w, int groupId, int[] dropped)
+    {
+        var nodes = groups.Graph.Nodes.ToDictionary(n => n.Name);
+        foreach (var m in groups.Groups[groupId].Consumers)
+        {
+            var t = w[$"{m.Node}.weight"];
+            bool transposed = nodes[m.Node] is ConvTranspose2dNode;
+            long d0 = t.Shape[0], d1 = t.Shape[1], inner = t.Count / (d0 * d1);
+            for (long a = 0; a < d0; a++)
+                for (long c = 0; c < d1; c++)
+                {
+                    long ch = (transposed ? a : c) - m.Offset;
+                    if (dropped.Contains((int)ch)) Array.Clear(t.Data, (int)((a * d1 + c) * inner), (int)inner);
+                }
+        }
+    }
+
+    private static Tensor Run(NetworkGraph g, WeightSet w, Tensor x)
+    {
+        using var m = new GraphModule(g, w);
+        m.eval();
+        using var _ = no_grad();
+        return m.forward(x).detach().clone();
+    }
+
+    [Fact]
+    public void PruningZeroContributionChannelsOfAUNetLeavesOutputsUnchanged()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 2 });
+        var w = RandomWeights(g, 1);
+        var groups = ChannelGroups.Analyze(g);
+        var keep = new Dictionary<int, int[]>();
+        foreach (var grp in groups.Prunable)
+        {
+            // drop every other channel of every group, including those feeding concat skips at an offset
+            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % 2 == 1).ToArray();
+            ZeroOutgoing(groups, w, grp.Id, dropped);
+            keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
+        }
+        var x = randn(2, 1, 16, 16);
+        var before = Run(g, w, x);
+        var (pg, pw) = Slicer.Slice(groups, keep, w);
+        var after = Run(pg, pw!, x);
+        Assert.True((before - after).abs().max().item<float>() <= 1e-5);
+        Assert.True(pg.ParameterCount() < g.ParameterCount() / 3);
+    }
+
+    [Fact]
+    public void PruningZeroContributionChannelsOfAResidualNetLeavesOutputsUnchanged()
+    {
+        var g = Residual();
+        var w = RandomWeights(g, 2);
+        var groups = ChannelGroups.Analyze(g);
+        // stem and block.conv2 are merged by the Add; the depthwise conv is tied to the same group
+        var merged = groups.Groups.Single(gr => gr.Producers.Select(p => p.Node).OrderBy(n => n).SequenceEqual(new[] { "block.conv2", "stem.conv" }));
+        Assert.Contains(merged.Members, m => m.Node == "dw" && m.Role == Role.Depthwise);
+        Assert.Equal(6, merged.Width);
+        // the grouped convolution's spaces are protected
+        Assert.False(groups.Groups.Single(gr => gr.Producers.Any(p => p.Node == "grouped")).Prunable);
+        Assert.False(groups.Groups.Single(gr => gr.Producers.Any(p => p.Node == "pw")).Prunable);
+        // channels 1 and 4 of the merged group: zero their slices in every consumer (block.conv1 and, through
+        // the depthwise conv that shares the group, pw); the depthwise filters of those channels then feed nothing
+        ZeroOutgoing(groups, w, merged.Id, new[] { 1, 4 });
+        var x = randn(3, 2, 12, 12);
+        var keep = new Dictionary<int, int[]> { [merged.Id] = new[] { 0, 2, 3, 5 } };
+        var inner = groups.Groups.Single(gr => gr.Producers.Any(p => p.Node == "block.conv1"));
+        ZeroOutgoing(groups, w, inner.Id, new[] { 0, 3 });
+        var before = Run(g, w, x);
+        keep[inner.Id] = new[] { 1, 2, 4 };
+        var (pg, pw) = Slicer.Slice(groups, keep, w);
+        Assert.True((before - Run(pg, pw!, x)).abs().max().item<float>() <= 1e-5);
+        var dw = (Conv2dNode)pg["dw"];
+        Assert.Equal((4, 4, 4), (dw.InChannels, dw.OutChannels, dw.Groups));
+        Assert.Equal(4, ((BatchNorm2dNode)pg["stem.bn"]).Channels);
+        Assert.Equal(3, ((Conv2dNode)pg["block.conv1"]).OutChannels);
+    }
+
+    [Fact]
+    public void HalvingEveryGroupOfAUNetGivesExactlyTheHalfWidthUNet()
+    {
+        var g8 = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 8, InputSize = 32 });
+        var g4 = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 4, InputSize = 32 });
+        var groups = ChannelGroups.Analyze(g8);
+        var pruned = Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g => g.Width / 2));
+        Assert.Equal(g4.ParameterCount(), pruned.ParameterCount());
+        Assert.Equal(g4.MacCount(), pruned.MacCount());
+        Assert.Equal(g4.ToJson(), pruned.ToJson());
+    }
+
+    [Theory]
+    [InlineData(AllocationMode.Global)]
+    [InlineData(AllocationMode.Uniform)]
+    public void AllocationHitsTheBudgetAndNeverEmptiesAGroup(AllocationMode mode)
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
+        var groups = ChannelGroups.Analyze(g);
+        var w = RandomWeights(g, 3);
+        var scores = Importance.Score(groups, w, Criterion.L2);
+        var o = new AllocationOptions { Mode = mode, MaxGroupRatio = 1.0 };
+        foreach (double target in new[] { g.ParameterCount() / 3.0, g.ParameterCount() / 40.0, 10.0 })
+        {
+            var keep = Allocation.Allocate(groups, scores, new Budget("params", target), o);
+            Assert.All(keep.Values, k => Assert.NotEmpty(k));
+            var (pg, _) = Slicer.Slice(groups, keep, null);
+            if (target > 10) Assert.True(pg.ParameterCount() <= target, $"{pg.ParameterCount()} > {target}");
+        }
+        // a per-group cap keeps at least 10% of every group
+        var capped = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MaxGroupRatio = 0.9 });
+        foreach (var grp in groups.Prunable) Assert.True(capped[grp.Id].Length >= Math.Ceiling(grp.Width * 0.1));
+    }
+
+    [Fact]
+    public void RoundToKeepsWidthsMultiplesOfK()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 16, InputSize = 16 });
+        var groups = ChannelGroups.Analyze(g);
+        var scores = Importance.Score(groups, RandomWeights(g, 4), Criterion.L1);
+        var keep = Allocation.Allocate(groups, scores, new Budget("params", g.ParameterCount() / 5.0), new AllocationOptions { RoundTo = 4 });
+        Assert.All(keep.Values, k => Assert.Equal(0, k.Length % 4));
+    }
+
+    [Theory]
+    [InlineData(Criterion.L1)]
+    [InlineData(Criterion.L2)]
+    [InlineData(Criterion.BnScale)]
+    [InlineData(Criterion.Fpgm)]
+    [InlineData(Criterion.Random)]
+    public void CriteriaGiveNormalisedScoresPerGroup(Criterion c)
+    {
+        var g = Residual();
+        var groups = ChannelGroups.Analyze(g);
+        var s = Importance.Score(groups, RandomWeights(g, 5), c, seed: 1);
+        Assert.Equal(groups.Prunable.Select(p => p.Id).OrderBy(i => i), s.Keys.OrderBy(i => i));
+        foreach (var (id, v) in s) { Assert.Equal(groups.Groups[id].Width, v.Length); Assert.Equal(1.0, v.Average(), 9); }
+        Assert.Equal(s[s.Keys.First()], Importance.Score(groups, RandomWeights(g, 5), c, seed: 1)[s.Keys.First()]);
+    }
+
+    [Fact]
+    public void L1ImportanceEqualsHandComputedSums()
+    {
+        // one group: conv a (producer, 3 filters) → conv b (consumer); no BN
+        var b = new GraphBuilder();
+        var x = b.Input("x", 1, 4, 4);
+        var a = b.Conv("a", x, 3, 1, bias: false);
+        b.Output("o", b.Conv("b", a, 1, 1, bias: false));
+        var g = b.Build();
+        var w = new WeightSet
+        {
+            ["a.weight"] = new TensorData(new long[] { 3, 1, 1, 1 }, new float[] { 1, -2, 3 }),
+            ["b.weight"] = new TensorData(new long[] { 1, 3, 1, 1 }, new float[] { 4, 0, -2 }),
+        };
+        var groups = ChannelGroups.Analyze(g);
+        var s = Importance.Score(groups, w, Criterion.L1)[groups.Prunable.Single().Id];
+        // producer |w|/mean = [1,2,3]/2, consumer [4,0,2]/2, sum [2.5,1,2.5], normalised by mean 2
+        Assert.Equal(new[] { 1.25, 0.5, 1.25 }, s.Select(v => Math.Round(v, 12)));
+    }
+
+    [Fact]
+    public void TaylorScoresComeFromCalibrationGradients()
+    {
+        var dir = Path.Combine(TestFiles.TempDir(), "d");
+        SynthDataset.Write(dir, new SynthOptions { Count = 10, Size = 32, Seed = 1 });
+        var ds = SegmentationDataset.Load(dir);
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
+        var pkg = new ModelPackage(g, RandomWeights(g, 6), new ModelMeta { Task = TrainJob.TaskFor(ds, Batches.Statistics(ds.Samples, 1)) });
+        var grads = PruneJob.CalibrationGradients(pkg, ds.Samples, pkg.Meta.Task, 2, 4, 0);
+        Assert.Contains(grads.Values, t => t.Data.Any(v => v != 0));
+        var groups = ChannelGroups.Analyze(g);
+        var s = Importance.Score(groups, pkg.Weights, Criterion.Taylor, grads);
+        // a channel whose parameters are all zero has zero Taylor score
+        var grp = groups.Groups.Single(x => x.Name == "enc0.conv1");
+        var w = pkg.Weights;
+        foreach (var m in grp.Members)
+        {
+            var keys = m.Role == Role.Producer ? new[] { $"{m.Node}.weight" } : m.Role == Role.Norm ? new[] { $"{m.Node}.weight", $"{m.Node}.bias" } : Array.Empty<string>();
+            foreach (var k in keys) { var t = w[k]; long per = t.Count / t.Shape[0]; Array.Clear(t.Data, 0, (int)per); }
+            if (m.Role == Role.Consumer) { var t = w[$"{m.Node}.weight"]; long inner = 9; for (int o = 0; o < t.Shape[0]; o++) Array.Clear(t.Data, (int)(o * t.Shape[1] * inner), (int)inner); }
+        }
+        var s2 = Importance.Score(groups, w, Criterion.Taylor, grads);
+        Assert.Equal(0.0, s2[grp.Id][0]);
+    }
+
+    [Fact]
+    public void UnreachableTargetIsRefusedBeforeAnyWork()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16 });
+        var e = Assert.Throws<PruneException>(() => PruneJob.CheckReachable(g, new PruneOptions { MaxParams = 5 }));
+        Assert.Contains("cannot be reached", e.Message);
+        Assert.Throws<ArgumentException>(() => PruneJob.CheckReachable(g, new PruneOptions { Compression = 10, MaxParams = 100 }));
+    }
+
+    private static (ModelPackage Dense, SegmentationDataset Data) TinyTrained()
+    {
+        var dir = Path.Combine(TestFiles.TempDir(), "d");
+        SynthDataset.Write(dir, new SynthOptions { Count = 20, Size = 32, Seed = 4 });
+        var ds = SegmentationDataset.Load(dir);
+        var (pkg, _) = TrainJob.Run(ds, "unet", new UNetConfig { Depth = 2, BaseWidth = 8, InputSize = 32 }, new TrainOptions { Epochs = 2, BatchSize = 4, Seed = 1 });
+        return (pkg, ds);
+    }
+
+    [Fact]
+    public void IterativePruningIsDeterministicAndResumable()
+    {
+        var (dense, ds) = TinyTrained();
+        var o = new PruneOptions { Compression = 8, Steps = 3, FineTuneEpochs = 1, FinalEpochs = 1, BatchSize = 4, CalibrationBatches = 2, Seed = 3, Distill = true };
+        var runA = Path.Combine(TestFiles.TempDir(), "a");
+        var (a, stepsA) = PruneJob.Run(dense, ds, o, runA);
+        Assert.Equal(4, stepsA.Count);
+        Assert.True(dense.Graph.ParameterCount() / (double)a.Graph.ParameterCount() >= 8);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(runA, "steps.jsonl")).Length);
+        Assert.Equal(3, a.Meta.PruningHistory.Count(h => h["step"] != null));
+        // interrupted during step 2, then resumed: same result as the uninterrupted run
+        var runB = Path.Combine(TestFiles.TempDir(), "b");
+        Assert.Throws<OperationCanceledException>(() => PruneJob.Run(dense, ds, o, runB, progress: p =>
+        {
+            if (p.Step == 2 && p.Phase == "fine-tune") throw new OperationCanceledException();
+        }));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(runB, "steps.jsonl")).Length);
+        int resumedFrom = -1;
+        var (b, stepsB) = PruneJob.Run(dense, ds, o, runB, resume: true, progress: p => { if (resumedFrom < 0) resumedFrom = p.Step; });
+        Assert.Equal(2, resumedFrom);
+        Assert.Equal(stepsA.Select(s => (s.Params, s.ValDice)), stepsB.Select(s => (s.Params, s.ValDice)));
+        Assert.Equal(a.Graph.ToJson(), b.Graph.ToJson());
+        foreach (var k in a.Weights.Keys) Assert.Equal(a.Weights[k].Data, b.Weights[k].Data);
+    }
+
+    [Fact]
+    public void MacTargetAndMinDiceSelection()
+    {
+        var (dense, ds) = TinyTrained();
+        long macs = dense.Graph.MacCount();
+        var o = new PruneOptions { MaxMacs = macs / 6, Steps = 2, FineTuneEpochs = 0, FinalEpochs = 0, Criterion = Criterion.L1, MinDice = 0.0 };
+        var (m, steps) = PruneJob.Run(dense, ds, o, Path.Combine(TestFiles.TempDir(), "r"));
+        Assert.True(m.Graph.MacCount() <= macs / 6);
+        // min Dice 0 accepts every step: the smallest model is chosen
+        Assert.Equal(steps.Where(s => s.Step > 0).Min(s => s.Params), m.Graph.ParameterCount());
+    }
+}
