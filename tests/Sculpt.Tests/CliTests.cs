@@ -4,10 +4,12 @@ using Xunit;
 
 namespace Sculpt.Tests;
 
-[CollectionDefinition("console", DisableParallelization = true)]
-public class ConsoleCollection { }
+// Tests that compare bit-exact results, or swap Console, run alone: oneDNN is switched per call process-wide
+// (TorchRuntime.WithoutMkldnn), so a concurrent test could change which kernel a forward pass uses.
+[CollectionDefinition("serial", DisableParallelization = true)]
+public class SerialCollection { }
 
-[Collection("console")]
+[Collection("serial")]
 public class CliTests
 {
     private static (int Code, string Out, string Err) Sculpt(params string[] args)

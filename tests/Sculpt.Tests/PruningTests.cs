@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 
 namespace Sculpt.Tests;
 
+[Collection("serial")]
 public class PruningTests
 {
     static PruningTests() => TorchRuntime.Initialize();

@@ -6,6 +6,7 @@ using Xunit;
 
 namespace Sculpt.Tests;
 
+[Collection("serial")]
 public class TrainingTests
 {
     private static SegmentationDataset TinySet()
