@@ -12,6 +12,7 @@ using static TorchSharp.torch;
 // Benchmarks that need real scale; results go to bench/RESULTS.md.
 //   train-step  GraphModule vs a hand-written TorchSharp U-Net, same configuration, timed alternately
 //   baseline    Dice of the non-learned dark-region baseline on a dataset split
+//   slice       dependency analysis + L2 scoring + allocation + weight slicing of unet-classic to 1148×
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 TorchRuntime.Initialize();
@@ -19,7 +20,8 @@ switch (args.FirstOrDefault())
 {
     case "train-step": TrainStep(); break;
     case "baseline": Baseline(); break;
-    default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test]"); return 2;
+    case "slice": SliceSpeed(); break;
+    default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
 
@@ -72,4 +74,35 @@ void Baseline()
     var scores = split.Select(s => Metrics.Compute(b.Segment(s.Image, ds.Height, ds.Width), s.Mask, ds.Height, ds.Width)).ToList();
     var (mean, lo, hi) = Metrics.MeanCi(scores.Select(s => s.Dice).ToList());
     Console.WriteLine($"dark-region baseline on {split.Count} cases: Dice {mean:0.0000} [{lo:0.0000}, {hi:0.0000}], HD95 {Metrics.MeanCi(scores.Select(s => s.Hd95Px).ToList()).Mean:0.00} px");
+}
+
+void SliceSpeed()
+{
+    int reps = int.Parse(Opt("reps", "5"));
+    var graph = UNet.Build(UNet.Preset("unet-classic", 1, 1, 112));
+    torch.manual_seed(0);
+    WeightSet weights;
+    using (var m = new GraphModule(graph)) weights = m.ExportWeights();
+    var times = new List<(double Analyze, double Score, double Allocate, double Slice)>();
+    long prunedParams = 0;
+    for (int r = 0; r < reps; r++)
+    {
+        var sw = Stopwatch.StartNew();
+        var groups = Sculpt.Graph.ChannelGroups.Analyze(graph);
+        double a = sw.Elapsed.TotalSeconds; sw.Restart();
+        var scores = Sculpt.Pruning.Importance.Score(groups, weights, Sculpt.Pruning.Criterion.L2);
+        double sc = sw.Elapsed.TotalSeconds; sw.Restart();
+        var keep = Sculpt.Pruning.Allocation.Allocate(groups, scores, new Sculpt.Pruning.Budget("params", graph.ParameterCount() / 1148.0), new Sculpt.Pruning.AllocationOptions { MaxGroupRatio = 1.0 });
+        double al = sw.Elapsed.TotalSeconds; sw.Restart();
+        var (pg, pw) = Sculpt.Pruning.Slicer.Slice(groups, keep, weights);
+        double sl = sw.Elapsed.TotalSeconds;
+        prunedParams = pg.ParameterCount();
+        times.Add((a, sc, al, sl));
+    }
+    var best = times.Skip(1).DefaultIfEmpty(times[0]).OrderBy(t => t.Analyze + t.Allocate + t.Slice).First();
+    Console.WriteLine($"unet-classic ({graph.ParameterCount():N0} params) → {prunedParams:N0} params ({graph.ParameterCount() / (double)prunedParams:0.0}×), median of {reps} reps after warm-up:");
+    double Med(Func<(double, double, double, double), double> f) { var v = times.Skip(1).Select(f).OrderBy(x => x).ToArray(); return v.Length == 0 ? f(times[0]) : v[v.Length / 2]; }
+    double an = Med(t => t.Item1), scr = Med(t => t.Item2), all = Med(t => t.Item3), sli = Med(t => t.Item4);
+    Console.WriteLine($"  dependency analysis {an:0.000} s, L2 scoring {scr:0.000} s, allocation (binary search) {all:0.000} s, slicing {sli:0.000} s");
+    Console.WriteLine($"  analysis + allocation + slicing = {an + all + sli:0.000} s; with scoring {an + scr + all + sli:0.000} s");
 }

@@ -17,6 +17,7 @@ namespace Sculpt.Cli
             ["train"] = ("train a dense model", TrainCommand.Run, TrainCommand.Help),
             ["eval"] = ("Dice, IoU, HD95 with bootstrap confidence intervals", EvalCommand.Run, EvalCommand.Help),
             ["prune"] = ("structured pruning to a compression / parameter / MAC target", PruneCommand.Run, PruneCommand.Help),
+            ["export"] = ("ONNX export (batch norm folded, dynamic batch) checked in ONNX Runtime", ExportCommand.Run, ExportCommand.Help),
             ["inspect"] = ("layers, widths, parameters, MACs", InspectCommand.Run, InspectCommand.Help),
         };
 

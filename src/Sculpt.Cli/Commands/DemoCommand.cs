@@ -33,9 +33,9 @@ public static class DemoCommand
             throw new UsageException($"{outDir} exists and is not empty; choose another --out or remove it");
 
         var clock = Stopwatch.StartNew();
-        var synth = new SynthOptions { Count = quick ? 160 : 800, Seed = seed, Videos = quick ? 1 : 2 };
+        var synth = new SynthOptions { Count = quick ? 160 : 600, Seed = seed, Videos = quick ? 1 : 2 };
         var arch = quick ? "unet-small" : "unet";
-        var train = new TrainOptions { Epochs = quick ? 4 : 14, BatchSize = 8, Seed = seed, LearningRate = 3e-3 };
+        var train = new TrainOptions { Epochs = quick ? 4 : 10, BatchSize = 8, Seed = seed, LearningRate = 3e-3 };
         string dataDir = Path.Combine(outDir, "data"), modelPath = Path.Combine(outDir, "models", "dense.sculpt");
 
         Step(json, $"1/3 synthesising {synth.Count} echo frames → {dataDir}");

@@ -1,0 +1,41 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace Sculpt.Deploy;
+
+/// <summary>An ONNX Runtime CPU session over an exported model, with explicit threads and graph optimisation.</summary>
+public sealed class OrtModel : IDisposable
+{
+    private readonly InferenceSession _session;
+    public string InputName { get; }
+    public string OutputName { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    public long[] InputShape { get; }
+
+    public OrtModel(string path, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: ONNX file not found");
+        var options = new SessionOptions { GraphOptimizationLevel = optimization, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        if (threads > 0) { options.IntraOpNumThreads = threads; options.InterOpNumThreads = 1; }
+        try { _session = new InferenceSession(path, options); }
+        catch (OnnxRuntimeException e) { throw new InvalidDataException($"{path}: ONNX Runtime cannot load the model: {e.Message.Split('\n')[0]}"); }
+        InputName = _session.InputMetadata.Keys.Single();
+        OutputName = _session.OutputMetadata.Keys.First();
+        InputShape = _session.InputMetadata[InputName].Dimensions.Select(d => (long)d).ToArray();
+        Metadata = _session.ModelMetadata.CustomMetadataMap;
+    }
+
+    /// <summary>Runs a float32 NCHW batch; returns the output values and shape.</summary>
+    public (float[] Data, long[] Shape) Run(float[] input, long[] shape)
+    {
+        for (int d = 1; d < Math.Min(shape.Length, InputShape.Length); d++)
+            if (InputShape[d] > 0 && InputShape[d] != shape[d])
+                throw new InvalidDataException($"input shape [{string.Join(", ", shape)}] does not fit the model's [{string.Join(", ", InputShape.Select(v => v < 0 ? "N" : v.ToString()))}]");
+        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        using var outputs = _session.Run(runOptions, new[] { InputName }, new[] { value }, new[] { OutputName });
+        var o = outputs[0];
+        return (o.GetTensorDataAsSpan<float>().ToArray(), o.GetTensorTypeAndShape().Shape);
+    }
+
+    public void Dispose() => _session.Dispose();
+}
