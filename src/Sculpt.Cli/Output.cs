@@ -43,7 +43,12 @@ public static class Output
 
     public static string F(double v, string format = "0.0000") => double.IsNaN(v) ? "n/a" : v.ToString(format, Inv);
 
-    public static void Json(JsonNode node) => Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    public static void Json(JsonNode node) => Console.Out.WriteLine(node.ToJsonString(Indented));
+
+    /// <summary>A JSON number, or null for NaN/∞ (undefined metrics).</summary>
+    public static JsonNode? Num(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
 
     public static string Duration(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{t.Seconds}s";
 }

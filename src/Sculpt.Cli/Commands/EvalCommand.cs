@@ -57,7 +57,7 @@ public static class EvalCommand
             foreach (var c in cases)
                 csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{task.Labels[c.Label]},{c.Metrics.Dice:0.######},{c.Metrics.IoU:0.######},{(c.Metrics.Hd95Defined ? c.Metrics.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "")},{(c.Metrics.Hd95Defined && c.SpacingMm.HasValue ? (c.Metrics.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
             AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), csv.ToString());
-            AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
         }
         if (json) { Output.Json(summaryJson); return 0; }
         Console.WriteLine($"{modelPath} on {data} [{split}], {samples.Count} cases (mean [95% CI])");

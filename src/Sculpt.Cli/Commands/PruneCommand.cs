@@ -13,7 +13,7 @@ public static class PruneCommand
                      (--compression X | --max-params N | --max-macs N) [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--epochs E] [--final-epochs F] [--distill] [--round-to K] [--max-group-ratio R]
-                     [--lr LR] [--batch B] [--seed S] [--run DIR] [--resume] [--json]
+                     [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each of S steps shrinks the model geometrically
         towards the target (the last step lands on it), scores channels with the criterion (default taylor:
@@ -51,7 +51,9 @@ public static class PruneCommand
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 2), FinalEpochs = a.Int("final-epochs", 6),
             Distill = a.Flag("distill"), LearningRate = a.Double("lr", 2e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
+        int threads = a.Int("threads", 0);
         a.EnsureAllUsed();
+        if (threads > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(threads); }
         if (o.Steps < 1) throw new UsageException("--steps must be ≥ 1");
         if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
 

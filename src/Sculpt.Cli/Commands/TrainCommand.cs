@@ -10,7 +10,7 @@ public static class TrainCommand
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
-                     [--no-augment] [--seed S] [--resume] [--json]
+                     [--no-augment] [--seed S] [--threads T] [--resume] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
         Loss: Dice + BCE (binary) or Dice + cross-entropy (multi-class); cosine learning-rate schedule;
@@ -36,7 +36,9 @@ public static class TrainCommand
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
+        int threads = a.Int("threads", 0);
         a.EnsureAllUsed();
+        if (threads > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(threads); }
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
 
         var ds = SegmentationDataset.Load(data);

@@ -39,3 +39,36 @@ public sealed class OrtModel : IDisposable
 
     public void Dispose() => _session.Dispose();
 }
+
+public sealed record LatencyStats(double P50Ms, double P95Ms, double P99Ms, int Runs, int Batch)
+{
+    public double ThroughputFps => Batch * 1000.0 / P50Ms;
+}
+
+public static class Latency
+{
+    /// <summary>Wall-clock latency of <paramref name="run"/> after warm-up, as percentiles in milliseconds.</summary>
+    public static LatencyStats Measure(Action run, int batch, int runs = 200, int warmup = 10, double maxSeconds = 20)
+    {
+        for (int i = 0; i < warmup; i++) run();
+        var samples = new List<double>(runs);
+        var total = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < runs && (total.Elapsed.TotalSeconds < maxSeconds || samples.Count < 5); i++)
+        {
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            run();
+            samples.Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+        }
+        return new LatencyStats(Training.Metrics.Percentile(samples, 50), Training.Metrics.Percentile(samples, 95), Training.Metrics.Percentile(samples, 99), samples.Count, batch);
+    }
+
+    public static LatencyStats Ort(OrtModel model, int batch, int runs = 200)
+    {
+        var shape = (long[])model.InputShape.Clone();
+        shape[0] = batch;
+        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        new Random(0).NextBytes(new byte[1]);
+        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+        return Measure(() => model.Run(input, shape), batch, runs);
+    }
+}

@@ -105,6 +105,8 @@ public sealed class NetworkGraph
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         AllowOutOfOrderMetadataProperties = true,
+        // undefined metrics (e.g. HD95 with an empty mask) are NaN; never let them crash a write
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
     private sealed class GraphDocument

@@ -44,24 +44,46 @@ public static class Allocation
     public static Dictionary<int, int[]> Allocate(ChannelGroups groups, Dictionary<int, double[]> scores, Budget budget, AllocationOptions o)
     {
         var prunable = groups.Prunable.ToList();
-        Dictionary<int, int> Counts(double t) => prunable.ToDictionary(g => g.Id, g =>
-        {
-            int keep = o.Mode == AllocationMode.Uniform
-                ? (int)Math.Round(g.Width * (1 - t))
-                : scores[g.Id].Count(s => s >= t);
-            return Round(Math.Clamp(keep, MinKeep(g.Width, o), g.Width), g.Width, o);
-        });
-        double Measure(double t) => budget.Measure(Slicer.ApplyWidths(groups, Counts(t)));
+        var full = prunable.ToDictionary(g => g.Id, g => g.Width);
+        double Measure(Dictionary<int, int> counts) => budget.Measure(Slicer.ApplyWidths(groups, counts));
+        if (Measure(full) <= budget.Value) return Select(prunable, scores, full);
 
-        if (Measure(0) <= budget.Value) return Select(prunable, scores, prunable.ToDictionary(g => g.Id, g => g.Width));
-        double lo = 0, hi = o.Mode == AllocationMode.Uniform ? o.MaxGroupRatio : scores.Values.SelectMany(s => s).DefaultIfEmpty(1).Max() + 1e-9;
-        if (Measure(hi) > budget.Value) return Select(prunable, scores, Counts(hi)); // as small as allowed; the caller reports the shortfall
-        for (int it = 0; it < 60; it++)
+        Func<double, Dictionary<int, int>> countsAt;
+        double hi;
+        if (o.Mode == AllocationMode.Uniform)
         {
-            double mid = (lo + hi) / 2;
-            if (Measure(mid) <= budget.Value) hi = mid; else lo = mid;
+            countsAt = r => prunable.ToDictionary(g => g.Id, g => Round(Math.Clamp((int)Math.Round(g.Width * (1 - r)), MinKeep(g.Width, o), g.Width), g.Width, o));
+            hi = o.MaxGroupRatio;
         }
-        return Select(prunable, scores, Counts(hi));
+        else
+        {
+            // Global: remove channels in ascending order of normalised importance (ties broken by group, then
+            // channel, so the order is total and deterministic), skipping any group already at its minimum.
+            // Removing one channel at a time lands on the budget even when many scores tie (e.g. dead channels).
+            var order = prunable.SelectMany(g => scores[g.Id].Select((s, c) => (Score: s, Group: g.Id, Channel: c)))
+                .OrderBy(t => t.Score).ThenBy(t => t.Group).ThenBy(t => t.Channel).ToList();
+            var minKeep = prunable.ToDictionary(g => g.Id, g => MinKeep(g.Width, o));
+            countsAt = k =>
+            {
+                var counts = new Dictionary<int, int>(full);
+                int removed = 0;
+                foreach (var t in order)
+                {
+                    if (removed >= (int)k) break;
+                    if (counts[t.Group] > minKeep[t.Group]) { counts[t.Group]--; removed++; }
+                }
+                return prunable.ToDictionary(g => g.Id, g => Round(counts[g.Id], g.Width, o));
+            };
+            hi = order.Count;
+        }
+        if (Measure(countsAt(hi)) > budget.Value) return Select(prunable, scores, countsAt(hi)); // as small as allowed; the caller reports the shortfall
+        double lo = 0;
+        for (int it = 0; it < 60 && (o.Mode == AllocationMode.Uniform || hi - lo > 1); it++)
+        {
+            double mid = o.Mode == AllocationMode.Uniform ? (lo + hi) / 2 : Math.Floor((lo + hi) / 2);
+            if (Measure(countsAt(mid)) <= budget.Value) hi = mid; else lo = mid;
+        }
+        return Select(prunable, scores, countsAt(hi));
     }
 
     private static Dictionary<int, int[]> Select(List<ChannelGroup> groups, Dictionary<int, double[]> scores, Dictionary<int, int> counts) =>

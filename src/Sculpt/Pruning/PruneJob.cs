@@ -117,10 +117,15 @@ public static class PruneJob
             return nn.functional.mse_loss(logits, t) * o.DistillWeight;
         };
 
-        for (int step = firstStep; step <= o.Steps; step++)
+        // Planned steps shrink geometrically from the current size to the target; a back-off leaves the step
+        // smaller than planned, so the remaining steps re-plan from where it ended and, if needed, extra steps
+        // (at most as many again) follow until the target is reached.
+        for (int step = firstStep; step <= 2 * o.Steps && budget.Measure(current.Graph) > budget.Value * (1 + 1e-9); step++)
         {
-            double stepBudget = start * Math.Pow(budget.Value / start, (double)step / o.Steps);
-            if (step == o.Steps) stepBudget = budget.Value;
+            int remaining = Math.Max(1, o.Steps - step + 1);
+            double currentMeasure = budget.Measure(current.Graph);
+            double stepBudget = remaining == 1 ? budget.Value : currentMeasure * Math.Pow(budget.Value / currentMeasure, 1.0 / remaining);
+            int shownSteps = Math.Max(o.Steps, step);
             double previousDice = records[^1].ValDice;
             string note = "";
             ModelPackage? accepted = null;
@@ -128,7 +133,7 @@ public static class PruneJob
             for (int attempt = 0; ; attempt++)
             {
                 var stepClock = Stopwatch.StartNew();
-                progress?.Invoke(new PruneProgress(step, o.Steps, "scoring", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, o.Steps - step + 1), null));
+                progress?.Invoke(new PruneProgress(step, shownSteps, "scoring", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), null));
                 var (candidate, measured) = PruneOnce(current, train, task, o, new Budget(budget.Metric, stepBudget), o.Seed + step * 101 + attempt);
                 using var module = new GraphModule(candidate.Graph, candidate.Weights);
                 double stepDice = Evaluator.MeanDice(module, val, task);
@@ -137,16 +142,14 @@ public static class PruneJob
                     var ft = Trainer.Train(module, train, val, task, new TrainOptions
                     {
                         Epochs = o.FineTuneEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + step * 1009 + attempt, ExtraLoss = distill,
-                    }, p => progress?.Invoke(new PruneProgress(step, o.Steps, "fine-tune", candidate.Graph.ParameterCount(), denseParams / candidate.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, o.Steps - step + 1), p)));
+                    }, p => progress?.Invoke(new PruneProgress(step, shownSteps, "fine-tune", candidate.Graph.ParameterCount(), denseParams / candidate.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), p)));
                     stepDice = ft.BestValDice;
                     candidate = new ModelPackage(candidate.Graph, ft.BestWeights, candidate.Meta);
                 }
-                accepted = candidate; acceptedDice = stepDice;
                 if (previousDice - stepDice > o.CollapseDrop && attempt < o.MaxBackoffs)
                 {
                     // collapse guard: retry with half (geometrically) of this step's reduction
-                    note += $"backoff: Dice {stepDice:0.000} after pruning to {measured:N0} {budget.Metric}; ";
-                    double currentMeasure = budget.Measure(current.Graph);
+                    note += $"backoff: Dice {stepDice:0.000} at {measured:N0} {budget.Metric}; ";
                     stepBudget = Math.Sqrt(currentMeasure * stepBudget);
                     continue;
                 }
@@ -158,10 +161,11 @@ public static class PruneJob
                 File.AppendAllText(stepsPath, JsonSerializer.Serialize(rec, LineJson) + "\n");
                 WriteState(statePath, step, o);
                 records.Add(rec);
+                acceptedDice = stepDice;
                 break;
             }
             current = accepted!;
-            progress?.Invoke(new PruneProgress(step, o.Steps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, o.Steps - step), null));
+            progress?.Invoke(new PruneProgress(step, shownSteps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, Math.Max(0, o.Steps - step)), null));
         }
 
         // choose: the final model, or with --min-dice the smallest step model that meets it
