@@ -45,7 +45,7 @@ void TrainStep()
         m.train();
         opt.zero_grad();
         var loss = Losses.DiceCe(m.forward(x), y);
-        TorchRuntime.Backward(loss);
+        loss.backward();
         opt.step();
         return sw.Elapsed.TotalSeconds;
     }

@@ -4,8 +4,7 @@ using Xunit;
 
 namespace Sculpt.Tests;
 
-// Tests that compare bit-exact results, or swap Console, run alone: oneDNN is switched per call process-wide
-// (TorchRuntime.WithoutMkldnn), so a concurrent test could change which kernel a forward pass uses.
+// Tests that swap Console or time-consuming training runs go one at a time (2-core machines).
 [CollectionDefinition("serial", DisableParallelization = true)]
 public class SerialCollection { }
 

@@ -6,7 +6,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace Sculpt.Tests;
 
 /// <summary>
-/// Convolution gradients through <see cref="TorchRuntime.Backward"/> equal the analytic gradients: for
+/// Convolution gradients (with oneDNN off, see <see cref="TorchRuntime"/>) equal the analytic gradients: for
 /// y = conv2d(x, w), ∂L/∂x = conv_transpose2d(∂L/∂y, w) and ∂L/∂w = Σ_b x ⋆ ∂L/∂y (computed as a conv2d
 /// over the batch axis). Shapes include the narrow widths of pruned networks.
 /// </summary>
@@ -30,10 +30,10 @@ public class GradientTests
             var x = x0.clone().requires_grad_(true);
             var w = w0.clone().requires_grad_(true);
             var y = F.conv2d(x, w, padding: new long[] { 1, 1 });
-            TorchRuntime.Backward((y * gy).sum());
-            var gx = TorchRuntime.WithoutMkldnn(() => F.conv_transpose2d(gy, w0, padding: new long[] { 1, 1 }));
+            (y * gy).sum().backward();
+            var gx = F.conv_transpose2d(gy, w0, padding: new long[] { 1, 1 });
             // weight gradient: correlate each input channel with each output-gradient channel over the batch
-            var gw = TorchRuntime.WithoutMkldnn(() => F.conv2d(x0.transpose(0, 1), gy.transpose(0, 1), padding: new long[] { 1, 1 }).transpose(0, 1));
+            var gw = F.conv2d(x0.transpose(0, 1), gy.transpose(0, 1), padding: new long[] { 1, 1 }).transpose(0, 1);
             double scale = 1 + gx.abs().max().item<float>();
             Assert.True((x.grad! - gx).abs().max().item<float>() <= 1e-4 * scale, "input gradient differs");
             Assert.True((w.grad! - gw).abs().max().item<float>() <= 1e-4 * (1 + gw.abs().max().item<float>()), "weight gradient differs");
@@ -41,24 +41,3 @@ public class GradientTests
     }
 }
 
-public class OneDnnForwardTests
-{
-    static OneDnnForwardTests() => TorchRuntime.Initialize();
-
-    /// <summary>The forward we keep on oneDNN equals the native kernels'.</summary>
-    [Theory]
-    [InlineData(4, 4, 4, 32)]
-    [InlineData(32, 3, 8, 56)]
-    [InlineData(64, 32, 2, 28)]
-    public void Conv2dForwardMatchesNativeKernels(int cin, int cout, int batch, int hw)
-    {
-        for (int trial = 0; trial < 3; trial++)
-        {
-            var x = randn(batch, cin, hw, hw);
-            var w = randn(cout, cin, 3, 3);
-            var fast = F.conv2d(x, w, padding: new long[] { 1, 1 });
-            var native = TorchRuntime.WithoutMkldnn(() => F.conv2d(x, w, padding: new long[] { 1, 1 }));
-            Assert.True((fast - native).abs().max().item<float>() <= 1e-4 * (1 + native.abs().max().item<float>()));
-        }
-    }
-}

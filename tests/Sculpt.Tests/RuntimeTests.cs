@@ -145,8 +145,9 @@ public class RuntimeTests
     }
 
     [Fact]
-    public void NnpackIsSwitchedOffSoItsWarningsNeverPrint()
+    public void NnpackAndOneDnnAreSwitchedOff()
     {
         Assert.True(TorchRuntime.NnpackDisabled);
+        Assert.True(TorchRuntime.OneDnnDisabled);
     }
 }

@@ -217,7 +217,7 @@ public static class PruneJob
             var batch = order.Skip(b * batchSize).Take(batchSize).Select(i => samples[i]).ToList();
             var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
             var y = Batches.Labels(batch, task.InputHeight, task.InputWidth);
-            TorchRuntime.Backward(Losses.DiceCe(module.forward(x), y));
+            Losses.DiceCe(module.forward(x), y).backward();
         }
         return module.ExportGradients();
     }

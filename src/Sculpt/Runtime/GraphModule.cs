@@ -164,8 +164,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             Tensor y = node switch
             {
                 InputNode => x,
-                ConvTranspose2dNode t => TorchRuntime.WithoutMkldnn(() => F.conv_transpose2d(In(0), _tensors[$"{t.Name}.weight"], t.Bias ? _tensors[$"{t.Name}.bias"] : null,
-                    L(t.Stride), L(t.Padding), L(t.OutputPadding), L(t.Dilation), t.Groups)),
+                ConvTranspose2dNode t => F.conv_transpose2d(In(0), _tensors[$"{t.Name}.weight"], t.Bias ? _tensors[$"{t.Name}.bias"] : null,
+                    L(t.Stride), L(t.Padding), L(t.OutputPadding), L(t.Dilation), t.Groups),
                 Conv2dNode c => F.conv2d(In(0), _tensors[$"{c.Name}.weight"], c.Bias ? _tensors[$"{c.Name}.bias"] : null,
                     L(c.Stride), L(c.Padding), L(c.Dilation), c.Groups),
                 BatchNorm2dNode b => F.batch_norm(In(0), _tensors[$"{b.Name}.running_mean"], _tensors[$"{b.Name}.running_var"],

@@ -5,7 +5,7 @@ using TorchSharp;
 namespace Sculpt.Runtime;
 
 /// <summary>
-/// One-time libtorch setup shared by the CLI, tests and benchmarks.
+/// One-time libtorch setup shared by the CLI, tests and benchmarks (NNPACK and oneDNN off, see below).
 /// NNPACK: libtorch tries NNPACK for some convolutions and, on CPUs it does not support, prints
 /// "Could not initialize NNPACK! Reason: Unsupported hardware." on every attempt. TorchSharp does not
 /// expose torch.backends.nnpack, so we call at::Context::setUserEnabledNNPACK(false) in libtorch_cpu
@@ -30,38 +30,23 @@ public static class TorchRuntime
             _initialized = true;
             torch.InitializeDeviceType(DeviceType.CPU);
             NnpackDisabled = Environment.GetEnvironmentVariable("SCULPT_KEEP_NNPACK") == null && TryDisableNnpack();
-            MkldnnSwitchable = NativeLibrary.TryLoad(TorchCpuPath, out var lib) && NativeLibrary.TryGetExport(lib, SetMkldnnSymbol, out _);
+            OneDnnDisabled = SetContextFlag(SetMkldnnSymbol, false);
         }
     }
 
     private const string SetMkldnnSymbol = "_ZN2at7Context20setUserEnabledMkldnnEb";
-    private static readonly object BackwardGate = new();
-    public static bool MkldnnSwitchable { get; private set; }
-
-    private static string TorchCpuPath => Path.Combine(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory, "libtorch_cpu.so");
 
     /// <summary>
-    /// Runs <paramref name="work"/> with oneDNN (mkldnn) switched off. Measured on this project's machines
-    /// (AMD EPYC, libtorch 2.10 CPU): oneDNN's backward-data convolution — used for the input gradient of
-    /// conv2d and for the forward of stride-1 conv_transpose2d — returns wrong values (off by O(10), sometimes
-    /// NaN) in about half of the cases tried, while its conv2d forward is exact (GradientTests checks both).
-    /// libtorch chooses the convolution backend again when backward runs, so running every backward and every
-    /// transposed convolution through here keeps oneDNN's fast conv2d forward and correct results elsewhere.
-    /// The flag is process-wide, hence one lock for every switch.
+    /// oneDNN (mkldnn) is switched off for the whole process. Measured on this project's machines (AMD EPYC,
+    /// libtorch 2.10 CPU build): oneDNN's backward-data convolution — the input gradient of conv2d and the
+    /// forward of stride-1 conv_transpose2d — returned wrong values (off by O(10), sometimes NaN) in about half
+    /// of the small cases tried, and runs that used oneDNN only for the conv2d forward still failed to
+    /// reproduce bit-for-bit now and then. libtorch's native kernels are exact and deterministic; they cost
+    /// about 2× in training speed. Deployment does not use oneDNN: ONNX Runtime runs its own kernels.
     /// </summary>
-    public static T WithoutMkldnn<T>(Func<T> work)
-    {
-        Initialize();
-        if (!MkldnnSwitchable) return work();
-        lock (BackwardGate)
-        {
-            SetContextFlag(SetMkldnnSymbol, false);
-            try { return work(); }
-            finally { SetContextFlag(SetMkldnnSymbol, true); }
-        }
-    }
+    public static bool OneDnnDisabled { get; private set; }
 
-    public static void Backward(torch.Tensor loss) => WithoutMkldnn(() => { loss.backward(); return 0; });
+    private static string TorchCpuPath => Path.Combine(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory, "libtorch_cpu.so");
 
     public static bool SetContextFlag(string symbol, bool value)
     {

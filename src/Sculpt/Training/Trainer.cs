@@ -91,7 +91,7 @@ public static class Trainer
                 var logits = model.forward(x);
                 var loss = Losses.DiceCe(logits, labels);
                 if (o.ExtraLoss != null) loss = loss + o.ExtraLoss(x, logits);
-                TorchRuntime.Backward(loss);
+                loss.backward();
                 opt.step();
                 double l = loss.item<float>();
                 lossSum += l;

@@ -57,7 +57,7 @@ public sealed class HandUNet : nn.Module<Tensor, Tensor>
         for (int k = 0; k < _depth; k++)
         {
             int level = _depth - 1 - k;
-            var up = TorchRuntime.WithoutMkldnn(() => _up[k].forward(h)); // same kernels as GraphModule (see TorchRuntime)
+            var up = _up[k].forward(h);
             h = _dec[k].forward(cat(new[] { skips[level], up }, 1));
         }
         return _head.forward(h);
