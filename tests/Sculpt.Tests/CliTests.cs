@@ -55,6 +55,53 @@ public class CliTests
     }
 
     [Fact]
+    public void PruneExportAndGroupsFromTheCommandLine()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        Assert.Equal(0, Sculpt("synth", "--out", data, "--count", "16", "--size", "32", "--seed", "2").Code);
+        var model = Path.Combine(dir, "m.sculpt");
+        Assert.Equal(0, Sculpt("train", "--data", data, "--arch", "unet-small", "--epochs", "1", "--batch", "4", "--out", model).Code);
+        var small = Path.Combine(dir, "small.sculpt");
+        var p = Sculpt("prune", "--model", model, "--data", data, "--compression", "5", "--steps", "2", "--epochs", "0", "--final-epochs", "0",
+            "--criterion", "l1", "--out", small, "--json");
+        Assert.True(p.Code == 0, p.Err);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(p.Out)!;
+        Assert.True(json["compression"]!.GetValue<double>() >= 5);
+        Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.ParameterCount(), json["params"]!.GetValue<long>());
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(small + ".run", "steps.jsonl")).Length);
+        var onnx = Path.Combine(dir, "small.onnx");
+        Assert.Equal(0, Sculpt("export", "--model", small, "--onnx", onnx).Code);
+        Assert.True(new FileInfo(onnx).Length > 0);
+        var groups = Sculpt("inspect", "--model", small, "--groups", "--json");
+        Assert.Equal(0, groups.Code);
+        Assert.Contains("\"prunable\": true", groups.Out);
+
+        // a target beyond what one channel per group allows: refused before anything is written
+        var tooSmall = Path.Combine(dir, "tiny.sculpt");
+        AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-params", "10", "--out", tooSmall), "cannot be reached");
+        Assert.False(File.Exists(tooSmall));
+        Assert.False(Directory.Exists(tooSmall + ".run"));
+    }
+
+    [Fact]
+    public void InvalidGraphJsonInsideAModelIsReportedWithTheFileName()
+    {
+        var dir = TestFiles.TempDir();
+        var path = Path.Combine(dir, "bad.sculpt");
+        using (var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Create))
+        {
+            using (var w = new StreamWriter(zip.CreateEntry("graph.json").Open()))
+                w.Write("{\"format\":\"sculpt-graph\",\"version\":1,\"nodes\":[{\"op\":\"conv2d\",\"name\":\"c\",\"inputs\":[\"nowhere\"],\"in_channels\":1,\"out_channels\":1}]}");
+            using (var w = new StreamWriter(zip.CreateEntry("meta.json").Open())) w.Write("{}");
+            zip.CreateEntry("weights.safetensors");
+        }
+        var r = Sculpt("inspect", "--model", path);
+        AssertCleanFailure(r, "bad.sculpt");
+        Assert.Contains("graph.json", r.Err);
+    }
+
+    [Fact]
     public void InspectClassicUNetPrintsItsExactCount()
     {
         var r = Sculpt("inspect", "--arch", "unet-classic", "--size", "112");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Criterion / allocation / distillation comparison at one fixed compression (issue 3).
+# A width-16 U-Net (1.94M parameters) trained on synthetic echo is pruned to 300× fewer parameters in
+# 4 steps (1 fine-tune epoch each, 3 final epochs), once per configuration; test Dice for each.
+# Usage: bench/compare.sh [OUT_DIR]      (about 30 min on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-runs/compare}"
+data="${DATA:-runs/headline/echo600}"
+mkdir -p "$out"
+s=./sculpt
+[[ -d "$data" ]] || $s synth --out "$data" --count 600 --seed 0
+[[ -f "$out/unet16.sculpt" ]] || $s train --data "$data" --arch unet --epochs 8 --seed 0 --out "$out/unet16.sculpt"
+common=(--model "$out/unet16.sculpt" --data "$data" --compression 300 --steps 4 --epochs 1 --final-epochs 3 --seed 0 --json)
+run() { # name, extra options…
+  local name="$1"; shift
+  [[ -f "$out/$name.json" ]] || $s prune "${common[@]}" "$@" --out "$out/$name.sculpt" --run "$out/$name.run" > "$out/$name.json"
+  echo "$name $($s eval --model "$out/$name.sculpt" --data "$data" --split test --json | tr -d '\n ')"
+}
+{
+  echo "dense $($s eval --model "$out/unet16.sculpt" --data "$data" --split test --json | tr -d '\n ')"
+  run taylor --criterion taylor
+  run l1 --criterion l1
+  run l2 --criterion l2
+  run bn-scale --criterion bn-scale
+  run fpgm --criterion fpgm
+  run random --criterion random
+  run taylor-uniform --criterion taylor --allocation uniform
+  run taylor-distill --criterion taylor --distill
+} > "$out/compare-evals.txt"
+echo "done: $out/compare-evals.txt"

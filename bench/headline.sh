@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Headline benchmark (issue 3): unet-classic (~31M parameters) trained on synthetic echo, then pruned
+# iteratively to ≥ 1148× fewer parameters and beyond; every point evaluated on the held-out test split.
+# Usage: bench/headline.sh [OUT_DIR]      (about 1.5 h on 2 cores; run it in the background)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-runs/headline}"
+mkdir -p "$out"
+s=./sculpt
+[[ -d "$out/echo600" ]] || $s synth --out "$out/echo600" --count 600 --seed 0
+[[ -f "$out/classic.sculpt" ]] || $s train --data "$out/echo600" --arch unet-classic --epochs 5 --lr 1e-3 --batch 8 --seed 0 --out "$out/classic.sculpt"
+$s prune --model "$out/classic.sculpt" --data "$out/echo600" --compression 1148 --steps 6 --epochs 2 --final-epochs 6 \
+  --distill --seed 0 --out "$out/classic-1148x.sculpt" --run "$out/prune-1148x" --json > "$out/prune-1148x.json"
+# beyond the paper's point: continue from the 1148× model to 10,000× of the dense size (two more steps)
+$s prune --model "$out/classic-1148x.sculpt" --data "$out/echo600" --compression 8.711 --steps 2 --epochs 2 --final-epochs 6 \
+  --distill --seed 0 --out "$out/classic-10000x.sculpt" --run "$out/prune-10000x" --json > "$out/prune-10000x.json"
+# test-split evaluation of the dense model, every step model and both final models
+for m in "$out/classic.sculpt" "$out"/prune-1148x/step_*.sculpt "$out/classic-1148x.sculpt" "$out"/prune-10000x/step_*.sculpt "$out/classic-10000x.sculpt"; do
+  echo "$m $($s eval --model "$m" --data "$out/echo600" --split test --json | tr -d '\n ')"
+done > "$out/test-evals.txt"
+echo "done: $out/test-evals.txt"
