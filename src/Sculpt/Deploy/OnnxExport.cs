@@ -167,6 +167,7 @@ public static class OnnxExport
         ["sculpt.normalization.std"] = string.Join(",", model.Meta.Task.Normalization.Std),
         ["sculpt.output"] = $"{OutputName}: float32 [batch, {model.Meta.Task.OutputChannels}, H, W] raw logits ({(model.Meta.Task.Mode == "binary" ? "sigmoid > 0.5" : "argmax over classes")})",
         ["sculpt.parameters"] = model.Graph.ParameterCount().ToString(),
+        ["sculpt.macs"] = model.Graph.MacCount().ToString(),
     };
 
     /// <summary>

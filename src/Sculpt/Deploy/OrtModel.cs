@@ -10,10 +10,12 @@ public sealed class OrtModel : IDisposable
     public string OutputName { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
     public long[] InputShape { get; }
+    public string SourcePath { get; }
 
     public OrtModel(string path, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: ONNX file not found");
+        SourcePath = path;
         var options = new SessionOptions { GraphOptimizationLevel = optimization, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
         if (threads > 0) { options.IntraOpNumThreads = threads; options.InterOpNumThreads = 1; }
         try { _session = new InferenceSession(path, options); }
