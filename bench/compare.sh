@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 out="${1:-runs/compare}"
 data="${DATA:-runs/headline/echo600}"
 mkdir -p "$out"
-s=./sculpt
+s="${SCULPT:-./sculpt}"   # SCULPT: a fixed build to use while the sources change
+th=(--threads "${THREADS:-0}")   # libtorch threads for train/prune (0: all cores)
 [[ -d "$data" ]] || $s synth --out "$data" --count 600 --seed 0
-[[ -f "$out/unet16.sculpt" ]] || $s train --data "$data" --arch unet --epochs 8 --seed 0 --out "$out/unet16.sculpt"
+[[ -f "$out/unet16.sculpt" ]] || $s train --data "$data" --arch unet --epochs 8 --seed 0 "${th[@]}" --out "$out/unet16.sculpt"
 common=(--model "$out/unet16.sculpt" --data "$data" --compression 300 --steps 4 --epochs 1 --final-epochs 3 --seed 0 --json)
 run() { # name, extra options…
   local name="$1"; shift
-  [[ -f "$out/$name.json" ]] || $s prune "${common[@]}" "$@" --out "$out/$name.sculpt" --run "$out/$name.run" > "$out/$name.json"
+  [[ -f "$out/$name.json" ]] || $s prune "${common[@]}" "${th[@]}" "$@" --out "$out/$name.sculpt" --run "$out/$name.run" > "$out/$name.json"
   echo "$name $($s eval --model "$out/$name.sculpt" --data "$data" --split test --json | tr -d '\n ')"
 }
 {
