@@ -2,7 +2,7 @@
 # Criterion / allocation / distillation comparison at one fixed compression (issue 3).
 # A width-16 U-Net (1.94M parameters) trained on synthetic echo is pruned to 300× fewer parameters in
 # 4 steps (1 fine-tune epoch each, 3 final epochs), once per configuration; test Dice for each.
-# Usage: bench/compare.sh [OUT_DIR]      (about 30 min on 2 cores)
+# Usage: bench/compare.sh [OUT_DIR]      (about 35 min with THREADS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/compare}"
@@ -11,7 +11,7 @@ mkdir -p "$out"
 s="${SCULPT:-./sculpt}"   # SCULPT: a fixed build to use while the sources change
 th=(--threads "${THREADS:-0}")   # libtorch threads for train/prune (0: all cores)
 [[ -d "$data" ]] || $s synth --out "$data" --count 600 --seed 0
-[[ -f "$out/unet16.sculpt" ]] || $s train --data "$data" --arch unet --epochs 8 --seed 0 "${th[@]}" --out "$out/unet16.sculpt"
+[[ -f "$out/unet16.sculpt" ]] || $s train --data "$data" --arch unet --epochs 4 --seed 0 "${th[@]}" --out "$out/unet16.sculpt"
 common=(--model "$out/unet16.sculpt" --data "$data" --compression 300 --steps 4 --epochs 1 --final-epochs 3 --seed 0 --json)
 run() { # name, extra options…
   local name="$1"; shift

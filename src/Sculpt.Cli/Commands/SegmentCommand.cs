@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using Sculpt.Clinical;
+using Sculpt.Data;
+using Sculpt.Deploy;
+using Sculpt.Runtime;
+
+namespace Sculpt.Cli.Commands;
+
+public static class SegmentCommand
+{
+    public const string Help = """
+        sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--json]
+
+        IMAGE (.png/.jpg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
+        image's own size (resized to the model input and back). VIDEO: a folder of frame_*.png (as
+        `sculpt synth --videos` writes) or a video file decoded with FFmpeg; besides masks and overlays it writes
+        lv_area.csv (per-frame LV area, long axis, area-length volume), beats.csv (ED/ES frames, volumes, EF per
+        beat), lv_area.png (area over time, ED/ES marked) and summary.json with the ejection fraction averaged
+        over beats (single-plane area-length V = 8A²/(3πL)). X.npy: a raw NCHW float32 tensor, no
+        preprocessing; --logits writes the raw outputs as .npy.
+
+        example: sculpt segment --model small.onnx --input data/echo/videos/video_0000 --out seg/
+        """;
+
+    public static int Run(string[] argv)
+    {
+        var a = new Args(argv, new HashSet<string> { "json" });
+        var modelPath = a.Required("model");
+        var input = a.Required("input");
+        var outDir = a.Get("out");
+        var logitsPath = a.Get("logits");
+        bool json = a.Flag("json");
+        a.EnsureAllUsed();
+        if (!File.Exists(input) && !Directory.Exists(input)) throw new FileNotFoundException($"{input}: input not found");
+        using var seg = Segmenter.Open(modelPath);
+
+        if (input.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
+        {
+            var (data, shape) = Npy.Read(input);
+            (float[] y, long[] yShape) result;
+            try { result = seg.RunRaw(data, shape); }
+            catch (InvalidDataException e) { throw new InvalidDataException($"{input}: {e.Message}"); }
+            if (logitsPath != null) AtomicFile.WriteAllBytes(logitsPath, Npy.Encode(result.y, result.yShape));
+            if (json) Output.Json(new JsonObject { ["input"] = input, ["shape"] = new JsonArray(result.yShape.Select(v => (JsonNode)v).ToArray()), ["logits"] = logitsPath });
+            else Console.WriteLine($"{input}: logits [{string.Join(", ", result.yShape)}]{(logitsPath != null ? $" written to {logitsPath}" : "")}");
+            return 0;
+        }
+        if (outDir == null) throw new UsageException("missing required option --out");
+        if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
+
+        string? tempFrames = null;
+        try
+        {
+            List<string> frames;
+            bool video;
+            if (Directory.Exists(input))
+            {
+                var pngs = Directory.GetFiles(input).Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase)).OrderBy(f => f, StringComparer.Ordinal).ToList();
+                if (pngs.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
+                video = pngs.All(f => Path.GetFileName(f).StartsWith("frame_"));
+                frames = pngs;
+            }
+            else if (IsImage(input)) { frames = new() { input }; video = false; }
+            else { tempFrames = Decode(input); frames = Directory.GetFiles(tempFrames, "*.png").OrderBy(f => f, StringComparer.Ordinal).ToList(); video = true; }
+
+            var task = seg.Task;
+            var images = frames.Select(f => ImageIO.Read(f)).ToList();
+            var planes = images.Select(img => ToModelInput(img, task)).ToList();
+            var masks = seg.Segment(planes);
+            var tmp = Path.GetFullPath(outDir).TrimEnd('/') + $".tmp-{Guid.NewGuid():N}";
+            Directory.CreateDirectory(Path.Combine(tmp, "masks"));
+            Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
+            try
+            {
+                var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
+                byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
+                for (int i = 0; i < frames.Count; i++)
+                {
+                    var img = images[i];
+                    var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
+                    var name = Path.GetFileNameWithoutExtension(frames[i]);
+                    File.WriteAllBytes(Path.Combine(tmp, "masks", name + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
+                    var grey = ToPlanes(img, 1);
+                    File.WriteAllBytes(Path.Combine(tmp, "overlays", name + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
+                    var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
+                    lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
+                }
+                var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
+                if (video)
+                {
+                    var beats = CardiacCycle.Beats(volumes);
+                    var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
+                    for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
+                    File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
+                    var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent\n");
+                    for (int k = 0; k < beats.Count; k++) beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##}\n");
+                    File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
+                    double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
+                    AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
+                    summary["ejection_fraction"] = Output.Num(ef);
+                    summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject { ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction }).ToArray());
+                }
+                File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
+                if (Directory.Exists(outDir))
+                {
+                    if (Directory.EnumerateFileSystemEntries(outDir).Any()) throw new InvalidDataException($"{outDir}: output folder exists and is not empty");
+                    Directory.Delete(outDir);
+                }
+                Directory.Move(tmp, outDir);
+                if (json) Output.Json(summary);
+                else
+                {
+                    Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
+                    if (video)
+                    {
+                        var beats = summary["beats"]!.AsArray();
+                        Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
+                        Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
+                    }
+                }
+            }
+            finally { if (Directory.Exists(tmp)) Directory.Delete(tmp, true); }
+            return 0;
+        }
+        finally { if (tempFrames != null && Directory.Exists(tempFrames)) Directory.Delete(tempFrames, true); }
+    }
+
+    private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
+
+    private static float[] ToModelInput(Image8 img, TaskInfo task) =>
+        ImageIO.ResizeBilinear(ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width, task.InputHeight, task.InputWidth);
+
+    private static float[] ToPlanes(Image8 img, int c)
+    {
+        int hw = img.Width * img.Height;
+        var planes = new float[c * hw];
+        for (int p = 0; p < hw; p++)
+            for (int ch = 0; ch < c; ch++)
+            {
+                float v;
+                if (img.Channels == c) v = img.Pixels[p * img.Channels + ch];
+                else if (c == 1) { int s = 0; for (int k = 0; k < img.Channels; k++) s += img.Pixels[p * img.Channels + k]; v = (float)s / img.Channels; }
+                else v = img.Pixels[p * img.Channels];
+                planes[ch * hw + p] = v / 255f;
+            }
+        return planes;
+    }
+
+    /// <summary>Decodes a video file to PNG frames with FFmpeg (Debian's ffmpeg package).</summary>
+    private static string Decode(string video)
+    {
+        var dir = Directory.CreateTempSubdirectory("sculpt-frames-").FullName;
+        var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", video, Path.Combine(dir, "frame_%05d.png") }) { RedirectStandardError = true, RedirectStandardOutput = true };
+        Process? p;
+        try { p = Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception) { Directory.Delete(dir, true); throw new InvalidDataException($"{video}: decoding video files needs FFmpeg (apt-get install ffmpeg), which is not installed"); }
+        var err = p!.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0 || Directory.GetFiles(dir, "*.png").Length == 0)
+        {
+            Directory.Delete(dir, true);
+            throw new InvalidDataException($"{video}: unreadable video ({(err.Split('\n').FirstOrDefault(l => l.Length > 0) ?? $"ffmpeg exit code {p.ExitCode}").Trim()})");
+        }
+        return dir;
+    }
+}

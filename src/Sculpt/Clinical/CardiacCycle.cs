@@ -1,0 +1,75 @@
+namespace Sculpt.Clinical;
+
+public sealed record Beat(int EndDiastole, int EndSystole, double Edv, double Esv)
+{
+    public double EjectionFraction => AreaLength.EjectionFraction(Edv, Esv);
+}
+
+/// <summary>
+/// End-diastole/end-systole detection on an LV volume curve: the period is estimated from the curve's
+/// autocorrelation, the curve is smoothed over 3 frames, ED frames are its largest values at least half a
+/// period apart, and each ED is paired
+/// with the smallest volume that follows it before the next ED (or, for the last beat, before the curve
+/// rises again). EF is averaged over beats, as EchoNet-Dynamic reports it.
+/// </summary>
+public static class CardiacCycle
+{
+    public static List<Beat> Beats(IReadOnlyList<double> volume)
+    {
+        int n = volume.Count;
+        var beats = new List<Beat>();
+        if (n < 3) return beats;
+        var v = Smooth(volume);
+        int period = Period(v);
+        int minGap = Math.Max(2, period / 2);
+        // ED candidates: local maxima, greedily kept from the largest down with a minimum spacing
+        var maxima = Enumerable.Range(0, n).Where(i => (i == 0 || v[i] >= v[i - 1]) && (i == n - 1 || v[i] >= v[i + 1])).OrderByDescending(i => v[i]).ToList();
+        var ed = new List<int>();
+        foreach (var m in maxima)
+            if (ed.All(e => Math.Abs(e - m) >= minGap)) ed.Add(m);
+        ed.Sort();
+        double range = v.Max() - v.Min();
+        for (int k = 0; k < ed.Count; k++)
+        {
+            int start = ed[k], end = k + 1 < ed.Count ? ed[k + 1] : n - 1;
+            if (end - start < 2) continue;
+            int es = Enumerable.Range(start + 1, end - start - 1).MinBy(i => v[i]);
+            // the last beat counts only when the volume really fell and rose again after ES
+            bool closed = k + 1 < ed.Count || (es < n - 2 && v[n - 1] - v[es] > 0.2 * range);
+            if (!closed || v[start] - v[es] < 0.1 * range) continue;
+            // frames from the smoothed curve (segmentation noise moves single-frame extremes), volumes as measured
+            beats.Add(new Beat(start, es, volume[start], volume[es]));
+        }
+        return beats;
+    }
+
+    private static double[] Smooth(IReadOnlyList<double> x)
+    {
+        var s = new double[x.Count];
+        for (int i = 0; i < x.Count; i++)
+        {
+            double sum = 0; int c = 0;
+            for (int j = Math.Max(0, i - 1); j <= Math.Min(x.Count - 1, i + 1); j++) { sum += x[j]; c++; }
+            s[i] = sum / c;
+        }
+        return s;
+    }
+
+    /// <summary>Dominant period (frames) from the first autocorrelation peak; the whole length if none.</summary>
+    public static int Period(IReadOnlyList<double> x)
+    {
+        int n = x.Count;
+        double mean = x.Average();
+        var d = x.Select(v => v - mean).ToArray();
+        double zero = d.Sum(v => v * v);
+        if (zero <= 0) return n;
+        double Ac(int lag) { double s = 0; for (int i = 0; i + lag < n; i++) s += d[i] * d[i + lag]; return s / zero; }
+        int best = -1; double bestValue = 0.1;
+        for (int lag = 4; lag <= n * 2 / 3; lag++)
+        {
+            double a = Ac(lag);
+            if (a > bestValue && a >= Ac(lag - 1) && a >= Ac(lag + 1)) { best = lag; bestValue = a; break; }
+        }
+        return best > 0 ? best : n;
+    }
+}

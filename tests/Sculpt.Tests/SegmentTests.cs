@@ -1,0 +1,123 @@
+using Sculpt.Clinical;
+using Sculpt.Cli;
+using Sculpt.Data;
+using Sculpt.Deploy;
+using Sculpt.Models;
+using Sculpt.Runtime;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Sculpt.Tests;
+
+[Collection("serial")]
+public class SegmentTests
+{
+    static SegmentTests() => TorchRuntime.Initialize();
+
+    private static (int, string, string) Sculpt(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(o); Console.SetError(e);
+        try { return (CliMain.Run(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    [Fact]
+    public void NpyRoundTripAndNumpyHeaderLayout()
+    {
+        var data = Enumerable.Range(0, 24).Select(i => i * 0.5f).ToArray();
+        var bytes = Npy.Encode(data, new long[] { 2, 3, 4 });
+        Assert.Equal(0, (10 + BitConverter.ToUInt16(bytes, 8)) % 64); // numpy aligns the data to 64 bytes
+        var path = Path.Combine(TestFiles.TempDir(), "x.npy");
+        File.WriteAllBytes(path, bytes);
+        var (back, shape) = Npy.Read(path);
+        Assert.Equal(new long[] { 2, 3, 4 }, shape);
+        Assert.Equal(data, back);
+    }
+
+    [Fact]
+    public void LogitsFromNpyEqualTheGraphModuleForSculptAndOnnx()
+    {
+        var dir = TestFiles.TempDir();
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 3 });
+        using var gm = new GraphModule(g);
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
+        meta.Task.Mode = "multiclass"; meta.Task.Labels = new() { "background", "lv", "myo" };
+        var pkg = new ModelPackage(g, gm.ExportWeights(), meta);
+        var model = Path.Combine(dir, "m.sculpt");
+        pkg.Save(model);
+        var onnx = Path.Combine(dir, "m.onnx");
+        OnnxExport.Save(pkg, onnx);
+        var x = randn(2, 1, 16, 16);
+        var xPath = Path.Combine(dir, "x.npy");
+        File.WriteAllBytes(xPath, Npy.Encode(x.data<float>().ToArray(), x.shape));
+        gm.eval();
+        Tensor expected;
+        using (no_grad()) expected = gm.forward(x);
+        foreach (var m in new[] { model, onnx })
+        {
+            var yPath = Path.Combine(dir, Path.GetFileName(m) + ".y.npy");
+            var r = Sculpt("segment", "--model", m, "--input", xPath, "--logits", yPath);
+            Assert.True(r.Item1 == 0, r.Item3);
+            var (y, shape) = Npy.Read(yPath);
+            Assert.Equal(expected.shape, shape);
+            Assert.True((tensor(y, shape) - expected).abs().max().item<float>() <= 1e-4);
+        }
+        // wrong rank and wrong size: one-line errors, no output
+        var bad = Path.Combine(dir, "bad.npy");
+        File.WriteAllBytes(bad, Npy.Encode(new float[16 * 16], new long[] { 1, 16, 16 }));
+        var badOut = Path.Combine(dir, "bad.y.npy");
+        var e1 = Sculpt("segment", "--model", model, "--input", bad, "--logits", badOut);
+        Assert.NotEqual(0, e1.Item1);
+        Assert.Contains("4-D", e1.Item3);
+        File.WriteAllBytes(bad, Npy.Encode(new float[20 * 20], new long[] { 1, 1, 20, 20 }));
+        var e2 = Sculpt("segment", "--model", onnx, "--input", bad, "--logits", badOut);
+        Assert.NotEqual(0, e2.Item1);
+        Assert.Contains("does not fit", e2.Item3);
+        Assert.False(File.Exists(badOut));
+    }
+
+    [Fact]
+    public void CycleAnalysisOfTrueMasksFindsTheGeneratorsBeats()
+    {
+        foreach (var index in new[] { 0, 1, 2, 3 })
+        {
+            var v = SyntheticEcho.Video(new SynthOptions { Seed = 5, VideoFrames = 60 }, index);
+            var beats = CardiacCycle.Beats(v.Volumes);
+            Assert.NotEmpty(beats);
+            double ef = beats.Average(b => b.EjectionFraction);
+            Assert.InRange(ef, v.EjectionFraction - 5, v.EjectionFraction + 5);
+            foreach (var ed in v.EndDiastole) Assert.Contains(beats, b => Math.Abs(b.EndDiastole - ed) <= 2);
+            foreach (var es in v.EndSystole) Assert.Contains(beats, b => Math.Abs(b.EndSystole - es) <= 2);
+        }
+    }
+
+    [Fact]
+    public void SegmentVideoFolderWritesAreasBeatsPlotAndSummary()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        SynthDataset.Write(data, new SynthOptions { Count = 3, Size = 32, Videos = 1, VideoFrames = 30 });
+        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 32 });
+        using var gm = new GraphModule(g);
+        var meta = new ModelMeta(); meta.Task.InputHeight = meta.Task.InputWidth = 32;
+        var model = Path.Combine(dir, "m.sculpt");
+        new ModelPackage(g, gm.ExportWeights(), meta).Save(model);
+        var outDir = Path.Combine(dir, "seg");
+        var r = Sculpt("segment", "--model", model, "--input", Path.Combine(data, "videos", "video_0000"), "--out", outDir, "--json");
+        Assert.True(r.Item1 == 0, r.Item3);
+        Assert.Equal(30, Directory.GetFiles(Path.Combine(outDir, "masks")).Length);
+        Assert.Equal(31, File.ReadAllLines(Path.Combine(outDir, "lv_area.csv")).Length);
+        Assert.True(File.Exists(Path.Combine(outDir, "beats.csv")));
+        Assert.True(new FileInfo(Path.Combine(outDir, "lv_area.png")).Length > 1000);
+        // an unreadable video: clear error, nothing written
+        var junk = Path.Combine(dir, "junk.avi");
+        File.WriteAllText(junk, "not a video");
+        var bad = Sculpt("segment", "--model", model, "--input", junk, "--out", Path.Combine(dir, "seg2"));
+        Assert.NotEqual(0, bad.Item1);
+        Assert.Contains("junk.avi", bad.Item3);
+        Assert.False(Directory.Exists(Path.Combine(dir, "seg2")));
+    }
+}
