@@ -11,14 +11,7 @@ public class SerialCollection { }
 [Collection("serial")]
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Sculpt(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (CliMain.Run(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static (int Code, string Out, string Err) Sculpt(params string[] args) => TestFiles.Cli(args);
 
     private static void AssertCleanFailure((int Code, string Out, string Err) r, string mentions)
     {

@@ -13,17 +13,6 @@ public class OnnxTests
 {
     static OnnxTests() => TorchRuntime.Initialize();
 
-    private static WeightSet WithBnStatistics(NetworkGraph g, int seed)
-    {
-        torch.manual_seed(seed);
-        using var m = new GraphModule(g);
-        var w = m.ExportWeights();
-        var r = new Random(seed);
-        foreach (var k in w.Keys.Where(k => k.Contains("bn") || k.Contains("running")).ToList())
-            w[k] = new TensorData(w[k].Shape, w[k].Data.Select(_ => (float)(k.EndsWith("running_var") ? 0.3 + r.NextDouble() : r.NextDouble() - 0.5)).ToArray());
-        return w;
-    }
-
     private static double MaxDiffOrtVsTorch(ModelPackage pkg, int batch, int h, int w)
     {
         var path = Path.Combine(TestFiles.TempDir(), "m.onnx");
@@ -44,7 +33,7 @@ public class OnnxTests
     public void DenseUNetMatchesTorchSharp()
     {
         var g = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 8, InputSize = 32, Classes = 2 });
-        var pkg = new ModelPackage(g, WithBnStatistics(g, 1), new ModelMeta());
+        var pkg = new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), new ModelMeta());
         Assert.True(MaxDiffOrtVsTorch(pkg, 2, 32, 32) <= 1e-4);
     }
 
@@ -52,7 +41,7 @@ public class OnnxTests
     public void PrunedBilinearUNetMatchesTorchSharpAtAnotherBatchSize()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 8, InputSize = 32, Bilinear = true });
-        var w = WithBnStatistics(g, 2);
+        var w = TestFiles.WithBnStatistics(g, 2);
         var groups = ChannelGroups.Analyze(g);
         var keep = Allocation.Allocate(groups, Importance.Score(groups, w, Criterion.L2), new Budget("params", g.ParameterCount() / 10.0), new AllocationOptions());
         var (pg, pw) = Slicer.Slice(groups, keep, w);
@@ -63,14 +52,14 @@ public class OnnxTests
     public void EveryOpGraphMatchesTorchSharp()
     {
         var g = GraphTests.EveryOp();
-        Assert.True(MaxDiffOrtVsTorch(new ModelPackage(g, WithBnStatistics(g, 3), new ModelMeta()), 2, 16, 16) <= 1e-4);
+        Assert.True(MaxDiffOrtVsTorch(new ModelPackage(g, TestFiles.WithBnStatistics(g, 3), new ModelMeta()), 2, 16, 16) <= 1e-4);
     }
 
     [Fact]
     public void BatchNormFoldingIsExact()
     {
         var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 4, InputSize = 8 });
-        var w = WithBnStatistics(g, 4);
+        var w = TestFiles.WithBnStatistics(g, 4);
         var consumers = g.Nodes.SelectMany(n => n.Inputs.Select(i => (i, n))).ToLookup(p => p.i, p => p.n);
         var (folded, fw) = OnnxExport.FoldBatchNorms(g, w, consumers);
         Assert.Equal(g.Nodes.OfType<BatchNorm2dNode>().Select(b => b.Name).OrderBy(s => s), folded.OrderBy(s => s));
@@ -91,7 +80,7 @@ public class OnnxTests
         var meta = new ModelMeta();
         meta.Task.Normalization = new Normalization { Mean = new[] { 0.2 }, Std = new[] { 0.3 } };
         var path = Path.Combine(TestFiles.TempDir(), "m.onnx");
-        OnnxExport.Save(new ModelPackage(g, WithBnStatistics(g, 5), meta), path);
+        OnnxExport.Save(new ModelPackage(g, TestFiles.WithBnStatistics(g, 5), meta), path);
         using var ort = new OrtModel(path);
         Assert.Equal("input", ort.InputName);
         Assert.Equal("logits", ort.OutputName);

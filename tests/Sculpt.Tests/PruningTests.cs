@@ -31,17 +31,6 @@ public class PruningTests
         return b.Build();
     }
 
-    private static WeightSet RandomWeights(NetworkGraph g, int seed)
-    {
-        torch.manual_seed(seed);
-        using var m = new GraphModule(g);
-        var w = m.ExportWeights();
-        var r = new Random(seed);
-        foreach (var k in w.Keys.Where(k => k.Contains("running") || k.Contains("bn")).ToList())
-            w[k] = new TensorData(w[k].Shape, w[k].Data.Select(_ => (float)(k.EndsWith("running_var") ? 0.5 + r.NextDouble() : r.NextDouble() - 0.5)).ToArray());
-        return w;
-    }
-
     /// <summary>Zeroes every consumer's (and depthwise filter's downstream) view of the dropped channels, so their outgoing contribution is exactly zero.</summary>
     private static void ZeroOutgoing(ChannelGroups groups, WeightSet w, int groupId, int[] dropped)
     {
@@ -72,7 +61,7 @@ public class PruningTests
     public void PruningZeroContributionChannelsOfAUNetLeavesOutputsUnchanged()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 2 });
-        var w = RandomWeights(g, 1);
+        var w = TestFiles.WithBnStatistics(g, 1);
         var groups = ChannelGroups.Analyze(g);
         var keep = new Dictionary<int, int[]>();
         foreach (var grp in groups.Prunable)
@@ -94,7 +83,7 @@ public class PruningTests
     public void PruningZeroContributionChannelsOfAResidualNetLeavesOutputsUnchanged()
     {
         var g = Residual();
-        var w = RandomWeights(g, 2);
+        var w = TestFiles.WithBnStatistics(g, 2);
         var groups = ChannelGroups.Analyze(g);
         // stem and block.conv2 are merged by the Add; the depthwise conv is tied to the same group
         var merged = groups.Groups.Single(gr => gr.Producers.Select(p => p.Node).OrderBy(n => n).SequenceEqual(new[] { "block.conv2", "stem.conv" }));
@@ -139,7 +128,7 @@ public class PruningTests
     {
         var g = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
         var groups = ChannelGroups.Analyze(g);
-        var w = RandomWeights(g, 3);
+        var w = TestFiles.WithBnStatistics(g, 3);
         var scores = Importance.Score(groups, w, Criterion.L2);
         var o = new AllocationOptions { Mode = mode, MaxGroupRatio = 1.0 };
         foreach (double target in new[] { g.ParameterCount() / 3.0, g.ParameterCount() / 40.0, 10.0 })
@@ -159,7 +148,7 @@ public class PruningTests
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 16, InputSize = 16 });
         var groups = ChannelGroups.Analyze(g);
-        var scores = Importance.Score(groups, RandomWeights(g, 4), Criterion.L1);
+        var scores = Importance.Score(groups, TestFiles.WithBnStatistics(g, 4), Criterion.L1);
         var keep = Allocation.Allocate(groups, scores, new Budget("params", g.ParameterCount() / 5.0), new AllocationOptions { RoundTo = 4 });
         Assert.All(keep.Values, k => Assert.Equal(0, k.Length % 4));
     }
@@ -174,10 +163,10 @@ public class PruningTests
     {
         var g = Residual();
         var groups = ChannelGroups.Analyze(g);
-        var s = Importance.Score(groups, RandomWeights(g, 5), c, seed: 1);
+        var s = Importance.Score(groups, TestFiles.WithBnStatistics(g, 5), c, seed: 1);
         Assert.Equal(groups.Prunable.Select(p => p.Id).OrderBy(i => i), s.Keys.OrderBy(i => i));
         foreach (var (id, v) in s) { Assert.Equal(groups.Groups[id].Width, v.Length); Assert.Equal(1.0, v.Average(), 9); }
-        Assert.Equal(s[s.Keys.First()], Importance.Score(groups, RandomWeights(g, 5), c, seed: 1)[s.Keys.First()]);
+        Assert.Equal(s[s.Keys.First()], Importance.Score(groups, TestFiles.WithBnStatistics(g, 5), c, seed: 1)[s.Keys.First()]);
     }
 
     [Fact]
@@ -207,7 +196,7 @@ public class PruningTests
         SynthDataset.Write(dir, new SynthOptions { Count = 10, Size = 32, Seed = 1 });
         var ds = SegmentationDataset.Load(dir);
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
-        var pkg = new ModelPackage(g, RandomWeights(g, 6), new ModelMeta { Task = TrainJob.TaskFor(ds, Batches.Statistics(ds.Samples, 1)) });
+        var pkg = new ModelPackage(g, TestFiles.WithBnStatistics(g, 6), new ModelMeta { Task = TrainJob.TaskFor(ds, Batches.Statistics(ds.Samples, 1)) });
         var grads = PruneJob.CalibrationGradients(pkg, ds.Samples, pkg.Meta.Task, 2, 4, 0);
         Assert.Contains(grads.Values, t => t.Data.Any(v => v != 0));
         var groups = ChannelGroups.Analyze(g);

@@ -14,14 +14,7 @@ public class SegmentTests
 {
     static SegmentTests() => TorchRuntime.Initialize();
 
-    private static (int, string, string) Sculpt(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        var (oldOut, oldErr) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (CliMain.Run(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static (int Code, string Out, string Err) Sculpt(params string[] args) => TestFiles.Cli(args);
 
     [Fact]
     public void NpyRoundTripAndNumpyHeaderLayout()

@@ -1,3 +1,8 @@
+using Sculpt.Cli;
+using Sculpt.Graph;
+using Sculpt.Runtime;
+using TorchSharp;
+
 namespace Sculpt.Tests;
 
 internal static class TestFiles
@@ -7,5 +12,27 @@ internal static class TestFiles
         var d = Path.Combine(Path.GetTempPath(), "sculpt-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(d);
         return d;
+    }
+
+    /// <summary>Default-initialised weights with non-trivial batch-norm parameters and statistics.</summary>
+    public static WeightSet WithBnStatistics(NetworkGraph g, int seed)
+    {
+        torch.manual_seed(seed);
+        using var m = new GraphModule(g);
+        var w = m.ExportWeights();
+        var r = new Random(seed);
+        foreach (var k in w.Keys.Where(k => k.Contains("bn") || k.Contains("running")).ToList())
+            w[k] = new TensorData(w[k].Shape, w[k].Data.Select(_ => (float)(k.EndsWith("running_var") ? 0.3 + r.NextDouble() : r.NextDouble() - 0.5)).ToArray());
+        return w;
+    }
+
+    /// <summary>Runs the CLI in-process with Console captured (callers are in the serial collection).</summary>
+    public static (int Code, string Out, string Err) Cli(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(o); Console.SetError(e);
+        try { return (CliMain.Run(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
     }
 }

@@ -83,7 +83,7 @@ public static class SegmentCommand
                     var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
                     var name = Path.GetFileNameWithoutExtension(frames[i]);
                     File.WriteAllBytes(Path.Combine(tmp, "masks", name + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
-                    var grey = ToPlanes(img, 1);
+                    var grey = SegmentationDataset.ToPlanes(img, 1);
                     File.WriteAllBytes(Path.Combine(tmp, "overlays", name + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
                     var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
                     lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
@@ -131,23 +131,8 @@ public static class SegmentCommand
     private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
 
     private static float[] ToModelInput(Image8 img, TaskInfo task) =>
-        ImageIO.ResizeBilinear(ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width, task.InputHeight, task.InputWidth);
+        ImageIO.ResizeBilinear(SegmentationDataset.ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width, task.InputHeight, task.InputWidth);
 
-    private static float[] ToPlanes(Image8 img, int c)
-    {
-        int hw = img.Width * img.Height;
-        var planes = new float[c * hw];
-        for (int p = 0; p < hw; p++)
-            for (int ch = 0; ch < c; ch++)
-            {
-                float v;
-                if (img.Channels == c) v = img.Pixels[p * img.Channels + ch];
-                else if (c == 1) { int s = 0; for (int k = 0; k < img.Channels; k++) s += img.Pixels[p * img.Channels + k]; v = (float)s / img.Channels; }
-                else v = img.Pixels[p * img.Channels];
-                planes[ch * hw + p] = v / 255f;
-            }
-        return planes;
-    }
 
     /// <summary>Decodes a video file to PNG frames with FFmpeg (Debian's ffmpeg package).</summary>
     private static string Decode(string video)

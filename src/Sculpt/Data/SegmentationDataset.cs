@@ -110,7 +110,8 @@ public sealed class SegmentationDataset
         };
     }
 
-    private static float[] ToPlanes(Image8 img, int channels)
+    /// <summary>Image as channel planes in [0,1]; RGB averaged for one channel, grey replicated for several.</summary>
+    public static float[] ToPlanes(Image8 img, int channels)
     {
         var planes = new float[channels * img.Width * img.Height];
         int hw = img.Width * img.Height;
