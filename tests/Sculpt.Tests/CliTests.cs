@@ -56,7 +56,7 @@ public class CliTests
         var model = Path.Combine(dir, "m.sculpt");
         Assert.Equal(0, Sculpt("train", "--data", data, "--arch", "unet-small", "--epochs", "1", "--batch", "4", "--out", model).Code);
         var small = Path.Combine(dir, "small.sculpt");
-        var p = Sculpt("prune", "--model", model, "--data", data, "--compression", "5", "--steps", "2", "--epochs", "0", "--final-epochs", "0",
+        var p = Sculpt("prune", "--model", model, "--data", data, "--compression", "5", "--steps", "2", "--max-step-ratio", "3", "--epochs", "0", "--final-epochs", "0",
             "--criterion", "l1", "--out", small, "--json");
         Assert.True(p.Code == 0, p.Err);
         var json = System.Text.Json.Nodes.JsonNode.Parse(p.Out)!;

@@ -236,7 +236,7 @@ public class PruningTests
     public void IterativePruningIsDeterministicAndResumable()
     {
         var (dense, ds) = TinyTrained();
-        var o = new PruneOptions { Compression = 8, Steps = 3, FineTuneEpochs = 1, FinalEpochs = 1, BatchSize = 4, CalibrationBatches = 2, Seed = 3, Distill = true };
+        var o = new PruneOptions { Compression = 8, Steps = 3, MaxStepRatio = 2, FineTuneEpochs = 1, FinalEpochs = 1, BatchSize = 4, CalibrationBatches = 2, Seed = 3, Distill = true };
         var runA = Path.Combine(TestFiles.TempDir(), "a");
         var (a, stepsA) = PruneJob.Run(dense, ds, o, runA);
         Assert.Equal(4, stepsA.Count);

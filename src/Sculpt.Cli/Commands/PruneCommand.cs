@@ -12,14 +12,17 @@ public static class PruneCommand
         sculpt prune --model M.sculpt --data DIR --out M2.sculpt
                      (--compression X | --max-params N | --max-macs N) [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
-                     [--steps S] [--epochs E] [--final-epochs F] [--distill] [--round-to K] [--max-group-ratio R]
+                     [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
+                     [--round-to K] [--max-group-ratio R]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
-        Structured pruning that physically removes channels. Each of S steps shrinks the model geometrically
-        towards the target (the last step lands on it), scores channels with the criterion (default taylor:
+        Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
+        the target by at most Q× (default 1.5; at least S steps; the last lands on the target), re-estimates
+        batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
         allocates globally (one threshold across layers, at most R of a layer per step) or uniformly, slices
-        a smaller graph, and fine-tunes E epochs (optionally distilling from the dense model). A collapse of
+        a smaller graph, and fine-tunes E epochs (on N random training samples per step if given; optionally
+        distilling from the dense model). A collapse of
         validation Dice after a step triggers a back-off to half that step. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
         per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
@@ -48,13 +51,15 @@ public static class PruneCommand
                 Mode = a.Get("allocation", "global") switch { "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, var m => throw new UsageException($"--allocation must be global or uniform, got '{m}'") },
                 RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.9),
             },
-            Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 2), FinalEpochs = a.Int("final-epochs", 6),
+            Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
+            MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             Distill = a.Flag("distill"), LearningRate = a.Double("lr", 2e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         int threads = a.Int("threads", 0);
         a.EnsureAllUsed();
         if (threads > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(threads); }
         if (o.Steps < 1) throw new UsageException("--steps must be ≥ 1");
+        if (!(o.MaxStepRatio > 1)) throw new UsageException("--max-step-ratio must be > 1");
         if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
 
         var dense = ModelPackage.Load(modelPath);

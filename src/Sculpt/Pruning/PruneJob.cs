@@ -19,12 +19,23 @@ public sealed record PruneOptions
     public long? MaxMacs { get; init; }
     /// <summary>Keep the smallest step model whose validation Dice is at least this.</summary>
     public double? MinDice { get; init; }
+    /// <summary>Minimum number of steps; more are planned when needed to keep each step within <see cref="MaxStepRatio"/>.</summary>
     public int Steps { get; init; } = 6;
+    /// <summary>
+    /// Largest reduction of the budget metric in one step. Removing half of every layer's channels at once
+    /// (a 4× step) left a trained U-Net at Dice 0 that one epoch of fine-tuning did not recover; 1.5× steps
+    /// kept it above 0.94 before fine-tuning (bench/RESULTS.md).
+    /// </summary>
+    public double MaxStepRatio { get; init; } = 1.5;
+    /// <summary>Samples drawn (seeded) for each step's fine-tuning; 0 = the whole training split.</summary>
+    public int FineTuneSamples { get; init; }
     public int FineTuneEpochs { get; init; } = 2;
     public int FinalEpochs { get; init; } = 6;
     public bool Distill { get; init; }
     public double DistillWeight { get; init; } = 1.0;
     public int CalibrationBatches { get; init; } = 8;
+    /// <summary>Re-estimate batch-norm statistics on calibration batches right after slicing.</summary>
+    public bool RecalibrateBatchNorm { get; init; } = true;
     public int BatchSize { get; init; } = 8;
     public double LearningRate { get; init; } = 2e-3;
     public int Seed { get; init; }
@@ -120,12 +131,13 @@ public static class PruneJob
         // Planned steps shrink geometrically from the current size to the target; a back-off leaves the step
         // smaller than planned, so the remaining steps re-plan from where it ended and, if needed, extra steps
         // (at most as many again) follow until the target is reached.
-        for (int step = firstStep; step <= 2 * o.Steps && budget.Measure(current.Graph) > budget.Value * (1 + 1e-9); step++)
+        int plannedSteps = Math.Max(o.Steps, (int)Math.Ceiling(Math.Log(start / budget.Value) / Math.Log(o.MaxStepRatio) - 1e-9));
+        for (int step = firstStep; step <= 2 * plannedSteps && budget.Measure(current.Graph) > budget.Value * (1 + 1e-9); step++)
         {
-            int remaining = Math.Max(1, o.Steps - step + 1);
+            int remaining = Math.Max(1, plannedSteps - step + 1);
             double currentMeasure = budget.Measure(current.Graph);
             double stepBudget = remaining == 1 ? budget.Value : currentMeasure * Math.Pow(budget.Value / currentMeasure, 1.0 / remaining);
-            int shownSteps = Math.Max(o.Steps, step);
+            int shownSteps = Math.Max(plannedSteps, step);
             double previousDice = records[^1].ValDice;
             string note = "";
             ModelPackage? accepted = null;
@@ -139,7 +151,14 @@ public static class PruneJob
                 double stepDice = Evaluator.MeanDice(module, val, task);
                 if (o.FineTuneEpochs > 0)
                 {
-                    var ft = Trainer.Train(module, train, val, task, new TrainOptions
+                    var ftSamples = train;
+                    if (o.FineTuneSamples > 0 && o.FineTuneSamples < train.Count)
+                    {
+                        var order = Enumerable.Range(0, train.Count).ToArray();
+                        new Random(o.Seed + step * 13 + attempt).Shuffle(order);
+                        ftSamples = order.Take(o.FineTuneSamples).Select(i => train[i]).ToList();
+                    }
+                    var ft = Trainer.Train(module, ftSamples, val, task, new TrainOptions
                     {
                         Epochs = o.FineTuneEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + step * 1009 + attempt, ExtraLoss = distill,
                     }, p => progress?.Invoke(new PruneProgress(step, shownSteps, "fine-tune", candidate.Graph.ParameterCount(), denseParams / candidate.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), p)));
@@ -165,7 +184,7 @@ public static class PruneJob
                 break;
             }
             current = accepted!;
-            progress?.Invoke(new PruneProgress(step, shownSteps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, Math.Max(0, o.Steps - step)), null));
+            progress?.Invoke(new PruneProgress(step, shownSteps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, Math.Max(0, plannedSteps - step)), null));
         }
 
         // choose: the final model, or with --min-dice the smallest step model that meets it
@@ -200,6 +219,12 @@ public static class PruneJob
         var scores = Importance.Score(groups, model.Weights, o.Criterion, grads, seed);
         var keep = Allocation.Allocate(groups, scores, budget, o.Allocation);
         var (graph, weights) = Slicer.Slice(groups, keep, model.Weights);
+        if (o.RecalibrateBatchNorm && graph.Nodes.OfType<BatchNorm2dNode>().Any())
+        {
+            using var module = new GraphModule(graph, weights);
+            module.RecalibrateBatchNorm(CalibrationBatches(calibration, task, o.CalibrationBatches, o.BatchSize, seed + 1));
+            weights = module.ExportWeights();
+        }
         return (new ModelPackage(graph, weights!, model.Meta), budget.Measure(graph));
     }
 
@@ -208,19 +233,26 @@ public static class PruneJob
     {
         using var module = new GraphModule(model.Graph, model.Weights);
         module.eval();
-        var order = Enumerable.Range(0, samples.Count).ToArray();
-        new Random(seed).Shuffle(order);
-        int n = Math.Min(batches, (samples.Count + batchSize - 1) / batchSize);
-        for (int b = 0; b < n; b++)
+        foreach (var batch in CalibrationSamples(samples, batches, batchSize, seed))
         {
             using var scope = NewDisposeScope();
-            var batch = order.Skip(b * batchSize).Take(batchSize).Select(i => samples[i]).ToList();
             var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
             var y = Batches.Labels(batch, task.InputHeight, task.InputWidth);
             Losses.DiceCe(module.forward(x), y).backward();
         }
         return module.ExportGradients();
     }
+
+    private static IEnumerable<List<Sample>> CalibrationSamples(IReadOnlyList<Sample> samples, int batches, int batchSize, int seed)
+    {
+        var order = Enumerable.Range(0, samples.Count).ToArray();
+        new Random(seed).Shuffle(order);
+        int n = Math.Min(batches, (samples.Count + batchSize - 1) / batchSize);
+        for (int b = 0; b < n; b++) yield return order.Skip(b * batchSize).Take(batchSize).Select(i => samples[i]).ToList();
+    }
+
+    private static IEnumerable<Tensor> CalibrationBatches(IReadOnlyList<Sample> samples, TaskInfo task, int batches, int batchSize, int seed) =>
+        CalibrationSamples(samples, batches, batchSize, seed).Select(b => Batches.Images(b, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization));
 
     public static Dictionary<string, int> Widths(ChannelGroups groups) =>
         groups.Prunable.ToDictionary(g => g.Name, g => g.Width);

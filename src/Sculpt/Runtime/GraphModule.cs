@@ -120,6 +120,36 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
     public Tensor Tensor(string key) => _tensors[key];
 
+    /// <summary>When set, every batch norm uses this momentum in training mode (for cumulative re-estimation).</summary>
+    public double? BatchNormMomentumOverride { get; set; }
+
+    /// <summary>
+    /// Re-estimates every batch norm's running mean and variance from data (train-mode forward passes, no
+    /// gradients, cumulative average over the batches). After channels are removed upstream, the statistics a
+    /// BN layer learned on the dense network no longer describe its input; stale statistics shift every later
+    /// activation and can push a binary output entirely below threshold.
+    /// </summary>
+    public void RecalibrateBatchNorm(IEnumerable<torch.Tensor> batches)
+    {
+        using var _ = no_grad();
+        foreach (var bn in Graph.Nodes.OfType<BatchNorm2dNode>())
+        {
+            _tensors[$"{bn.Name}.running_mean"].zero_();
+            _tensors[$"{bn.Name}.running_var"].fill_(1);
+        }
+        bool wasTraining = training;
+        train();
+        int k = 0;
+        foreach (var x in batches)
+        {
+            BatchNormMomentumOverride = 1.0 / (k + 1);
+            using var y = forward(x);
+            k++;
+        }
+        BatchNormMomentumOverride = null;
+        if (!wasTraining) eval();
+    }
+
     public void LoadWeights(WeightSet weights, string source)
     {
         WeightLayout.Check(Graph, weights, source);
@@ -169,7 +199,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
                 Conv2dNode c => F.conv2d(In(0), _tensors[$"{c.Name}.weight"], c.Bias ? _tensors[$"{c.Name}.bias"] : null,
                     L(c.Stride), L(c.Padding), L(c.Dilation), c.Groups),
                 BatchNorm2dNode b => F.batch_norm(In(0), _tensors[$"{b.Name}.running_mean"], _tensors[$"{b.Name}.running_var"],
-                    _tensors[$"{b.Name}.weight"], _tensors[$"{b.Name}.bias"], training, b.Momentum, b.Eps),
+                    _tensors[$"{b.Name}.weight"], _tensors[$"{b.Name}.bias"], training, BatchNormMomentumOverride ?? b.Momentum, b.Eps),
                 ReluNode => F.relu(In(0)),
                 LeakyReluNode l => F.leaky_relu(In(0), l.NegativeSlope),
                 SiluNode => F.silu(In(0)),
