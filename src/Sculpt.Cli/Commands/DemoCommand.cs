@@ -38,9 +38,9 @@ public static class DemoCommand
             throw new UsageException($"{outDir} exists and is not empty; choose another --out or remove it");
 
         var clock = Stopwatch.StartNew();
-        var synth = new SynthOptions { Count = quick ? 160 : 500, Seed = seed, Videos = quick ? 1 : 2 };
+        var synth = new SynthOptions { Count = quick ? 160 : 400, Seed = seed, Videos = quick ? 1 : 2 };
         var arch = quick ? "unet-small" : "unet";
-        var train = new TrainOptions { Epochs = quick ? 4 : 6, BatchSize = 8, Seed = seed, LearningRate = 3e-3 };
+        var train = new TrainOptions { Epochs = quick ? 4 : 5, BatchSize = 8, Seed = seed, LearningRate = 3e-3 };
         string dataDir = Path.Combine(outDir, "data"), modelPath = Path.Combine(outDir, "models", "dense.sculpt");
 
         Step(json, $"1/5 synthesising {synth.Count} echo frames → {dataDir}");

@@ -69,7 +69,6 @@ public static class Latency
         var shape = (long[])model.InputShape.Clone();
         shape[0] = batch;
         var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        new Random(0).NextBytes(new byte[1]);
         for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
         return Measure(() => model.Run(input, shape), batch, runs);
     }

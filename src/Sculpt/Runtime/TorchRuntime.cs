@@ -29,7 +29,7 @@ public static class TorchRuntime
             if (_initialized) return;
             _initialized = true;
             torch.InitializeDeviceType(DeviceType.CPU);
-            NnpackDisabled = Environment.GetEnvironmentVariable("SCULPT_KEEP_NNPACK") == null && TryDisableNnpack();
+            NnpackDisabled = TryDisableNnpack();
             OneDnnDisabled = SetContextFlag(SetMkldnnSymbol, false);
         }
     }
@@ -42,13 +42,13 @@ public static class TorchRuntime
     /// forward of stride-1 conv_transpose2d — returned wrong values (off by O(10), sometimes NaN) in about half
     /// of the small cases tried, and runs that used oneDNN only for the conv2d forward still failed to
     /// reproduce bit-for-bit now and then. libtorch's native kernels are exact and deterministic; they cost
-    /// about 2× in training speed. Deployment does not use oneDNN: ONNX Runtime runs its own kernels.
+    /// about 2.6× in training speed (bench/RESULTS.md). Deployment does not use oneDNN: ONNX Runtime runs its own kernels.
     /// </summary>
     public static bool OneDnnDisabled { get; private set; }
 
     private static string TorchCpuPath => Path.Combine(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory, "libtorch_cpu.so");
 
-    public static bool SetContextFlag(string symbol, bool value)
+    private static bool SetContextFlag(string symbol, bool value)
     {
         if (!NativeLibrary.TryLoad(TorchCpuPath, out var lib)) return false;
         if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var ctxPtr) || !NativeLibrary.TryGetExport(lib, symbol, out var setPtr)) return false;
