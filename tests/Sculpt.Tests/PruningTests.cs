@@ -269,4 +269,18 @@ public class PruningTests
         // min Dice 0 accepts every step: the smallest model is chosen
         Assert.Equal(steps.Where(s => s.Step > 0).Min(s => s.Params), m.Graph.ParameterCount());
     }
+
+    [Fact]
+    public void WhenEveryBackOffCollapsesTheLastGoodModelIsKept()
+    {
+        var (dense, ds) = TinyTrained();
+        // a collapse threshold below any possible drop: every attempt of step 1 counts as a collapse
+        var o = new PruneOptions { Compression = 4, Steps = 2, MaxStepRatio = 2, FineTuneEpochs = 0, FinalEpochs = 0, Criterion = Criterion.L1, CollapseDrop = -1, MaxBackoffs = 1 };
+        var (m, steps) = PruneJob.Run(dense, ds, o, Path.Combine(TestFiles.TempDir(), "r"));
+        Assert.Single(steps); // only the dense record: no collapsed step was accepted
+        Assert.Equal(dense.Graph.ParameterCount(), m.Graph.ParameterCount());
+        var final = m.Meta.PruningHistory[^1];
+        Assert.False(final["target_reached"]!.GetValue<bool>());
+        Assert.StartsWith("stopped at step 1", final["stopped_early"]!.GetValue<string>());
+    }
 }

@@ -73,6 +73,8 @@ public static class PruneCommand
         });
         line.Done();
         model.Save(outPath);
+        if (model.Meta.PruningHistory.LastOrDefault()?["stopped_early"]?.GetValue<string>() is { } stop)
+            Console.Error.WriteLine($"sculpt prune: warning: target not reached, {stop}; kept the last model that did not collapse");
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();
         double compression = (double)dense.Graph.ParameterCount() / parameters;
         double dice = model.Meta.Metrics["val_dice"];

@@ -131,6 +131,7 @@ public static class PruneJob
         // Planned steps shrink geometrically from the current size to the target; a back-off leaves the step
         // smaller than planned, so the remaining steps re-plan from where it ended and, if needed, extra steps
         // (at most as many again) follow until the target is reached.
+        string? stoppedEarly = null;
         int plannedSteps = Math.Max(o.Steps, (int)Math.Ceiling(Math.Log(start / budget.Value) / Math.Log(o.MaxStepRatio) - 1e-9));
         for (int step = firstStep; step <= 2 * plannedSteps && budget.Measure(current.Graph) > budget.Value * (1 + 1e-9); step++)
         {
@@ -165,10 +166,11 @@ public static class PruneJob
                     stepDice = ft.BestValDice;
                     candidate = new ModelPackage(candidate.Graph, ft.BestWeights, candidate.Meta);
                 }
-                if (previousDice - stepDice > o.CollapseDrop && attempt < o.MaxBackoffs)
+                if (previousDice - stepDice > o.CollapseDrop)
                 {
-                    // collapse guard: retry with half (geometrically) of this step's reduction
                     note += $"backoff: Dice {stepDice:0.000} at {measured:N0} {budget.Metric}; ";
+                    if (attempt >= o.MaxBackoffs) break; // every attempt collapsed: keep the last good model
+                    // collapse guard: retry with half (geometrically) of this step's reduction
                     stepBudget = Math.Sqrt(currentMeasure * stepBudget);
                     continue;
                 }
@@ -183,7 +185,12 @@ public static class PruneJob
                 acceptedDice = stepDice;
                 break;
             }
-            current = accepted!;
+            if (accepted is null)
+            {
+                stoppedEarly = $"stopped at step {step}: {note.TrimEnd(' ', ';')}";
+                break;
+            }
+            current = accepted;
             progress?.Invoke(new PruneProgress(step, shownSteps, "done", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), acceptedDice, Eta(clock, step - firstStep + 1, Math.Max(0, plannedSteps - step)), null));
         }
 
@@ -192,8 +199,8 @@ public static class PruneJob
         if (o.MinDice is { } minDice)
         {
             var ok = records.Where(r => r.Step > 0 && r.ValDice >= minDice).OrderBy(r => r.Params).FirstOrDefault();
-            chosenRecord = ok ?? records.Where(r => r.Step > 0).OrderBy(r => r.Step).First();
-            if (chosenRecord.Step != records[^1].Step) current = ModelPackage.Load(StepModelPath(runDir, chosenRecord.Step));
+            chosenRecord = ok ?? records.Where(r => r.Step > 0).OrderBy(r => r.Step).FirstOrDefault() ?? records[0];
+            if (chosenRecord.Step != records[^1].Step) current = chosenRecord.Step == 0 ? dense : ModelPackage.Load(StepModelPath(runDir, chosenRecord.Step));
         }
         double finalDice = chosenRecord.ValDice;
         if (o.FinalEpochs > 0)
@@ -207,7 +214,11 @@ public static class PruneJob
         }
         current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
         current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
-        current.Meta.PruningHistory.Add(new JsonObject { ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = o.FinalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice });
+        current.Meta.PruningHistory.Add(new JsonObject
+        {
+            ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = o.FinalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,
+            ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
+        });
         return (current, records);
     }
 
