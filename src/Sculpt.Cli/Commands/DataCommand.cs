@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Sculpt.Data;
+using Sculpt.Runtime;
 
 namespace Sculpt.Cli.Commands;
 
@@ -65,10 +66,7 @@ public static class DataCommand
         var ds = SegmentationDataset.Load(dir);
         var samples = ds.Samples.Where(s => split == null || s.Split == split).Take(limit).ToList();
         if (samples.Count == 0) throw new DatasetException($"{dir}: no samples{(split != null ? $" in split '{split}'" : "")}");
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any()) throw new DatasetException($"{outDir}: output folder exists and is not empty");
-        var tmp = Path.GetFullPath(outDir).TrimEnd('/') + $".tmp-{Guid.NewGuid():N}";
-        Directory.CreateDirectory(tmp);
-        try
+        AtomicFile.WriteDirectory(outDir, tmp =>
         {
             var overlays = new List<Image8>();
             int scale = 255 / Math.Max(1, ds.Labels.Count - 1);
@@ -83,10 +81,7 @@ public static class DataCommand
                 if (overlays.Count < 24) overlays.Add(ov);
             }
             File.WriteAllBytes(Path.Combine(tmp, "montage.png"), ImageIO.EncodePng(Overlay.Montage(overlays, 6)));
-            if (Directory.Exists(outDir)) Directory.Delete(outDir);
-            Directory.Move(tmp, outDir);
-        }
-        finally { if (Directory.Exists(tmp)) Directory.Delete(tmp, true); }
+        });
         Console.WriteLine($"wrote {samples.Count} image/mask/overlay triples and montage.png to {outDir}");
         return 0;
     }

@@ -70,11 +70,11 @@ public static class SegmentCommand
             var images = frames.Select(f => ImageIO.Read(f)).ToList();
             var planes = images.Select(img => ToModelInput(img, task)).ToList();
             var masks = seg.Segment(planes);
-            var tmp = Path.GetFullPath(outDir).TrimEnd('/') + $".tmp-{Guid.NewGuid():N}";
-            Directory.CreateDirectory(Path.Combine(tmp, "masks"));
-            Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
-            try
+            var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
+            AtomicFile.WriteDirectory(outDir, tmp =>
             {
+                Directory.CreateDirectory(Path.Combine(tmp, "masks"));
+                Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
                 var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
                 byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
                 for (int i = 0; i < frames.Count; i++)
@@ -88,7 +88,6 @@ public static class SegmentCommand
                     var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
                     lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
                 }
-                var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
                 if (video)
                 {
                     var beats = CardiacCycle.Beats(volumes);
@@ -104,25 +103,18 @@ public static class SegmentCommand
                     summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject { ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction }).ToArray());
                 }
                 File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
-                if (Directory.Exists(outDir))
+            });
+            if (json) Output.Json(summary);
+            else
+            {
+                Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
+                if (video)
                 {
-                    if (Directory.EnumerateFileSystemEntries(outDir).Any()) throw new InvalidDataException($"{outDir}: output folder exists and is not empty");
-                    Directory.Delete(outDir);
-                }
-                Directory.Move(tmp, outDir);
-                if (json) Output.Json(summary);
-                else
-                {
-                    Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
-                    if (video)
-                    {
-                        var beats = summary["beats"]!.AsArray();
-                        Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
-                        Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
-                    }
+                    var beats = summary["beats"]!.AsArray();
+                    Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
+                    Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
                 }
             }
-            finally { if (Directory.Exists(tmp)) Directory.Delete(tmp, true); }
             return 0;
         }
         finally { if (tempFrames != null && Directory.Exists(tempFrames)) Directory.Delete(tempFrames, true); }

@@ -157,13 +157,9 @@ public sealed class SegmentationDataset
 
     /// <summary>Writes a dataset folder atomically: built in a sibling temp folder, then renamed into place.</summary>
     public static void WriteFolder(string dir, IEnumerable<(string Id, float[] Image, byte[] Mask, string Split)> items, int height, int width,
-        IReadOnlyList<string> labels, JsonObject extraManifest, Action<string, string>? writeExtras = null, Action<int>? progress = null)
+        IReadOnlyList<string> labels, JsonObject extraManifest, Action<string>? writeExtras = null, Action<int>? progress = null)
     {
-        var full = Path.GetFullPath(dir);
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
-            throw new DatasetException($"{dir}: output folder exists and is not empty");
-        var tmp = full.TrimEnd('/') + $".tmp-{Guid.NewGuid():N}";
-        try
+        AtomicFile.WriteDirectory(dir, tmp =>
         {
             Directory.CreateDirectory(Path.Combine(tmp, "images"));
             Directory.CreateDirectory(Path.Combine(tmp, "masks"));
@@ -189,16 +185,10 @@ public sealed class SegmentationDataset
                 ["width"] = width,
                 ["counts"] = new JsonObject(counts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             };
-            writeExtras?.Invoke(tmp, "");
+            writeExtras?.Invoke(tmp);
             foreach (var (key, value) in extraManifest) manifest[key] = value?.DeepClone();
             File.WriteAllText(Path.Combine(tmp, ManifestFile), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        }
+        });
     }
 
     public static Image8 ToImage8(float[] plane, int height, int width) =>

@@ -32,7 +32,7 @@ public static class SynthDataset
             },
             ["videos"] = videoMeta,
         };
-        SegmentationDataset.WriteFolder(dir, items, o.Size, o.Size, labels, manifest, (tmp, _) =>
+        SegmentationDataset.WriteFolder(dir, items, o.Size, o.Size, labels, manifest, tmp =>
         {
             for (int v = 0; v < o.Videos; v++)
             {

@@ -148,6 +148,29 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>
+    /// Builds a folder in a sibling temp folder and renames it into place when complete. Refuses, before any
+    /// work, an existing folder that is not empty.
+    /// </summary>
+    public static void WriteDirectory(string dir, Action<string> write)
+    {
+        var full = Path.GetFullPath(dir).TrimEnd('/');
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new IOException($"{dir}: output folder exists and is not empty");
+        var tmp = full + $".tmp-{Guid.NewGuid():N}";
+        try
+        {
+            Directory.CreateDirectory(tmp);
+            write(tmp);
+            if (Directory.Exists(full)) Directory.Delete(full);
+            Directory.Move(tmp, full);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        }
+    }
+
     public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 }

@@ -46,33 +46,35 @@ public static class TorchRuntime
     /// </summary>
     public static bool OneDnnDisabled { get; private set; }
 
-    private static string TorchCpuPath => Path.Combine(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory, "libtorch_cpu.so");
+    private static IntPtr _torchCpu;
 
-    private static bool SetContextFlag(string symbol, bool value)
+    private static bool TryExport(string symbol, out IntPtr function)
     {
-        if (!NativeLibrary.TryLoad(TorchCpuPath, out var lib)) return false;
-        if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var ctxPtr) || !NativeLibrary.TryGetExport(lib, symbol, out var setPtr)) return false;
-        var ctx = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(ctxPtr)();
-        Marshal.GetDelegateForFunctionPointer<SetBoolFn>(setPtr)(ctx, value);
+        function = IntPtr.Zero;
+        if (_torchCpu == IntPtr.Zero)
+        {
+            var dir = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
+            foreach (var candidate in new[] { Path.Combine(dir, "libtorch_cpu.so"), Path.Combine(AppContext.BaseDirectory, "libtorch_cpu.so"), "libtorch_cpu.so" })
+                if (NativeLibrary.TryLoad(candidate, out _torchCpu)) break;
+        }
+        return _torchCpu != IntPtr.Zero && NativeLibrary.TryGetExport(_torchCpu, symbol, out function);
+    }
+
+    private static IntPtr? GlobalContext() =>
+        TryExport("_ZN2at13globalContextEv", out var fn) ? Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(fn)() : null;
+
+    /// <summary>Calls a bool setter of at::Context (TorchSharp exposes neither NNPACK nor oneDNN switches).</summary>
+    private static bool SetContextFlag(string setter, bool value)
+    {
+        if (GlobalContext() is not { } ctx || !TryExport(setter, out var set)) return false;
+        Marshal.GetDelegateForFunctionPointer<SetBoolFn>(set)(ctx, value);
         return true;
     }
 
-    private static bool TryDisableNnpack()
-    {
-        var dir = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
-        foreach (var candidate in new[] { Path.Combine(dir, "libtorch_cpu.so"), Path.Combine(AppContext.BaseDirectory, "libtorch_cpu.so"), "libtorch_cpu.so" })
-        {
-            if (!NativeLibrary.TryLoad(candidate, out var lib)) continue;
-            if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var ctxPtr) ||
-                !NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setPtr) ||
-                !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context17userEnabledNNPACKEv", out var getPtr))
-                return false;
-            var ctx = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(ctxPtr)();
-            Marshal.GetDelegateForFunctionPointer<SetBoolFn>(setPtr)(ctx, false);
-            return !Marshal.GetDelegateForFunctionPointer<GetBoolFn>(getPtr)(ctx);
-        }
-        return false;
-    }
+    private static bool TryDisableNnpack() =>
+        SetContextFlag("_ZN2at7Context20setUserEnabledNNPACKEb", false)
+        && TryExport("_ZNK2at7Context17userEnabledNNPACKEv", out var get)
+        && !Marshal.GetDelegateForFunctionPointer<GetBoolFn>(get)(GlobalContext()!.Value);
 
     /// <summary>Versions for reproducibility records.</summary>
     public static string TorchSharpVersion =>
