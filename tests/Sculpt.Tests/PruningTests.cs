@@ -141,6 +141,19 @@ public class PruningTests
         // a per-group cap keeps at least 10% of every group
         var capped = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MaxGroupRatio = 0.9 });
         foreach (var grp in groups.Prunable) Assert.True(capped[grp.Id].Length >= Math.Ceiling(grp.Width * 0.1));
+        // a width floor holds even for a target below what the floor allows
+        var floored = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3 });
+        foreach (var grp in groups.Prunable) Assert.Equal(Math.Min(3, grp.Width), floored[grp.Id].Length);
+    }
+
+    [Fact]
+    public void FineTuneBudgetGivesCheaperModelsProportionallyMoreSamples()
+    {
+        Assert.Equal(96, PruneJob.FineTuneSampleCount(96, 1000, 1000, 420));
+        Assert.Equal(192, PruneJob.FineTuneSampleCount(96, 1000, 500, 420));
+        Assert.Equal(146, PruneJob.FineTuneSampleCount(96, 1000, 662, 420)); // ceil(145.02)
+        Assert.Equal(420, PruneJob.FineTuneSampleCount(96, 1000, 10, 420));
+        Assert.Equal(420, PruneJob.FineTuneSampleCount(0, 1000, 1000, 420));
     }
 
     [Fact]

@@ -13,7 +13,7 @@ public static class PruneCommand
                      (--compression X | --max-params N | --max-macs N) [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
-                     [--round-to K] [--max-group-ratio R]
+                     [--round-to K] [--max-group-ratio R] [--min-channels C]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -21,8 +21,9 @@ public static class PruneCommand
         batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
         allocates globally (one threshold across layers, at most R of a layer per step) or uniformly, slices
-        a smaller graph, and fine-tunes E epochs (on N random training samples per step if given; optionally
-        distilling from the dense model). A collapse of
+        a smaller graph (no layer below C channels, default 2), and fine-tunes E epochs (on N random training
+        samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
+        samples, up to the whole training split; optionally distilling from the dense model). A collapse of
         validation Dice after a step triggers a back-off to half that step. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
         per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
@@ -49,7 +50,7 @@ public static class PruneCommand
             Allocation = new AllocationOptions
             {
                 Mode = a.Get("allocation", "global") switch { "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, var m => throw new UsageException($"--allocation must be global or uniform, got '{m}'") },
-                RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.9),
+                RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.9), MinChannels = a.Int("min-channels", 2),
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
@@ -61,6 +62,7 @@ public static class PruneCommand
         if (o.Steps < 1) throw new UsageException("--steps must be ≥ 1");
         if (!(o.MaxStepRatio > 1)) throw new UsageException("--max-step-ratio must be > 1");
         if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
+        if (o.Allocation.MinChannels < 1) throw new UsageException("--min-channels must be ≥ 1");
 
         var dense = ModelPackage.Load(modelPath);
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything

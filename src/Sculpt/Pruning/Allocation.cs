@@ -17,13 +17,19 @@ public sealed record AllocationOptions
     public double MaxGroupRatio { get; init; } = 0.9;
     /// <summary>Kept widths are multiples of this (when the group is at least that wide).</summary>
     public int RoundTo { get; init; } = 1;
+    /// <summary>
+    /// No group is pruned below this many channels. A one-channel layer behind a ReLU is a single point of
+    /// failure: the demo's width-16 U-Net, pruned globally down to one channel in its full-resolution layers,
+    /// fell from Dice 0.84 to 0 on a 1.1× step and never recovered (bench/RESULTS.md).
+    /// </summary>
+    public int MinChannels { get; init; } = 2;
 }
 
 /// <summary>Decides how many (and which) channels each group keeps to fit a budget.</summary>
 public static class Allocation
 {
     public static int MinKeep(int width, AllocationOptions o) =>
-        Math.Clamp((int)Math.Ceiling(width * (1 - o.MaxGroupRatio) - 1e-9), 1, width);
+        Math.Clamp(Math.Max((int)Math.Ceiling(width * (1 - o.MaxGroupRatio) - 1e-9), o.MinChannels), 1, width);
 
     private static int Round(int keep, int width, AllocationOptions o)
     {

@@ -27,7 +27,11 @@ public sealed record PruneOptions
     /// kept it above 0.94 before fine-tuning (bench/RESULTS.md).
     /// </summary>
     public double MaxStepRatio { get; init; } = 1.5;
-    /// <summary>Samples drawn (seeded) for each step's fine-tuning; 0 = the whole training split.</summary>
+    /// <summary>
+    /// Samples drawn (seeded) for each step's fine-tuning, at the starting model's cost: a step whose model
+    /// needs k× fewer MACs gets k× more samples (equal compute per step), up to the whole training split.
+    /// Late steps are where quality is lost and where fine-tuning is cheap. 0 = the whole training split.
+    /// </summary>
     public int FineTuneSamples { get; init; }
     public int FineTuneEpochs { get; init; } = 2;
     public int FinalEpochs { get; init; } = 6;
@@ -78,7 +82,7 @@ public static class PruneJob
         var unbounded = o.Allocation with { MaxGroupRatio = 1.0 };
         double floor = Allocation.Floor(groups, budget, unbounded);
         if (floor > budget.Value)
-            throw new PruneException($"target of {budget.Value:N0} {budget.Metric} cannot be reached: with one channel in every prunable group the graph still has {floor:N0} {budget.Metric} (at most {budget.Measure(dense) / floor:0.#}× smaller)");
+            throw new PruneException($"target of {budget.Value:N0} {budget.Metric} cannot be reached: with every prunable group at its minimum width ({o.Allocation.MinChannels} channels) the graph still has {floor:N0} {budget.Metric} (at most {budget.Measure(dense) / floor:0.#}× smaller)");
     }
 
     public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir,
@@ -92,6 +96,7 @@ public static class PruneJob
         if (train.Count == 0 || val.Count == 0) throw new DatasetException($"{ds.Source}: pruning needs non-empty train and val splits");
         double denseParams = dense.Graph.ParameterCount();
         double start = budget.Measure(dense.Graph);
+        long startMacs = dense.Graph.MacCount();
         Directory.CreateDirectory(runDir);
         var stepsPath = Path.Combine(runDir, "steps.jsonl");
         var statePath = Path.Combine(runDir, "state.json");
@@ -153,11 +158,12 @@ public static class PruneJob
                 if (o.FineTuneEpochs > 0)
                 {
                     var ftSamples = train;
-                    if (o.FineTuneSamples > 0 && o.FineTuneSamples < train.Count)
+                    int sampleCount = FineTuneSampleCount(o.FineTuneSamples, startMacs, candidate.Graph.MacCount(), train.Count);
+                    if (sampleCount < train.Count)
                     {
                         var order = Enumerable.Range(0, train.Count).ToArray();
                         new Random(o.Seed + step * 13 + attempt).Shuffle(order);
-                        ftSamples = order.Take(o.FineTuneSamples).Select(i => train[i]).ToList();
+                        ftSamples = order.Take(sampleCount).Select(i => train[i]).ToList();
                     }
                     var ft = Trainer.Train(module, ftSamples, val, task, new TrainOptions
                     {
@@ -220,6 +226,14 @@ public static class PruneJob
             ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
         });
         return (current, records);
+    }
+
+    /// <summary>Equal compute per step: <paramref name="perStep"/> samples at the starting model's MACs, more for a cheaper model.</summary>
+    public static int FineTuneSampleCount(int perStep, long startMacs, long candidateMacs, int trainCount)
+    {
+        if (perStep <= 0) return trainCount;
+        double scaled = perStep * ((double)startMacs / Math.Max(1, candidateMacs));
+        return (int)Math.Min(trainCount, Math.Ceiling(scaled - 1e-9));
     }
 
     /// <summary>One scoring + allocation + slicing pass (no fine-tuning).</summary>
