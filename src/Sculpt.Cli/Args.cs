@@ -52,6 +52,15 @@ public sealed class Args
         return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var r) ? r : throw new UsageException($"--{name} must be a number, got '{v}'");
     }
 
+    /// <summary>--threads T: libtorch intra-op threads for this process (0 or absent: libtorch's default, all cores).</summary>
+    public int Threads()
+    {
+        int t = Int("threads", 0);
+        if (t < 0) throw new UsageException($"--threads must be ≥ 0, got {t}");
+        if (t > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(t); }
+        return t;
+    }
+
     /// <summary>Rejects options the command did not ask about, so typos never pass silently.</summary>
     public void EnsureAllUsed()
     {

@@ -48,7 +48,7 @@ public static class BenchCommand
             var progress = new ProgressLine { Quiet = json };
             foreach (var t in threads)
             {
-                double peak = PeakGflops(t);
+                double peak = Latency.PeakGflops(t);
                 foreach (var be in backends)
                     foreach (var b in batches)
                     {
@@ -150,22 +150,5 @@ public static class BenchCommand
             using var _ = no_grad();
             using var y = module.forward(x);
         };
-    }
-
-    /// <summary>Dense float32 matrix multiply throughput with the given threads: the machine's practical peak.</summary>
-    private static double PeakGflops(int threads)
-    {
-        torch.set_num_threads(threads);
-        using var a = rand(1024, 1024);
-        using var b = rand(1024, 1024);
-        for (int i = 0; i < 3; i++) { using var w = a.matmul(b); }
-        var times = new List<double>();
-        for (int i = 0; i < 10; i++)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            using var c = a.matmul(b);
-            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-        }
-        return 2.0 * 1024 * 1024 * 1024 / times.Min() / 1e9;
     }
 }

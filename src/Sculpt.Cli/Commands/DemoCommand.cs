@@ -1,10 +1,10 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sculpt.Data;
 using Sculpt.Deploy;
-using Sculpt.Pruning;
 using Sculpt.Models;
+using Sculpt.Pruning;
+using Sculpt.Report;
 using Sculpt.Runtime;
 using Sculpt.Training;
 
@@ -13,122 +13,149 @@ namespace Sculpt.Cli.Commands;
 public static class DemoCommand
 {
     public const string Help = """
-        sculpt demo [--out DIR] [--quick] [--seed S] [--json]
+        sculpt demo [--out DIR] [--quick] [--seed S] [--resume] [--json]
+                    [--arch A] [--frames N] [--epochs E] [--compression X] [--max-loss L]
+                    [--ft-samples N] [--max-step-ratio Q] [--min-channels C] [--threads T]
 
-        The whole story on built-in synthetic echocardiography: synthesise a dataset, train a dense U-Net,
-        evaluate it on the held-out test split (Dice, IoU, HD95 with 95% CIs) against a non-learned baseline
-        (Otsu threshold + dark component at the expected LV position), prune it iteratively to 300× fewer
-        parameters (steps of at most 1.5×, Taylor importance, batch-norm re-estimation, distillation from the
-        dense model), export both to ONNX and time them
-        in ONNX Runtime at batch 1. Everything lands in DIR (default runs/demo): data/, models/ (dense and
-        pruned .sculpt and .onnx), prune.run/ (per-step log), eval/, summary.json. --quick is a small smoke
-        run (~1–2 minutes). The same --seed reproduces the same Dice numbers on the same machine.
+        The paper's experiment on built-in synthetic echocardiography, end to end:
+          1 synthesise N frames (default 400) → DIR/data
+          2 train a dense U-Net (default `unet`, width 16, 5 epochs) → DIR/models/dense.sculpt
+          3 prune iteratively to X× fewer parameters (default 1148, the published point), steps of at most Q×,
+            Taylor importance, batch-norm re-estimation, fine-tuning after every step; the chosen model is the
+            smallest step model whose validation Dice is within L (default 0.04, the paper's ~4%) of the dense
+            model's, fine-tuned again → DIR/prune.run (every step), DIR/models/pruned.sculpt
+          4 measure every step model on the test split (Dice with 95% CI) and in ONNX Runtime (batch-1
+            latency, throughput) → DIR/curve.json; export dense and pruned to ONNX
+          5 write DIR/report.html (see `sculpt report`) and DIR/summary.json
+        --quick: a smaller model and data set (~3 minutes). --resume continues a stopped run after its last
+        completed stage with the configuration stored in DIR/run.json. The same --seed reproduces the same
+        Dice numbers on the same machine.
 
         example: sculpt demo --out runs/demo --seed 0
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "quick", "json" });
-        var outDir = a.Get("out", "runs/demo");
-        bool quick = a.Flag("quick"), json = a.Flag("json");
-        int seed = a.Int("seed", 0);
+        var a = new Args(argv, new HashSet<string> { "quick", "json", "resume" });
+        var run = new RunFolder(a.Get("out", "runs/demo"));
+        bool quick = a.Flag("quick"), json = a.Flag("json"), resume = a.Flag("resume");
+        var config = new RunConfig
+        {
+            Seed = a.Int("seed", 0), Arch = a.Get("arch", quick ? "unet-small" : "unet"), Frames = a.Int("frames", quick ? 160 : 400),
+            Epochs = a.Int("epochs", quick ? 4 : 5), Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression),
+            MinDice = null, FineTuneSamples = a.Int("ft-samples", quick ? 32 : 64), MaxStepRatio = a.Double("max-step-ratio", 1.6),
+            MinChannels = a.Int("min-channels", 2), Criterion = "taylor",
+        };
+        double maxLoss = a.Double("max-loss", HtmlReport.PublishedRelativeLoss);
+        a.Threads();
         a.EnsureAllUsed();
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
-            throw new UsageException($"{outDir} exists and is not empty; choose another --out or remove it");
+        config.Commands.Add("sculpt demo " + string.Join(' ', argv));
+        if (resume) config = run.ReadConfig();
+        else if (Directory.Exists(run.Root) && Directory.EnumerateFileSystemEntries(run.Root).Any())
+            throw new UsageException($"{run.Root} exists and is not empty; choose another --out, remove it, or continue it with --resume");
+        else
+        {
+            if (config.Frames < 20) throw new UsageException("--frames must be ≥ 20 (train, val and test splits)");
+            if (!(config.Compression >= 1)) throw new UsageException("--compression must be ≥ 1");
+            if (maxLoss is < 0 or >= 1) throw new UsageException("--max-loss must be in [0, 1)");
+            config.MaxRelativeLoss = maxLoss;
+            Directory.CreateDirectory(run.Root);
+            run.WriteConfig(config);
+        }
 
         var clock = Stopwatch.StartNew();
-        var synth = new SynthOptions { Count = quick ? 160 : 400, Seed = seed, Videos = quick ? 1 : 2 };
-        var arch = quick ? "unet-small" : "unet";
-        var train = new TrainOptions { Epochs = quick ? 4 : 5, BatchSize = 8, Seed = seed, LearningRate = 3e-3 };
-        string dataDir = Path.Combine(outDir, "data"), modelPath = Path.Combine(outDir, "models", "dense.sculpt");
+        void Stage(string text) { if (!json) Console.Error.WriteLine(text); }
 
-        Step(json, $"1/5 synthesising {synth.Count} echo frames → {dataDir}");
-        var progress = new ProgressLine { Quiet = json };
-        SynthDataset.Write(dataDir, synth, (k, n) => progress.Update($"synth {ProgressLine.Bar((double)k / n)} {k}/{n}"));
-        progress.Done();
-
-        var ds = SegmentationDataset.Load(dataDir);
-        var config = UNet.Preset(arch, ds.Channels, 1, ds.Height);
-        Step(json, $"2/5 training {arch} ({Output.Count(UNet.Build(config).ParameterCount())} params) for {train.Epochs} epochs on {ds.Split("train").Count} frames");
-        var (pkg, result) = TrainCommand.Run(ds, arch, config, train, json);
-        pkg.Save(modelPath);
-
-        Step(json, "3/5 evaluating on the test split");
-        var test = ds.Split("test");
-        using var model = new GraphModule(pkg.Graph, pkg.Weights);
-        var preds = Evaluator.Predict(model, test, pkg.Meta.Task);
-        var cases = Evaluator.Score(test, preds, ds.Height, ds.Width, ds.Labels.Count);
-        var summary = Evaluator.Summarize(cases, ds.Labels, seed)[0];
-        var baseline = new DarkRegionBaseline(ds.Split("train"), ds.Height, ds.Width);
-        var baseCases = Evaluator.Score(test, test.Select(s => baseline.Segment(s.Image, ds.Height, ds.Width)).ToList(), ds.Height, ds.Width, ds.Labels.Count);
-        var baseSummary = Evaluator.Summarize(baseCases, ds.Labels, seed)[0];
-
-        double compression = quick ? 20 : 300;
-        Step(json, $"4/5 pruning to {compression}× fewer parameters (iterative, Taylor importance, distillation)");
-        var pruneOptions = new PruneOptions
+        if (!File.Exists(Path.Combine(run.DataDir, "manifest.json")))
         {
-            Compression = compression, FineTuneEpochs = 1, FineTuneSamples = quick ? 48 : 96, FinalEpochs = quick ? 1 : 3, Distill = true, Seed = seed,
-            LearningRate = 3e-3, BatchSize = 8,
-        };
-        var pruneLine = new ProgressLine { Quiet = json };
-        var (pruned, steps) = PruneJob.Run(pkg, ds, pruneOptions, Path.Combine(outDir, "prune.run"), progress: p =>
-            pruneLine.Update($"prune step {p.Step}/{p.Steps} {p.Phase}: {Output.Count(p.Params)} params ({p.Compression:0.#}×){(p.Training is { } t ? $" epoch {t.Epoch}/{t.Epochs} loss {t.Loss:0.000}" : "")}", p.Phase == "done"));
-        pruneLine.Done();
-        string prunedPath = Path.Combine(outDir, "models", "pruned.sculpt");
-        pruned.Save(prunedPath);
-        using var prunedModel = new GraphModule(pruned.Graph, pruned.Weights);
-        var prunedPreds = Evaluator.Predict(prunedModel, test, pruned.Meta.Task);
-        var prunedSummary = Evaluator.Summarize(Evaluator.Score(test, prunedPreds, ds.Height, ds.Width, ds.Labels.Count), ds.Labels, seed)[0];
+            Stage($"1/5 synthesising {config.Frames} echo frames → {run.DataDir}");
+            var progress = new ProgressLine { Quiet = json };
+            SynthDataset.Write(run.DataDir, new SynthOptions { Count = config.Frames, Seed = config.Seed, Videos = 2 }, (k, n) => progress.Update($"synth {ProgressLine.Bar((double)k / n)} {k}/{n}"));
+            progress.Done();
+        }
+        var ds = SegmentationDataset.Load(run.DataDir);
 
-        Step(json, "5/5 exporting to ONNX and timing batch-1 latency in ONNX Runtime");
-        string denseOnnx = Path.Combine(outDir, "models", "dense.onnx"), prunedOnnx = Path.Combine(outDir, "models", "pruned.onnx");
-        OnnxExport.Save(pkg, denseOnnx);
-        OnnxExport.Save(pruned, prunedOnnx);
-        LatencyStats denseLatency, prunedLatency;
-        using (var d = new OrtModel(denseOnnx)) denseLatency = Latency.Ort(d, 1, 100);
-        using (var p = new OrtModel(prunedOnnx)) prunedLatency = Latency.Ort(p, 1, 500);
-
-        Directory.CreateDirectory(Path.Combine(outDir, "eval"));
-        var examples = test.Take(6).Select((s, i) => new[]
+        ModelPackage dense;
+        if (File.Exists(run.DenseModel)) dense = ModelPackage.Load(run.DenseModel);
+        else
         {
-            SegmentationDataset.ToImage8(s.Image, ds.Height, ds.Width), Overlay.Draw(s.Image, s.Mask, ds.Height, ds.Width),
-            Overlay.Draw(s.Image, preds[i], ds.Height, ds.Width), Overlay.Draw(s.Image, prunedPreds[i], ds.Height, ds.Width),
-            Overlay.Draw(s.Image, baseline.Segment(s.Image, ds.Height, ds.Width), ds.Height, ds.Width),
-        }).SelectMany(x => x).ToList();
-        ImageIO.WritePng(Path.Combine(outDir, "eval", "examples.png"), Overlay.Montage(examples, 5));
+            var unet = UNet.Preset(config.Arch, ds.Channels, 1, ds.Height);
+            Stage($"2/5 training {config.Arch} ({Output.Count(UNet.Build(unet).ParameterCount())} params) for {config.Epochs} epochs on {ds.Split("train").Count} frames");
+            (dense, _) = TrainCommand.Run(ds, config.Arch, unet, new TrainOptions { Epochs = config.Epochs, BatchSize = 8, Seed = config.Seed, LearningRate = 3e-3 }, json);
+            dense.Save(run.DenseModel);
+        }
 
-        var record = new JsonObject
+        if (!File.Exists(run.PrunedModel))
         {
-            ["seed"] = seed, ["quick"] = quick, ["arch"] = arch, ["params"] = pkg.Graph.ParameterCount(), ["macs"] = pkg.Graph.MacCount(),
-            ["val_dice"] = result.BestValDice, ["test_cases"] = test.Count,
-            ["dice"] = summary.Dice, ["dice_ci"] = new JsonArray(summary.DiceLo, summary.DiceHi), ["iou"] = summary.IoU, ["hd95_px"] = Output.Num(summary.Hd95Px),
-            ["baseline_dice"] = baseSummary.Dice, ["baseline_dice_ci"] = new JsonArray(baseSummary.DiceLo, baseSummary.DiceHi), ["baseline_hd95_px"] = Output.Num(baseSummary.Hd95Px),
-            ["pruned_params"] = pruned.Graph.ParameterCount(), ["pruned_macs"] = pruned.Graph.MacCount(),
-            ["compression"] = (double)pkg.Graph.ParameterCount() / pruned.Graph.ParameterCount(),
-            ["pruned_dice"] = prunedSummary.Dice, ["pruned_dice_ci"] = new JsonArray(prunedSummary.DiceLo, prunedSummary.DiceHi), ["pruned_hd95_px"] = Output.Num(prunedSummary.Hd95Px),
-            ["relative_dice_loss_percent"] = 100 * (summary.Dice - prunedSummary.Dice) / summary.Dice,
-            ["latency_ms"] = new JsonObject { ["dense_p50"] = denseLatency.P50Ms, ["pruned_p50"] = prunedLatency.P50Ms },
-            ["prune_steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject { ["step"] = s.Step, ["params"] = s.Params, ["compression"] = s.Compression, ["val_dice"] = s.ValDice }).ToArray()),
-            ["model"] = modelPath, ["pruned_model"] = prunedPath, ["data"] = dataDir, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 1),
-            ["torchsharp"] = TorchRuntime.TorchSharpVersion,
-        };
-        AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), record.ToJsonString(Output.Indented));
+            if (config.MinDice is null && config.MaxRelativeLoss is { } loss)
+            {
+                config.MinDice = Math.Round(dense.Meta.Metrics["val_dice"] * (1 - loss), 6);
+                run.WriteConfig(config);
+            }
+            Stage($"3/5 pruning to {config.Compression:0.#}× fewer parameters (steps ≤ {config.MaxStepRatio}×, Taylor importance; chosen: smallest step with val Dice ≥ {config.MinDice:0.0000})");
+            var (pruned, _) = PruneCommand.Run(dense, ds, new PruneOptions
+            {
+                Compression = config.Compression, MinDice = config.MinDice, MaxStepRatio = config.MaxStepRatio, FineTuneEpochs = 1, FineTuneSamples = config.FineTuneSamples,
+                FinalEpochs = 3, Distill = config.Distill, Seed = config.Seed, LearningRate = 3e-3, BatchSize = 8,
+                Allocation = new AllocationOptions { MinChannels = config.MinChannels },
+            }, run.PruneRun, resume: true, json);
+            pruned.Save(run.PrunedModel);
+        }
+
+        if (!File.Exists(run.CurvePath))
+        {
+            Stage("4/5 measuring every step model: test Dice, ONNX Runtime latency and throughput");
+            var line = new ProgressLine { Quiet = json };
+            Curve.Measure(run, config.Seed, progress: s => line.Update(s)).Write(run.CurvePath);
+            line.Done();
+        }
+        if (!File.Exists(run.DenseOnnx)) OnnxExport.Save(dense, run.DenseOnnx);
+        if (!File.Exists(run.PrunedOnnx)) OnnxExport.Save(ModelPackage.Load(run.PrunedModel), run.PrunedOnnx);
+
+        Stage($"5/5 writing {run.ReportPath}");
+        HtmlReport.Write(run, run.ReportPath);
+        var curve = Curve.Read(run.CurvePath);
+        var record = Summary(run, config, ds, curve, clock.Elapsed);
+        AtomicFile.WriteAllText(Path.Combine(run.Root, "summary.json"), record.ToJsonString(Output.Indented));
         if (json) { Output.Json(record); return 0; }
+
         Console.WriteLine();
-        Console.Write(Output.Table(new[] { "method", "params", "MACs", "test Dice [95% CI]", "IoU", "HD95 px", "ORT p50 ms (batch 1)" }, new[]
-        {
-            new[] { $"{arch} dense", Output.Count(pkg.Graph.ParameterCount()), Output.Count(pkg.Graph.MacCount()), $"{Output.F(summary.Dice)} [{Output.F(summary.DiceLo)}, {Output.F(summary.DiceHi)}]", Output.F(summary.IoU), Output.F(summary.Hd95Px, "0.00"), Output.F(denseLatency.P50Ms, "0.000") },
-            new[] { $"pruned {(double)pkg.Graph.ParameterCount() / pruned.Graph.ParameterCount():0}×", Output.Count(pruned.Graph.ParameterCount()), Output.Count(pruned.Graph.MacCount()), $"{Output.F(prunedSummary.Dice)} [{Output.F(prunedSummary.DiceLo)}, {Output.F(prunedSummary.DiceHi)}]", Output.F(prunedSummary.IoU), Output.F(prunedSummary.Hd95Px, "0.00"), Output.F(prunedLatency.P50Ms, "0.000") },
-            new[] { "dark-region baseline", "0", "0", $"{Output.F(baseSummary.Dice)} [{Output.F(baseSummary.DiceLo)}, {Output.F(baseSummary.DiceHi)}]", Output.F(baseSummary.IoU), Output.F(baseSummary.Hd95Px, "0.00"), "" },
-        }));
-        Console.WriteLine($"\nrelative Dice loss of the pruned model: {100 * (summary.Dice - prunedSummary.Dice) / summary.Dice:0.00}%; batch-1 ORT speed-up {denseLatency.P50Ms / prunedLatency.P50Ms:0.0}×");
-        Console.WriteLine($"\ndata      {dataDir}\nmodels    {modelPath}, {prunedPath} (+ .onnx)\nexamples  {Path.Combine(outDir, "eval", "examples.png")} (image | truth | dense | pruned | baseline)\nsummary   {Path.Combine(outDir, "summary.json")}\ntotal     {Output.Duration(clock.Elapsed)}");
+        Console.Write(PruneCommand.StepTable(run.ReadSteps()));
+        Console.WriteLine();
+        var baseline = record["baseline"]!;
+        Console.Write(Output.Table(new[] { "model", "params", "MACs", "compression", "test Dice [95% CI]", "HD95 px", "ORT p50 ms (batch 1)", "frames/s" },
+            curve.Points.Where(p => p.Step == 0 || p.Name.StartsWith("pruned")).Select(p => new[]
+            {
+                p.Name, Output.Count(p.Params), Output.Count(p.Macs), $"{p.Compression:0.0}×", $"{Output.F(p.TestDice)} [{Output.F(p.TestDiceLo)}, {Output.F(p.TestDiceHi)}]",
+                Output.F(p.Hd95Px ?? double.NaN, "0.00"), Output.F(p.LatencyP50Ms, "0.000"), Output.F(p.ThroughputFps, "0"),
+            }).Append(new[] { "dark-region baseline", "0", "0", "", $"{Output.F(baseline["dice"]!.GetValue<double>())} [{Output.F(baseline["dice_ci"]![0]!.GetValue<double>())}, {Output.F(baseline["dice_ci"]![1]!.GetValue<double>())}]", "", "", "" })));
+        var d = curve.Points.First(p => p.Step == 0);
+        var f = curve.Points.Last();
+        Console.WriteLine($"\n{f.Compression:0}× fewer parameters, relative test Dice loss {100 * (d.TestDice - f.TestDice) / d.TestDice:0.00}%, batch-1 ORT speed-up {d.LatencyP50Ms / f.LatencyP50Ms:0.0}×");
+        Console.WriteLine($"\nreport    {run.ReportPath}\ndata      {run.DataDir}\nmodels    {run.DenseModel}, {run.PrunedModel} (+ .onnx)\nsteps     {run.StepsLog}\nsummary   {Path.Combine(run.Root, "summary.json")}\ntotal     {Output.Duration(clock.Elapsed)}");
         return 0;
     }
 
-    private static void Step(bool quiet, string text)
+    private static JsonObject Summary(RunFolder run, RunConfig config, SegmentationDataset ds, Curve curve, TimeSpan elapsed)
     {
-        if (!quiet) Console.Error.WriteLine(text);
+        var test = ds.Split("test");
+        var baseline = new DarkRegionBaseline(ds.Split("train"), ds.Height, ds.Width);
+        var baseSummary = Evaluator.Summarize(Evaluator.Score(test, test.Select(s => baseline.Segment(s.Image, ds.Height, ds.Width)).ToList(), ds.Height, ds.Width, ds.Labels.Count), ds.Labels, config.Seed)[0];
+        JsonObject Point(CurvePoint p) => new()
+        {
+            ["params"] = p.Params, ["macs"] = p.Macs, ["compression"] = p.Compression, ["dice"] = p.TestDice, ["dice_ci"] = new JsonArray(p.TestDiceLo, p.TestDiceHi),
+            ["hd95_px"] = p.Hd95Px, ["latency_ms"] = new JsonObject { ["p50"] = p.LatencyP50Ms, ["p95"] = p.LatencyP95Ms }, ["throughput_fps"] = p.ThroughputFps,
+        };
+        var dense = curve.Points.First(p => p.Step == 0);
+        var pruned = curve.Points.Last();
+        return new JsonObject
+        {
+            ["seed"] = config.Seed, ["arch"] = config.Arch, ["test_cases"] = test.Count, ["dense"] = Point(dense), ["pruned"] = Point(pruned),
+            ["relative_dice_loss_percent"] = 100 * (dense.TestDice - pruned.TestDice) / dense.TestDice,
+            ["speedup_batch1"] = dense.LatencyP50Ms / pruned.LatencyP50Ms,
+            ["baseline"] = new JsonObject { ["dice"] = baseSummary.Dice, ["dice_ci"] = new JsonArray(baseSummary.DiceLo, baseSummary.DiceHi), ["hd95_px"] = Output.Num(baseSummary.Hd95Px) },
+            ["curve"] = new JsonArray(curve.Points.Select(p => (JsonNode)new JsonObject { ["name"] = p.Name, ["step"] = p.Step, ["compression"] = p.Compression, ["params"] = p.Params, ["val_dice"] = p.ValDice, ["dice"] = p.TestDice, ["latency_ms"] = p.LatencyP50Ms }).ToArray()),
+            ["peak_gflops"] = curve.PeakGflops, ["report"] = run.ReportPath, ["seconds"] = Math.Round(elapsed.TotalSeconds, 1),
+        };
     }
 }

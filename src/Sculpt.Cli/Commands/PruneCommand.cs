@@ -56,9 +56,8 @@ public static class PruneCommand
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             Distill = a.Flag("distill"), LearningRate = a.Double("lr", 2e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
-        int threads = a.Int("threads", 0);
+        a.Threads();
         a.EnsureAllUsed();
-        if (threads > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(threads); }
         if (o.Steps < 1) throw new UsageException("--steps must be ≥ 1");
         if (!(o.MaxStepRatio > 1)) throw new UsageException("--max-step-ratio must be > 1");
         if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
@@ -67,16 +66,8 @@ public static class PruneCommand
         var dense = ModelPackage.Load(modelPath);
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
-        var line = new ProgressLine { Quiet = json };
-        var (model, steps) = PruneJob.Run(dense, ds, o, runDir, resume, p =>
-        {
-            string train = p.Training is { } t ? $" epoch {t.Epoch}/{t.Epochs} {ProgressLine.Bar((double)t.Step / t.Steps, 12)} loss {t.Loss:0.000}" : "";
-            line.Update($"prune step {p.Step}/{p.Steps} {p.Phase}: {Output.Count(p.Params)} params ({p.Compression:0.#}×) val Dice {(p.ValDice is { } d ? d.ToString("0.0000", Output.Inv) : "-")}{train} ETA {Output.Duration(p.Eta)}", p.Phase == "done");
-        });
-        line.Done();
+        var (model, steps) = Run(dense, ds, o, runDir, resume, json);
         model.Save(outPath);
-        if (model.Meta.PruningHistory.LastOrDefault()?["stopped_early"]?.GetValue<string>() is { } stop)
-            Console.Error.WriteLine($"sculpt prune: warning: target not reached, {stop}; kept the last model that did not collapse");
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();
         double compression = (double)dense.Graph.ParameterCount() / parameters;
         double dice = model.Meta.Metrics["val_dice"];
@@ -90,10 +81,28 @@ public static class PruneCommand
             });
             return 0;
         }
-        Console.Write(Output.Table(new[] { "step", "params", "MACs", "compression", "val Dice", "seconds", "note" },
-            steps.Select(s => new[] { s.Step.ToString(), Output.Count(s.Params), Output.Count(s.Macs), $"{s.Compression:0.0}×", Output.F(s.ValDice), Output.F(s.WallSeconds, "0"), s.Note })));
+        Console.Write(StepTable(steps));
         Console.WriteLine($"\nfinal: {parameters:N0} params ({compression:0.0}× fewer), {Output.Count(macs)} MACs, val Dice {dice:0.0000} (dense {steps[0].ValDice:0.0000}, relative loss {100 * (steps[0].ValDice - dice) / steps[0].ValDice:0.00}%)");
         Console.WriteLine($"model {outPath}; per-step log {Path.Combine(runDir, "steps.jsonl")}");
         return 0;
     }
+
+    /// <summary>Runs a pruning job with a progress line (step, phase, size, Dice, ETA) on stderr.</summary>
+    public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir, bool resume, bool quiet)
+    {
+        var line = new ProgressLine { Quiet = quiet };
+        var result = PruneJob.Run(dense, ds, o, runDir, resume, p =>
+        {
+            string train = p.Training is { } t ? $" epoch {t.Epoch}/{t.Epochs} {ProgressLine.Bar((double)t.Step / t.Steps, 12)} loss {t.Loss:0.000}" : "";
+            line.Update($"prune step {p.Step}/{p.Steps} {p.Phase}: {Output.Count(p.Params)} params ({p.Compression:0.#}×) val Dice {(p.ValDice is { } d ? d.ToString("0.0000", Output.Inv) : "-")}{train} ETA {Output.Duration(p.Eta)}", p.Phase == "done");
+        });
+        line.Done();
+        if (result.Model.Meta.PruningHistory.LastOrDefault()?["stopped_early"]?.GetValue<string>() is { } stop)
+            Console.Error.WriteLine($"sculpt prune: warning: target not reached, {stop}; kept the last model that did not collapse");
+        return result;
+    }
+
+    public static string StepTable(IEnumerable<StepRecord> steps) =>
+        Output.Table(new[] { "step", "params", "MACs", "compression", "val Dice", "seconds", "note" },
+            steps.Select(s => new[] { s.Step.ToString(), Output.Count(s.Params), Output.Count(s.Macs), $"{s.Compression:0.0}×", Output.F(s.ValDice), Output.F(s.WallSeconds, "0"), s.Note }));
 }

@@ -36,9 +36,8 @@ public static class TrainCommand
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
-        int threads = a.Int("threads", 0);
+        a.Threads();
         a.EnsureAllUsed();
-        if (threads > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(threads); }
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
 
         var ds = SegmentationDataset.Load(data);

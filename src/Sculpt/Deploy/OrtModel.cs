@@ -52,7 +52,9 @@ public static class Latency
     /// <summary>Wall-clock latency of <paramref name="run"/> after warm-up, as percentiles in milliseconds.</summary>
     public static LatencyStats Measure(Action run, int batch, int runs = 200, int warmup = 10, double maxSeconds = 20)
     {
-        for (int i = 0; i < warmup; i++) run();
+        // warm-up: at most `warmup` runs or 3 s, so a slow dense model does not spend a minute warming up
+        var warm = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < warmup && (i == 0 || warm.Elapsed.TotalSeconds < 3); i++) run();
         var samples = new List<double>(runs);
         var total = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < runs && (total.Elapsed.TotalSeconds < maxSeconds || samples.Count < 5); i++)
@@ -71,5 +73,23 @@ public static class Latency
         var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
         for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
         return Measure(() => model.Run(input, shape), batch, runs);
+    }
+
+    /// <summary>Dense float32 matrix multiply throughput with the given threads: the machine's practical peak.</summary>
+    public static double PeakGflops(int threads)
+    {
+        Runtime.TorchRuntime.Initialize();
+        if (threads > 0) TorchSharp.torch.set_num_threads(threads);
+        using var a = TorchSharp.torch.rand(1024, 1024);
+        using var b = TorchSharp.torch.rand(1024, 1024);
+        for (int i = 0; i < 3; i++) { using var w = a.matmul(b); }
+        var times = new List<double>();
+        for (int i = 0; i < 10; i++)
+        {
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            using var c = a.matmul(b);
+            times.Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        return 2.0 * 1024 * 1024 * 1024 / times.Min() / 1e9;
     }
 }

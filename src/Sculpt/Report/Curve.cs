@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Sculpt.Data;
+using Sculpt.Deploy;
+using Sculpt.Graph;
+using Sculpt.Runtime;
+using Sculpt.Training;
+
+namespace Sculpt.Report;
+
+/// <summary>One model of a run measured on the test split and in ONNX Runtime.</summary>
+public sealed record CurvePoint(string Name, int Step, long Params, long Macs, double Compression, double? ValDice,
+    double TestDice, double TestDiceLo, double TestDiceHi, double? Hd95Px, double LatencyP50Ms, double LatencyP95Ms, double ThroughputFps, int ThroughputBatch)
+{
+    /// <summary>Achieved arithmetic rate at batch 1: 2·MACs per frame over the median latency.</summary>
+    public double Gflops => 2.0 * Macs / (LatencyP50Ms / 1000) / 1e9;
+}
+
+/// <summary>The compression/quality/speed curve of a run: every step model plus the final pruned model.</summary>
+public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threads, MachineInfo Machine, DateTime MeasuredUtc, List<string> Missing)
+{
+    public static Curve Read(string path)
+    {
+        try { return JsonSerializer.Deserialize<Curve>(File.ReadAllText(path), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a curve file: {e.Message}"); }
+    }
+
+    public void Write(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, NetworkGraph.JsonOptions));
+
+    /// <summary>
+    /// Measures every step model listed in the run's steps.jsonl and the final pruned model: test Dice with a
+    /// 95% bootstrap CI, HD95, ORT batch-1 latency and throughput at <paramref name="batch"/>, with the
+    /// process's ORT threads. A step whose model file is missing is recorded in <see cref="Missing"/>.
+    /// </summary>
+    public static Curve Measure(RunFolder run, int seed, int threads = 0, int batch = 16, Action<string>? progress = null)
+    {
+        var steps = run.ReadSteps();
+        var dense = ModelPackage.Load(run.DenseModel);
+        var task = dense.Meta.Task;
+        var ds = SegmentationDataset.Load(run.DataDir, task.InputHeight, task.InputWidth);
+        var test = ds.Split("test");
+        if (test.Count == 0) throw new DatasetException($"{run.DataDir}: the curve needs a non-empty test split");
+        double denseParams = dense.Graph.ParameterCount();
+        var points = new List<CurvePoint>();
+        var missing = new List<string>();
+        var models = steps.Select(s => (Name: s.Step == 0 ? "dense" : $"step {s.Step}", Path: run.StepModel(s.Step), s.Step, (double?)s.ValDice)).ToList();
+        models.Add(("pruned (final)", run.PrunedModel, steps.Count == 0 ? 0 : steps[^1].Step, null));
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < models.Count; i++)
+        {
+            var (name, path, step, valDice) = models[i];
+            if (!File.Exists(path)) { missing.Add(Path.GetRelativePath(run.Root, path)); continue; }
+            progress?.Invoke($"curve {i + 1}/{models.Count} {name}: test Dice and ONNX Runtime latency (elapsed {clock.Elapsed:mm\\:ss})");
+            var model = i == 0 ? dense : ModelPackage.Load(path);
+            if (name.StartsWith("pruned")) valDice = model.Meta.Metrics.TryGetValue("val_dice", out var v) ? v : null;
+            MetricSummary summary;
+            using (var module = new GraphModule(model.Graph, model.Weights))
+            {
+                var preds = Evaluator.Predict(module, test, task);
+                summary = Evaluator.Summarize(Evaluator.Score(test, preds, task.InputHeight, task.InputWidth, task.Labels.Count), ds.Labels, seed)[0];
+            }
+            var onnx = Path.Combine(run.Root, $".curve-{Guid.NewGuid():N}.onnx");
+            try
+            {
+                OnnxExport.Save(model, onnx);
+                using var ort = new OrtModel(onnx, threads);
+                var single = Latency.Ort(ort, 1, runs: 200);
+                var many = Latency.Ort(ort, batch, runs: 30);
+                long p = model.Graph.ParameterCount();
+                points.Add(new CurvePoint(name, step, p, model.Graph.MacCount(), denseParams / p, valDice, summary.Dice, summary.DiceLo, summary.DiceHi,
+                    double.IsNaN(summary.Hd95Px) ? null : summary.Hd95Px, single.P50Ms, single.P95Ms, many.ThroughputFps, batch));
+            }
+            finally { File.Delete(onnx); }
+        }
+        return new Curve(points, Latency.PeakGflops(threads), threads > 0 ? threads : Environment.ProcessorCount, MachineInfo.Current(), DateTime.UtcNow, missing);
+    }
+}
