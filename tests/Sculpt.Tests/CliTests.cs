@@ -44,7 +44,11 @@ public class CliTests
         Assert.Equal(16, System.Text.Json.Nodes.JsonNode.Parse(info.Out)!["samples"]!.GetValue<int>());
         var export = Path.Combine(dir, "export");
         Assert.Equal(0, Sculpt("data", "export", "--data", data, "--out", export, "--limit", "3").Code);
-        Assert.Equal(10, Directory.GetFiles(export, "*.png").Length);
+        Assert.Equal(3, Directory.GetFiles(Path.Combine(export, "images"), "*.png").Length);
+        Assert.Equal(3, Directory.GetFiles(Path.Combine(export, "masks"), "*.png").Length);
+        Assert.Equal(3, Directory.GetFiles(Path.Combine(export, "overlays"), "*.png").Length);
+        Assert.True(File.Exists(Path.Combine(export, "montage.png")));
+        Assert.Equal(3, global::Sculpt.Data.SegmentationDataset.Load(export).Samples.Count); // the export is itself a dataset folder
     }
 
     [Fact]

@@ -12,30 +12,33 @@ namespace Sculpt.Cli.Commands;
 public static class EvalCommand
 {
     public const string Help = """
-        sculpt eval --model MODEL.sculpt --data DIR [--split test|val|train|all] [--out DIR] [--seed S] [--json]
+        sculpt eval --model MODEL.sculpt --data DIR [--split test|val|train|all] [--out DIR] [--seed S] [--lenient] [--json]
 
         Dice, IoU and HD95 (pixels; mm when the data gives a pixel spacing) per case and label, summarised as
         mean with a 95% bootstrap confidence interval (2000 resamples, --seed). Both-empty masks score Dice 1 and
         HD95 0; one empty mask leaves HD95 undefined (counted, excluded from the mean).
-        --out writes per_case.csv and summary.json there.
+        --out writes per_case.csv and summary.json there. For data with cardiac phases (EchoNet-Dynamic), Dice
+        pooled over all pixels of the split is also reported for ED and ES frames (EchoNet's definition).
+        --lenient skips bad dataset items with a counted warning.
 
         example: sculpt eval --model models/unet16.sculpt --data data/echo --split test --out eval/
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "json" });
+        var a = new Args(argv, new HashSet<string> { "json", "lenient" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var split = a.Get("split", "test");
         var outDir = a.Get("out");
         int seed = a.Int("seed", 0);
-        bool json = a.Flag("json");
+        bool json = a.Flag("json"), lenient = a.Flag("lenient");
         a.EnsureAllUsed();
 
         var pkg = ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
-        var ds = SegmentationDataset.Load(data, task.InputHeight, task.InputWidth);
+        var ds = SegmentationDataset.Load(data, task.InputHeight, task.InputWidth, lenient);
+        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         if (!ds.Labels.SequenceEqual(task.Labels))
             throw new DatasetException($"{data}: labels [{string.Join(", ", ds.Labels)}] differ from the model's [{string.Join(", ", task.Labels)}]");
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
@@ -50,6 +53,14 @@ public static class EvalCommand
             ["labels"] = JsonSerializer.SerializeToNode(summary, NetworkGraph.JsonOptions),
             ["dice"] = summary.Average(s => s.Dice),
         };
+        // EchoNet's definition: Dice pooled over every pixel of the split, per cardiac phase
+        var phases = samples.Select(s => s.Phase).Where(p => p != null).Distinct().OrderBy(p => p).ToList();
+        var pooled = phases.ToDictionary(p => p!, p =>
+        {
+            var idx = Enumerable.Range(0, samples.Count).Where(i => samples[i].Phase == p).ToList();
+            return Metrics.PooledDice(idx.Select(i => preds[i]), idx.Select(i => samples[i].Mask), 1);
+        });
+        if (pooled.Count > 0) summaryJson["pooled_dice"] = new JsonObject(pooled.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         if (outDir != null)
         {
             Directory.CreateDirectory(outDir);
@@ -67,6 +78,7 @@ public static class EvalCommand
                 s.Label, $"{Output.F(s.Dice)} [{Output.F(s.DiceLo)}, {Output.F(s.DiceHi)}]", $"{Output.F(s.IoU)} [{Output.F(s.IoULo)}, {Output.F(s.IoUHi)}]",
                 $"{Output.F(s.Hd95Px, "0.00")} [{Output.F(s.Hd95Lo, "0.00")}, {Output.F(s.Hd95Hi, "0.00")}]", s.Hd95Undefined.ToString(), s.Hd95Mm is { } mm ? Output.F(mm, "0.00") : "-",
             })));
+        foreach (var (phase, d) in pooled) Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
         if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, "per_case.csv")}");
         return 0;
     }

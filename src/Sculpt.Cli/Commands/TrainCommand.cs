@@ -10,7 +10,7 @@ public static class TrainCommand
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
-                     [--no-augment] [--seed S] [--threads T] [--resume] [--json]
+                     [--no-augment] [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
         Loss: Dice + BCE (binary) or Dice + cross-entropy (multi-class); cosine learning-rate schedule;
@@ -23,7 +23,7 @@ public static class TrainCommand
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "bilinear", "no-bn", "no-augment", "resume", "json" });
+        var a = new Args(argv, new HashSet<string> { "bilinear", "no-bn", "no-augment", "resume", "json", "lenient" });
         var data = a.Required("data");
         var outPath = a.Required("out");
         var arch = a.Get("arch", "unet");
@@ -37,10 +37,12 @@ public static class TrainCommand
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
         a.Threads();
+        bool lenient = a.Flag("lenient");
         a.EnsureAllUsed();
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
 
-        var ds = SegmentationDataset.Load(data);
+        var ds = SegmentationDataset.Load(data, lenient: lenient);
+        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         var config = UNet.Preset(arch, ds.Channels, ds.IsBinary ? 1 : ds.Labels.Count, ds.Height) with { };
         if (width.HasValue) config = config with { BaseWidth = width.Value };
         if (depth.HasValue) config = config with { Depth = depth.Value };

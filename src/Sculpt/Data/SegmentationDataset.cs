@@ -5,7 +5,8 @@ using Sculpt.Runtime;
 namespace Sculpt.Data;
 
 /// <summary>One training/evaluation item at model input size: image planes C×H×W in [0,1], label map H×W.</summary>
-public sealed record Sample(string Id, float[] Image, byte[] Mask, string Split, double? SpacingMm = null);
+/// <summary>One image and its label map. <see cref="Phase"/>: "ED" or "ES" where the source says which cardiac phase the frame shows.</summary>
+public sealed record Sample(string Id, float[] Image, byte[] Mask, string Split, double? SpacingMm = null, string? Phase = null);
 
 public sealed class DatasetException(string message) : Exception(message);
 
@@ -25,6 +26,10 @@ public sealed class SegmentationDataset
     public string Format { get; init; } = "png-folder";
     public int OriginalHeight { get; init; }
     public int OriginalWidth { get; init; }
+    /// <summary>Normalisation the source prescribes (EchoNet: per-channel mean/std of training videos); null: computed by training.</summary>
+    public Runtime.Normalization? Normalization { get; init; }
+    /// <summary>Items skipped while reading (with --lenient, or always for sources that define skipping), one line each.</summary>
+    public List<string> Warnings { get; init; } = new();
 
     public IReadOnlyList<Sample> Split(string split) => Samples.Where(s => s.Split == split).ToList();
     public bool IsBinary => Labels.Count == 2;
@@ -33,9 +38,12 @@ public sealed class SegmentationDataset
     public const string SplitFile = "split.csv";
 
     /// <summary>Reads the folder, resizing images (bilinear) and masks (nearest) to <paramref name="height"/>×<paramref name="width"/> when given.</summary>
-    public static SegmentationDataset Load(string dir, int? height = null, int? width = null)
+    /// <summary>A Sculpt dataset folder, or an EchoNet-Dynamic or CAMUS release (detected by their files).
+    /// <paramref name="lenient"/>: bad items become counted warnings and are skipped instead of failing the load.</summary>
+    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
     {
         if (!Directory.Exists(dir)) throw new DatasetException($"{dir}: dataset folder not found");
+        if (EchoNetDynamic.IsLayout(dir)) return EchoNetDynamic.Load(dir, height, width, lenient);
         var imagesDir = Path.Combine(dir, "images");
         var masksDir = Path.Combine(dir, "masks");
         if (!Directory.Exists(imagesDir) || !Directory.Exists(masksDir))

@@ -68,6 +68,20 @@ public static class Metrics
     }
 
     /// <summary>Linear-interpolated percentile, as numpy.percentile's default.</summary>
+    /// <summary>Dice over the pooled pixels of many cases: 2·Σ|P∩T| / (Σ|P| + Σ|T|) (EchoNet-Dynamic's split-level Dice).</summary>
+    public static double PooledDice(IEnumerable<byte[]> predictions, IEnumerable<byte[]> truths, byte label)
+    {
+        long inter = 0, sum = 0;
+        foreach (var (p, t) in predictions.Zip(truths))
+            for (int i = 0; i < p.Length; i++)
+            {
+                bool a = p[i] == label, b = t[i] == label;
+                if (a && b) inter++;
+                sum += (a ? 1 : 0) + (b ? 1 : 0);
+            }
+        return sum == 0 ? 1.0 : 2.0 * inter / sum;
+    }
+
     public static double Percentile(IReadOnlyList<double> values, double q)
     {
         if (values.Count == 0) return double.NaN;

@@ -22,7 +22,7 @@ public static class TrainJob
     {
         var train = ds.Split("train");
         var val = ds.Split("val");
-        var task = TaskFor(ds, Batches.Statistics(train, ds.Channels));
+        var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
         if (config.InChannels != task.InputChannels || config.Classes != task.OutputChannels || config.InputSize != ds.Height)
             throw new ArgumentException("architecture does not match the dataset (channels, classes or input size)");
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
