@@ -51,10 +51,9 @@ public static class SegmentCommand
         if (outDir == null) throw new UsageException("missing required option --out");
         if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
 
-        string? tempFrames = null;
-        try
         {
             List<string> frames;
+            List<Image8>? decoded = null;
             bool video;
             if (Directory.Exists(input))
             {
@@ -64,10 +63,10 @@ public static class SegmentCommand
                 frames = pngs;
             }
             else if (IsImage(input)) { frames = new() { input }; video = false; }
-            else { tempFrames = Decode(input); frames = Directory.GetFiles(tempFrames, "*.png").OrderBy(f => f, StringComparer.Ordinal).ToList(); video = true; }
+            else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
 
             var task = seg.Task;
-            var images = frames.Select(f => ImageIO.Read(f)).ToList();
+            var images = decoded ?? frames.Select(f => ImageIO.Read(f)).ToList();
             var planes = images.Select(img => ToModelInput(img, task)).ToList();
             var masks = seg.Segment(planes);
             var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
@@ -117,30 +116,10 @@ public static class SegmentCommand
             }
             return 0;
         }
-        finally { if (tempFrames != null && Directory.Exists(tempFrames)) Directory.Delete(tempFrames, true); }
     }
 
     private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
 
     private static float[] ToModelInput(Image8 img, TaskInfo task) =>
         ImageIO.ResizeBilinear(SegmentationDataset.ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width, task.InputHeight, task.InputWidth);
-
-
-    /// <summary>Decodes a video file to PNG frames with FFmpeg (Debian's ffmpeg package).</summary>
-    private static string Decode(string video)
-    {
-        var dir = Directory.CreateTempSubdirectory("sculpt-frames-").FullName;
-        var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", video, Path.Combine(dir, "frame_%05d.png") }) { RedirectStandardError = true, RedirectStandardOutput = true };
-        Process? p;
-        try { p = Process.Start(psi); }
-        catch (System.ComponentModel.Win32Exception) { Directory.Delete(dir, true); throw new InvalidDataException($"{video}: decoding video files needs FFmpeg (apt-get install ffmpeg), which is not installed"); }
-        var err = p!.StandardError.ReadToEnd();
-        p.WaitForExit();
-        if (p.ExitCode != 0 || Directory.GetFiles(dir, "*.png").Length == 0)
-        {
-            Directory.Delete(dir, true);
-            throw new InvalidDataException($"{video}: unreadable video ({(err.Split('\n').FirstOrDefault(l => l.Length > 0) ?? $"ffmpeg exit code {p.ExitCode}").Trim()})");
-        }
-        return dir;
-    }
 }
