@@ -44,6 +44,7 @@ public sealed class SegmentationDataset
     {
         if (!Directory.Exists(dir)) throw new DatasetException($"{dir}: dataset folder not found");
         if (EchoNetDynamic.IsLayout(dir)) return EchoNetDynamic.Load(dir, height, width, lenient);
+        if (!Directory.Exists(Path.Combine(dir, "images")) && Camus.IsLayout(dir)) return Camus.Load(dir, height, width, lenient);
         var imagesDir = Path.Combine(dir, "images");
         var masksDir = Path.Combine(dir, "masks");
         if (!Directory.Exists(imagesDir) || !Directory.Exists(masksDir))
