@@ -110,6 +110,45 @@ public class PruningTests
     }
 
     [Fact]
+    public void PruningZeroContributionChannelsOfADeepLabV3LeavesOutputsUnchanged()
+    {
+        // the torchvision structure at a small width: bottlenecks with downsample, dilation, ASPP with image pooling
+        var g = DeepLabV3.Build(new DeepLabConfig { InChannels = 3, Classes = 2, InputSize = 32, Width = 4, Blocks = new[] { 2, 1, 2, 1 }, AsppChannels = 6, AsppRates = new[] { 2, 3, 4 } });
+        var w = TestFiles.WithBnStatistics(g, 4);
+        var groups = ChannelGroups.Analyze(g);
+        // every layer's residual stream is one group: layer1.0.downsample, layer1.0.conv3 and layer1.1.conv3 are merged
+        var stream = groups.Groups.Single(gr => gr.Producers.Any(p => p.Node == "backbone.layer1.0.conv3"));
+        Assert.Equal(new[] { "backbone.layer1.0.conv3", "backbone.layer1.0.downsample.0", "backbone.layer1.1.conv3" }, stream.Producers.Select(p => p.Node).Order().ToArray());
+        Assert.True(stream.Prunable);
+        // the ASPP concat maps back to its five branches at offsets 0, 6, 12, 18, 24
+        var project = groups.Groups.Where(gr => gr.Consumers.Any(m => m.Node == "classifier.0.project.0")).ToList();
+        Assert.Equal(5, project.Count);
+        Assert.Equal(new[] { 0, 6, 12, 18, 24 }, project.Select(gr => gr.Consumers.Single(m => m.Node == "classifier.0.project.0").Offset).Order().ToArray());
+        var keep = new Dictionary<int, int[]>();
+        foreach (var grp in groups.Prunable)
+        {
+            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % 3 == 1).ToArray();
+            ZeroOutgoing(groups, w, grp.Id, dropped);
+            keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
+        }
+        var x = randn(2, 3, 32, 32);
+        var before = Run(g, w, x);
+        var (pg, pw) = Slicer.Slice(groups, keep, w);
+        Assert.True((before - Run(pg, pw!, x)).abs().max().item<float>() <= 1e-5);
+        Assert.True(pg.ParameterCount() < g.ParameterCount() * 0.6);
+    }
+
+    [Fact]
+    public void DeepLabV3ResNet50HasTorchvisionsParameterCount()
+    {
+        // torchvision documents 42,004,074 parameters for deeplabv3_resnet50 with 21 classes and its auxiliary
+        // FCN head (3×3 conv 1024→256, BN, 1×1 conv 256→21: 2,365,205); without it and with EchoNet's
+        // 1-channel classifier (20 × 257 fewer):
+        Assert.Equal(42_004_074 - 2_365_205, DeepLabV3.Build(new DeepLabConfig { Classes = 21 }).ParameterCount());
+        Assert.Equal(42_004_074 - 2_365_205 - 20 * 257, DeepLabV3.Build(new DeepLabConfig { Classes = 1 }).ParameterCount());
+    }
+
+    [Fact]
     public void HalvingEveryGroupOfAUNetGivesExactlyTheHalfWidthUNet()
     {
         var g8 = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 8, InputSize = 32 });

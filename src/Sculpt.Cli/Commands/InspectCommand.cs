@@ -28,7 +28,7 @@ public static class InspectCommand
         bool json = a.Flag("json"), showGroups = a.Flag("groups");
         a.EnsureAllUsed();
         if ((modelPath == null) == (arch == null)) throw new UsageException("give exactly one of --model or --arch");
-        var graph = modelPath != null ? ModelPackage.Load(modelPath).Graph : UNet.Build(UNet.Preset(arch!, inCh, classes, size ?? 112));
+        var graph = modelPath != null ? ModelPackage.Load(modelPath).Graph : Architectures.Build(arch!, inCh, classes, size ?? 112);
         if (size.HasValue) graph = graph.WithInputSize(size.Value, size.Value);
         var infos = graph.Validate();
         if (showGroups) return Groups(graph, json);

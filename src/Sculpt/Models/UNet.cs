@@ -24,7 +24,7 @@ public static class UNet
         "unet-classic" => new UNetConfig { InChannels = inChannels, Classes = classes, InputSize = inputSize },
         "unet" => new UNetConfig { BaseWidth = 16, InChannels = inChannels, Classes = classes, InputSize = inputSize },
         "unet-small" => new UNetConfig { BaseWidth = 8, Depth = 3, InChannels = inChannels, Classes = classes, InputSize = inputSize },
-        _ => throw new ArgumentException($"unknown architecture '{arch}' (known: unet-classic, unet, unet-small)"),
+        _ => throw new ArgumentException($"unknown architecture '{arch}' (known: {string.Join(", ", Architectures.Names)})"),
     };
 
     public static NetworkGraph Build(UNetConfig c)
