@@ -1,0 +1,58 @@
+using System.Globalization;
+using Sculpt.Import;
+using Sculpt.Models;
+using Sculpt.Runtime;
+
+namespace Sculpt.Cli.Commands;
+
+public static class ImportCommand
+{
+    public const string Help = """
+        sculpt import --pytorch CKPT --arch deeplabv3_resnet50|unet-classic|unet|unet-small --out M.sculpt
+                      [--in-channels C] [--classes K] [--size S] [--mean M[,M,M] --std S[,S,S]] [--labels a,b,…]
+
+        Reads a torch.save file — the zip format (PyTorch ≥ 1.6) or the legacy format of older checkpoints,
+        tensors saved on a GPU included — holding a state dict or a training checkpoint such as EchoNet's
+        {'epoch', 'state_dict', 'best_loss', 'loss', 'opt_dict', 'scheduler_dict'} ('module.' prefixes from
+        DataParallel are removed). Only tensors and plain containers are read; any other pickled object is
+        refused and nothing in the file is executed. Parameter names must be the architecture's: torchvision's
+        for deeplabv3_resnet50 (EchoNet-Dynamic: --in-channels 3 --classes 1 --size 112), Sculpt's for the
+        U-Nets (see sculpt inspect). Missing, unexpected or wrongly shaped keys are listed.
+        --mean/--std: the input normalisation on the 0–255 scale (EchoNet computes it from its training videos).
+
+        example: sculpt import --pytorch best.pt --arch deeplabv3_resnet50 --in-channels 3 --classes 1 --size 112 --mean 32.6,32.7,33.1 --std 49.9,50.0,50.4 --out echonet.sculpt
+        """;
+
+    public static int Run(string[] argv)
+    {
+        var a = new Args(argv, new HashSet<string>());
+        var checkpoint = a.Required("pytorch");
+        var arch = a.Required("arch");
+        var outPath = a.Required("out");
+        int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1), classes = a.Int("classes", 1), size = a.Int("size", 112);
+        double[] Values(string name, double fallback)
+        {
+            var v = a.Get(name);
+            if (v == null) return Enumerable.Repeat(fallback, inChannels).ToArray();
+            var list = v.Split(',').Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name}: '{s}' is not a number")).ToArray();
+            if (list.Length != 1 && list.Length != inChannels) throw new UsageException($"--{name} needs 1 or {inChannels} values, got {list.Length}");
+            return list.Length == 1 ? Enumerable.Repeat(list[0], inChannels).ToArray() : list;
+        }
+        var mean = Values("mean", 0);
+        var std = Values("std", 255);
+        var labels = a.Get("labels")?.Split(',').ToList() ?? (classes == 1 ? new List<string> { "background", "lv" } : Enumerable.Range(0, classes).Select(i => i == 0 ? "background" : $"class{i}").ToList());
+        a.EnsureAllUsed();
+        if (std.Any(s => s <= 0)) throw new UsageException("--std values must be > 0");
+        var graph = Architectures.Build(arch, inChannels, classes, size);
+        var task = new TaskInfo
+        {
+            Labels = labels, Mode = classes == 1 ? "binary" : "multiclass", InputChannels = inChannels, InputHeight = size, InputWidth = size,
+            Normalization = new Normalization { Mean = mean.Select(m => m / 255).ToArray(), Std = std.Select(s => s / 255).ToArray() },
+        };
+        if (task.Labels.Count != (classes == 1 ? 2 : classes)) throw new UsageException($"--labels needs {(classes == 1 ? 2 : classes)} names");
+        var model = Importer.FromPyTorch(checkpoint, graph, task, arch);
+        model.Save(outPath);
+        Console.WriteLine($"imported {checkpoint} as {arch} ({model.Graph.ParameterCount():N0} params) → {outPath}");
+        return 0;
+    }
+}
