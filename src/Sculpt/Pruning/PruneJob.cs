@@ -154,7 +154,8 @@ public static class PruneJob
                 progress?.Invoke(new PruneProgress(step, shownSteps, "scoring", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), null));
                 var (candidate, measured) = PruneOnce(current, train, task, o, new Budget(budget.Metric, stepBudget), o.Seed + step * 101 + attempt);
                 using var module = new GraphModule(candidate.Graph, candidate.Weights);
-                double stepDice = Evaluator.MeanDice(module, val, task);
+                // with fine-tuning, the trainer's per-epoch validation gives the step's Dice (one evaluation, not two)
+                double stepDice = o.FineTuneEpochs > 0 ? double.NaN : Evaluator.MeanDice(module, val, task);
                 if (o.FineTuneEpochs > 0)
                 {
                     var ftSamples = train;
