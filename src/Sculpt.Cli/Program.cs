@@ -17,7 +17,7 @@ namespace Sculpt.Cli
             ["train"] = ("train a dense model", TrainCommand.Run, TrainCommand.Help),
             ["eval"] = ("Dice, IoU, HD95 with bootstrap confidence intervals", EvalCommand.Run, EvalCommand.Help),
             ["prune"] = ("structured pruning to a compression / parameter / MAC target", PruneCommand.Run, PruneCommand.Help),
-            ["import"] = ("a PyTorch checkpoint (zip or legacy torch.save) as a Sculpt model", ImportCommand.Run, ImportCommand.Help),
+            ["import"] = ("a PyTorch checkpoint (zip or legacy torch.save) or an ONNX CNN as a Sculpt model", ImportCommand.Run, ImportCommand.Help),
             ["export"] = ("ONNX export (batch norm folded, dynamic batch) checked in ONNX Runtime", ExportCommand.Run, ExportCommand.Help),
             ["segment"] = ("masks and overlays for images, folders, videos (LV area, ED/ES, EF) or raw .npy tensors", SegmentCommand.Run, SegmentCommand.Help),
             ["bench"] = ("CPU latency/throughput (ORT, TorchSharp), GFLOP/s vs measured peak, dense vs pruned", BenchCommand.Run, BenchCommand.Help),

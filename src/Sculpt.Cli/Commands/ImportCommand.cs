@@ -10,6 +10,12 @@ public static class ImportCommand
     public const string Help = """
         sculpt import --pytorch CKPT --arch deeplabv3_resnet50|unet-classic|unet|unet-small --out M.sculpt
                       [--in-channels C] [--classes K] [--size S] [--mean M[,M,M] --std S[,S,S]] [--labels a,b,…]
+        sculpt import --onnx FILE.onnx --out M.sculpt [--mean … --std … --labels …]
+
+        --onnx: a CNN of Conv, ConvTranspose, BatchNormalization, Relu, LeakyRelu, Sigmoid, Add, Concat, MaxPool,
+        AveragePool, GlobalAveragePool, Resize/Upsample, Identity, Dropout (and Constant inputs) becomes a graph
+        with weights that can be pruned; unsupported operators are listed. The input must be NCHW with fixed
+        C, H, W. Layers take PyTorch's module names from their weight initializers.
 
         Reads a torch.save file — the zip format (PyTorch ≥ 1.6) or the legacy format of older checkpoints,
         tensors saved on a GPU included — holding a state dict or a training checkpoint such as EchoNet's
@@ -26,23 +32,14 @@ public static class ImportCommand
     public static int Run(string[] argv)
     {
         var a = new Args(argv, new HashSet<string>());
+        if (a.Get("onnx") is { } onnx) return FromOnnx(a, onnx);
         var checkpoint = a.Required("pytorch");
         var arch = a.Required("arch");
         var outPath = a.Required("out");
         int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1), classes = a.Int("classes", 1), size = a.Int("size", 112);
-        double[] Values(string name, double fallback)
-        {
-            var v = a.Get(name);
-            if (v == null) return Enumerable.Repeat(fallback, inChannels).ToArray();
-            var list = v.Split(',').Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name}: '{s}' is not a number")).ToArray();
-            if (list.Length != 1 && list.Length != inChannels) throw new UsageException($"--{name} needs 1 or {inChannels} values, got {list.Length}");
-            return list.Length == 1 ? Enumerable.Repeat(list[0], inChannels).ToArray() : list;
-        }
-        var mean = Values("mean", 0);
-        var std = Values("std", 255);
+        var (mean, std) = NormalizationOptions(a, inChannels);
         var labels = a.Get("labels")?.Split(',').ToList() ?? (classes == 1 ? new List<string> { "background", "lv" } : Enumerable.Range(0, classes).Select(i => i == 0 ? "background" : $"class{i}").ToList());
         a.EnsureAllUsed();
-        if (std.Any(s => s <= 0)) throw new UsageException("--std values must be > 0");
         var graph = Architectures.Build(arch, inChannels, classes, size);
         var task = new TaskInfo
         {
@@ -54,5 +51,43 @@ public static class ImportCommand
         model.Save(outPath);
         Console.WriteLine($"imported {checkpoint} as {arch} ({model.Graph.ParameterCount():N0} params) → {outPath}");
         return 0;
+    }
+
+    private static int FromOnnx(Args a, string onnx)
+    {
+        var outPath = a.Required("out");
+        var model = OnnxImport.Read(onnx);
+        var task = model.Meta.Task;
+        if (a.Has("mean") || a.Has("std"))
+        {
+            var (mean, std) = NormalizationOptions(a, task.InputChannels);
+            task.Normalization = new Normalization { Mean = mean.Select(m => m / 255).ToArray(), Std = std.Select(s => s / 255).ToArray() };
+        }
+        if (a.Get("labels") is { } labels)
+        {
+            var list = labels.Split(',').ToList();
+            if (list.Count != task.Labels.Count) throw new UsageException($"--labels needs {task.Labels.Count} names");
+            task.Labels = list;
+        }
+        a.EnsureAllUsed();
+        model.Save(outPath);
+        Console.WriteLine($"imported {onnx} ({model.Graph.Nodes.Count} nodes, {model.Graph.ParameterCount():N0} params) → {outPath}");
+        return 0;
+    }
+
+    /// <summary>--mean/--std on the 0–255 scale: one value for every channel or one per channel.</summary>
+    private static (double[] Mean, double[] Std) NormalizationOptions(Args a, int channels)
+    {
+        double[] Values(string name, double fallback)
+        {
+            var v = a.Get(name);
+            if (v == null) return Enumerable.Repeat(fallback, channels).ToArray();
+            var list = v.Split(',').Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name}: '{s}' is not a number")).ToArray();
+            if (list.Length != 1 && list.Length != channels) throw new UsageException($"--{name} needs 1 or {channels} values, got {list.Length}");
+            return list.Length == 1 ? Enumerable.Repeat(list[0], channels).ToArray() : list;
+        }
+        var std = Values("std", 255);
+        if (std.Any(s => s <= 0)) throw new UsageException("--std values must be > 0");
+        return (Values("mean", 0), std);
     }
 }
