@@ -11,30 +11,40 @@ public static class BenchCommand
 {
     public const string Help = """
         sculpt bench --model M.sculpt|M.onnx [--compare M2] [--backend ort|torch|both] [--threads 1,2]
-                     [--batches 1,8,32] [--runs 200] [--json]
+                     [--batches 1,8,32] [--runs 200] [--profile] [--ort-opt all|extended|basic] [--json]
 
         CPU inference benchmark. For each model, backend and thread count: batch-1 latency p50/p95/p99 and
         throughput (frames/s at the p50 of each batch size), achieved GFLOP/s = 2·MACs·batch / latency and its
-        fraction of a peak measured in the same run (a 1024×1024 float32 matrix multiply in libtorch with the
+        fraction of a peak measured in the same run (a 1024×1024 float32 matrix multiply in ONNX Runtime's GEMM, with the
         same thread count). With --compare, the two models are timed alternately, configuration by
         configuration, and the speed-up is the ratio of those paired medians. .sculpt models are exported to
         ONNX (batch norm folded) for the ORT backend. Peak memory is the process's peak resident set.
+        --profile: ONNX Runtime's profiler at batch 1 (last thread count) splits each model's run into time in
+        operator kernels, by operator type, and time outside them (per-node dispatch and scheduling).
 
         example: sculpt bench --model dense.sculpt --compare pruned.sculpt --threads 1,2
         """;
+
+    /// <summary>ORT graph optimisation level for the timed sessions (ALL adds NCHWc layout transforms).</summary>
+    private static Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;
 
     private sealed record Subject(string Name, string Path, ModelPackage? Package, OrtModel? Ort, long Macs, long[] InputShape);
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "json" });
+        var a = new Args(argv, new HashSet<string> { "json", "profile" });
         var first = a.Required("model");
         var second = a.Get("compare");
         var backend = a.Get("backend", "ort");
         var threads = a.Get("threads", string.Join(",", Enumerable.Range(1, Environment.ProcessorCount))).Split(',').Select(int.Parse).ToArray();
         var batches = a.Get("batches", "1,8,32").Split(',').Select(int.Parse).ToArray();
         int runs = a.Int("runs", 200);
-        bool json = a.Flag("json");
+        bool json = a.Flag("json"), profile = a.Flag("profile");
+        OptLevel = a.Get("ort-opt", "all") switch
+        {
+            "all" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, var o => throw new UsageException($"--ort-opt must be all, extended or basic, got '{o}'"),
+        };
         a.EnsureAllUsed();
         if (backend is not ("ort" or "torch" or "both")) throw new UsageException("--backend must be ort, torch or both");
         TorchRuntime.Initialize();
@@ -81,6 +91,7 @@ public static class BenchCommand
                     }
             }
             progress.Done();
+            var profiles = profile ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1]))).ToList() : new();
             long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
             var best = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
             var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
@@ -92,6 +103,11 @@ public static class BenchCommand
                     ["latency_ms"] = batch1["latency_ms"]!.DeepClone(), ["throughput_fps"] = best["throughput_fps"]!.GetValue<double>(),
                     ["params"] = subjects.Select(s => s.Package?.Graph.ParameterCount()).First(), ["macs"] = subjects[0].Macs,
                     ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
+                    ["profile"] = profile ? new JsonArray(profiles.Select(p => (JsonNode)new JsonObject
+                    {
+                        ["model"] = p.Name, ["run_ms"] = p.P.RunMs, ["kernel_ms"] = p.P.KernelMs, ["overhead_ms"] = p.P.OverheadMs, ["nodes"] = p.P.Nodes,
+                        ["by_op"] = new JsonArray(p.P.ByOp.Select(o => (JsonNode)new JsonObject { ["op"] = o.Op, ["count"] = o.Count, ["ms"] = o.Ms }).ToArray()),
+                    }).ToArray()) : null,
                 });
                 return 0;
             }
@@ -103,7 +119,12 @@ public static class BenchCommand
                     Output.F(r["throughput_fps"]!.GetValue<double>(), "0"), Output.F(r["gflops"]!.GetValue<double>(), "0.00"), Output.F(100 * r["fraction_of_peak"]!.GetValue<double>(), "0.0"),
                     r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
                 }), new HashSet<int> { 0, 1 }));
-            Console.WriteLine($"\npeak (1024² float32 matmul, libtorch): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
+            foreach (var (name, p) in profiles)
+            {
+                Console.WriteLine($"\n{name}: ONNX Runtime profile at batch 1, {threads[^1]} thread(s): run {p.RunMs:0.000} ms = {p.KernelMs:0.000} ms in {p.Nodes} operator kernels + {p.OverheadMs:0.000} ms outside them ({100 * p.OverheadMs / p.RunMs:0}%)");
+                Console.Write(Output.Table(new[] { "operator", "nodes", "ms per run", "% of run" }, p.ByOp.Select(o => new[] { o.Op, o.Count.ToString(), Output.F(o.Ms, "0.000"), Output.F(100 * o.Ms / p.RunMs, "0.0") })));
+            }
+            Console.WriteLine($"\npeak (1024² float32 matrix multiply, ONNX Runtime GEMM): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
             return 0;
         }
         finally
@@ -137,7 +158,7 @@ public static class BenchCommand
         for (int i = 0; i < data.Length; i++) data[i] = (i % 101) / 101f;
         if (backend == "ort")
         {
-            var session = new OrtModel(s.Ort!.SourcePath, threads);
+            var session = new OrtModel(s.Ort!.SourcePath, threads, OptLevel);
             return () => session.Run(data, shape);
         }
         if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
