@@ -110,6 +110,15 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         Assert.Equal(new[] { "b", "d", "a" }, front.Select(p => p.Name));
     }
 
+    [Fact]
+    public void LatencyModelRecoversFixedAndPerMacCost()
+    {
+        CurvePoint P(long macs, double ms) => new("m", 0, 1, macs, 1, null, 0.9, 0.9, 0.9, null, ms, ms, 1, 1);
+        var fit = HtmlReport.LatencyModel(new[] { P(1_000_000_000, 10.5), P(100_000_000, 1.5), P(10_000_000, 0.6), P(2_000_000, 0.52) })!.Value;
+        Assert.Equal(0.5, fit.FixedMs, 9);
+        Assert.Equal(10.0, fit.MsPerGmac, 9);
+    }
+
     /// <summary>Opens the report in headless Chromium: every plot renders with a non-zero size, the page logs no error.</summary>
     [SkippableFact]
     public async Task ReportRendersInHeadlessChromium()
