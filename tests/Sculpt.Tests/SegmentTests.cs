@@ -88,6 +88,17 @@ public class SegmentTests
     }
 
     [Fact]
+    public void ALoopStartingNearEndSystoleHasNoSpuriousFirstBeat()
+    {
+        // ED at frames 12 and 32, ES at 22; frame 0 sits just after an ES and is higher than frame 1
+        var volumes = Enumerable.Range(0, 40).Select(i => 80 + 20 * Math.Cos(2 * Math.PI * (i - 12) / 20)).ToList();
+        Assert.True(volumes[0] > volumes[1]);
+        var beats = CardiacCycle.Beats(volumes);
+        var beat = Assert.Single(beats); // the beat from 32 is not closed within the loop
+        Assert.Equal((12, 22), (beat.EndDiastole, beat.EndSystole));
+    }
+
+    [Fact]
     public void SegmentVideoFolderWritesAreasBeatsPlotAndSummary()
     {
         var dir = TestFiles.TempDir();

@@ -22,13 +22,16 @@ public static class CardiacCycle
         var v = Smooth(volume);
         int period = Period(v);
         int minGap = Math.Max(2, period / 2);
-        // ED candidates: local maxima, greedily kept from the largest down with a minimum spacing
-        var maxima = Enumerable.Range(0, n).Where(i => (i == 0 || v[i] >= v[i - 1]) && (i == n - 1 || v[i] >= v[i + 1])).OrderByDescending(i => v[i]).ToList();
+        // ED candidates: local maxima in the upper half of the volume range (a loop that starts near ES has a
+        // "maximum" at frame 0 that is no end-diastole), greedily kept from the largest down with a minimum spacing
+        double low = v.Min(), high = v.Max();
+        var maxima = Enumerable.Range(0, n).Where(i => (i == 0 || v[i] >= v[i - 1]) && (i == n - 1 || v[i] >= v[i + 1]) && v[i] >= low + 0.5 * (high - low))
+            .OrderByDescending(i => v[i]).ToList();
         var ed = new List<int>();
         foreach (var m in maxima)
             if (ed.All(e => Math.Abs(e - m) >= minGap)) ed.Add(m);
         ed.Sort();
-        double range = v.Max() - v.Min();
+        double range = high - low;
         for (int k = 0; k < ed.Count; k++)
         {
             int start = ed[k], end = k + 1 < ed.Count ? ed[k + 1] : n - 1;
