@@ -96,7 +96,7 @@ public static class DemoCommand
             var (pruned, _) = PruneCommand.Run(dense, ds, new PruneOptions
             {
                 Compression = config.Compression, MinDice = config.MinDice, MaxStepRatio = config.MaxStepRatio, FineTuneEpochs = 1, FineTuneSamples = config.FineTuneSamples,
-                FinalEpochs = 3, Distill = config.Distill, Seed = config.Seed, LearningRate = 3e-3, BatchSize = 8,
+                FinalEpochs = 3, Distill = config.Distill, Seed = config.Seed, LearningRate = 1e-3, BatchSize = 8,
                 Allocation = new AllocationOptions { MinChannels = config.MinChannels },
             }, run.PruneRun, resume: true, json);
             pruned.Save(run.PrunedModel);

@@ -54,7 +54,7 @@ public static class PruneCommand
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
-            Distill = a.Flag("distill"), LearningRate = a.Double("lr", 2e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Distill = a.Flag("distill"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();

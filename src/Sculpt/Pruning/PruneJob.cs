@@ -41,7 +41,7 @@ public sealed record PruneOptions
     /// <summary>Re-estimate batch-norm statistics on calibration batches right after slicing.</summary>
     public bool RecalibrateBatchNorm { get; init; } = true;
     public int BatchSize { get; init; } = 8;
-    public double LearningRate { get; init; } = 2e-3;
+    public double LearningRate { get; init; } = 1e-3;
     public int Seed { get; init; }
     /// <summary>Validation Dice drop (absolute) after a step's fine-tune that counts as a collapse and triggers a back-off.</summary>
     public double CollapseDrop { get; init; } = 0.2;
@@ -154,8 +154,7 @@ public static class PruneJob
                 progress?.Invoke(new PruneProgress(step, shownSteps, "scoring", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), null));
                 var (candidate, measured) = PruneOnce(current, train, task, o, new Budget(budget.Metric, stepBudget), o.Seed + step * 101 + attempt);
                 using var module = new GraphModule(candidate.Graph, candidate.Weights);
-                // with fine-tuning, the trainer's per-epoch validation gives the step's Dice (one evaluation, not two)
-                double stepDice = o.FineTuneEpochs > 0 ? double.NaN : Evaluator.MeanDice(module, val, task);
+                double stepDice = Evaluator.MeanDice(module, val, task);
                 if (o.FineTuneEpochs > 0)
                 {
                     var ftSamples = train;
@@ -170,8 +169,13 @@ public static class PruneJob
                     {
                         Epochs = o.FineTuneEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + step * 1009 + attempt, ExtraLoss = distill,
                     }, p => progress?.Invoke(new PruneProgress(step, shownSteps, "fine-tune", candidate.Graph.ParameterCount(), denseParams / candidate.Graph.ParameterCount(), previousDice, Eta(clock, step - firstStep, shownSteps - step + 1), p)));
-                    stepDice = ft.BestValDice;
-                    candidate = new ModelPackage(candidate.Graph, ft.BestWeights, candidate.Meta);
+                    // a short fine-tune from a fresh optimiser can do more harm than good (Adam's first steps move every
+                    // weight by about the learning rate): keep the sliced weights when it did not help
+                    if (ft.BestValDice > stepDice)
+                    {
+                        stepDice = ft.BestValDice;
+                        candidate = new ModelPackage(candidate.Graph, ft.BestWeights, candidate.Meta);
+                    }
                 }
                 if (previousDice - stepDice > o.CollapseDrop)
                 {
