@@ -37,7 +37,8 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         Assert.Equal(steps.Count + 1, curve.Points.Count); // every step model + the final pruned model
         Assert.Equal(steps.Select(s => s.Params), curve.Points.Take(steps.Count).Select(p => p.Params));
         Assert.All(curve.Points, p => Assert.True(p.LatencyP50Ms > 0 && p.ThroughputFps > 0 && p.TestDiceLo <= p.TestDice && p.TestDice <= p.TestDiceHi));
-        foreach (var f in new[] { run.DenseModel, run.PrunedModel, run.DenseOnnx, run.PrunedOnnx, run.ReportPath }) Assert.True(File.Exists(f), f);
+        foreach (var f in new[] { run.DenseModel, run.PrunedModel, run.DenseOnnx, run.PrunedOnnx, run.ReportPath, run.MainPlotPath }) Assert.True(File.Exists(f), f);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(run.MainPlotPath)[..4]);
 
         var html = File.ReadAllText(run.ReportPath);
         foreach (var id in Figures) Assert.Contains($"id=\"{id}\"", html);

@@ -114,6 +114,7 @@ public static class DemoCommand
 
         Stage($"5/5 writing {run.ReportPath}");
         HtmlReport.Write(run, run.ReportPath);
+        HtmlReport.WriteMainPlotPng(run, run.MainPlotPath);
         var curve = Curve.Read(run.CurvePath);
         var record = Summary(run, config, ds, curve, clock.Elapsed);
         AtomicFile.WriteAllText(Path.Combine(run.Root, "summary.json"), record.ToJsonString(Output.Indented));

@@ -94,6 +94,15 @@ public static class HtmlReport
 
     public static void Write(RunFolder run, string path) => AtomicFile.WriteAllText(path, Build(run));
 
+    /// <summary>The report's main plot (Dice vs compression) as a PNG, for READMEs and slides.</summary>
+    public static void WriteMainPlotPng(RunFolder run, string path)
+    {
+        var steps = File.Exists(run.StepsLog) ? run.ReadSteps() : null;
+        var curve = File.Exists(run.CurvePath) ? Curve.Read(run.CurvePath) : null;
+        var png = DicePlot(curve, steps).GetImageBytes(900, 450, ImageFormat.Png);
+        AtomicFile.WriteAllBytes(path, png);
+    }
+
     private static string Figure(string id, Plot plot, string caption) =>
         $"<figure class=\"plot\" id=\"{id}\">{Svg(plot)}<figcaption class=\"caption\">{Enc(caption)}</figcaption></figure>";
 

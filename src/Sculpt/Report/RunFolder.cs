@@ -46,6 +46,7 @@ public sealed class RunFolder(string root)
     public string StepsLog => Path.Combine(PruneRun, "steps.jsonl");
     public string CurvePath => Path.Combine(Root, "curve.json");
     public string ReportPath => Path.Combine(Root, "report.html");
+    public string MainPlotPath => Path.Combine(Root, "dice-vs-compression.png");
 
     public bool IsRun => File.Exists(ConfigPath);
 
