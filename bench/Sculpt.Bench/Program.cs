@@ -79,7 +79,9 @@ void Baseline()
 void SliceSpeed()
 {
     int reps = int.Parse(Opt("reps", "5"));
-    var graph = UNet.Build(UNet.Preset("unet-classic", 1, 1, 112));
+    string arch = Opt("arch", "unet-classic");
+    double target = double.Parse(Opt("compression", "1148"), System.Globalization.CultureInfo.InvariantCulture);
+    var graph = Sculpt.Models.Architectures.Build(arch, arch.StartsWith("deeplab") ? 3 : 1, 1, 112);
     torch.manual_seed(0);
     WeightSet weights;
     using (var m = new GraphModule(graph)) weights = m.ExportWeights();
@@ -92,7 +94,7 @@ void SliceSpeed()
         double a = sw.Elapsed.TotalSeconds; sw.Restart();
         var scores = Sculpt.Pruning.Importance.Score(groups, weights, Sculpt.Pruning.Criterion.L2);
         double sc = sw.Elapsed.TotalSeconds; sw.Restart();
-        var keep = Sculpt.Pruning.Allocation.Allocate(groups, scores, new Sculpt.Pruning.Budget("params", graph.ParameterCount() / 1148.0), new Sculpt.Pruning.AllocationOptions { MaxGroupRatio = 1.0 });
+        var keep = Sculpt.Pruning.Allocation.Allocate(groups, scores, new Sculpt.Pruning.Budget("params", graph.ParameterCount() / target), new Sculpt.Pruning.AllocationOptions { MaxGroupRatio = 1.0 });
         double al = sw.Elapsed.TotalSeconds; sw.Restart();
         var (pg, pw) = Sculpt.Pruning.Slicer.Slice(groups, keep, weights);
         double sl = sw.Elapsed.TotalSeconds;
@@ -100,7 +102,7 @@ void SliceSpeed()
         times.Add((a, sc, al, sl));
     }
     var best = times.Skip(1).DefaultIfEmpty(times[0]).OrderBy(t => t.Analyze + t.Allocate + t.Slice).First();
-    Console.WriteLine($"unet-classic ({graph.ParameterCount():N0} params) → {prunedParams:N0} params ({graph.ParameterCount() / (double)prunedParams:0.0}×), median of {reps} reps after warm-up:");
+    Console.WriteLine($"{arch} ({graph.ParameterCount():N0} params, {graph.MacCount():N0} MACs) → {prunedParams:N0} params ({graph.ParameterCount() / (double)prunedParams:0.0}×), median of {reps} reps after warm-up:");
     double Med(Func<(double, double, double, double), double> f) { var v = times.Skip(1).Select(f).OrderBy(x => x).ToArray(); return v.Length == 0 ? f(times[0]) : v[v.Length / 2]; }
     double an = Med(t => t.Item1), scr = Med(t => t.Item2), all = Med(t => t.Item3), sli = Med(t => t.Item4);
     Console.WriteLine($"  dependency analysis {an:0.000} s, L2 scoring {scr:0.000} s, allocation (binary search) {all:0.000} s, slicing {sli:0.000} s");
