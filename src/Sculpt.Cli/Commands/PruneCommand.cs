@@ -20,7 +20,7 @@ public static class PruneCommand
         the target by at most Q× (default 1.5; at least S steps; the last lands on the target), re-estimates
         batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
-        allocates globally (one threshold across layers, at most R of a layer per step) or uniformly, slices
+        allocates globally (one threshold across layers, at most R of a layer per step, default 0.5) or uniformly, slices
         a smaller graph (no layer below C channels, default 2), and fine-tunes E epochs (on N random training
         samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
         samples, up to the whole training split; optionally distilling from the dense model). A collapse of
@@ -50,7 +50,7 @@ public static class PruneCommand
             Allocation = new AllocationOptions
             {
                 Mode = a.Get("allocation", "global") switch { "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, var m => throw new UsageException($"--allocation must be global or uniform, got '{m}'") },
-                RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.9), MinChannels = a.Int("min-channels", 2),
+                RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.5), MinChannels = a.Int("min-channels", 2),
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),

@@ -13,8 +13,13 @@ public readonly record struct Budget(string Metric, double Value)
 public sealed record AllocationOptions
 {
     public AllocationMode Mode { get; init; } = AllocationMode.Global;
-    /// <summary>At most this fraction of a group's current channels goes in one allocation, so no layer vanishes.</summary>
-    public double MaxGroupRatio { get; init; } = 0.9;
+    /// <summary>
+    /// At most this fraction of a group's current channels goes in one allocation, so no layer vanishes in
+    /// one step. With 0.9, a 1.55× step of a trained width-16 U-Net cut single decoder layers by up to 90% and
+    /// left Dice at 0 before and after fine-tuning; steps shrink the whole model by ≤ 1.5×, so no layer
+    /// needs to lose more than half at once.
+    /// </summary>
+    public double MaxGroupRatio { get; init; } = 0.5;
     /// <summary>Kept widths are multiples of this (when the group is at least that wide).</summary>
     public int RoundTo { get; init; } = 1;
     /// <summary>
