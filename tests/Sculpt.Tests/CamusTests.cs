@@ -105,13 +105,21 @@ public class CamusTests
         Directory.CreateDirectory(dir);
         MetaImage(Path.Combine(dir, "patient0007_2CH_ED.mhd"), Image(1), 0.3, 0.3);
         MetaImage(Path.Combine(dir, "patient0007_2CH_ED_gt.mhd"), Truth(1), 0.3, 0.3);
-        MetaImage(Path.Combine(dir, "patient0007_2CH_ES.mhd"), Image(2), 0.3, 0.3); // testing-set style: no _gt
+        MetaImage(Path.Combine(dir, "patient0007_4CH_ES.mhd"), Image(2), 0.3, 0.3); // testing-set style: no _gt
         var ds = SegmentationDataset.Load(root, 20, 20);
         var s = Assert.Single(ds.Samples);
         Assert.Equal("patient0007_2CH_ED", s.Id);
         Assert.Equal(0.3 * 40 / 20, s.SpacingMm!.Value, 9);
         Assert.Equal(new byte[] { 0, 1, 2, 3 }, s.Mask.Distinct().Order().ToArray());
         Assert.Contains(ds.Warnings, w => w.Contains("1 image(s) without a _gt mask"));
+        // anisotropic pixels (0.3 × 0.6 mm) are resampled to square 0.3 mm pixels: 30 × 80, padded to 80 × 80
+        MetaImage(Path.Combine(dir, "patient0007_2CH_ES.mhd"), Image(2), 0.3, 0.6);
+        MetaImage(Path.Combine(dir, "patient0007_2CH_ES_gt.mhd"), Truth(2), 0.3, 0.6);
+        var es = Assert.Single(SegmentationDataset.Load(root, 80, 80).Samples, x => x.Id == "patient0007_2CH_ES");
+        Assert.Equal(0.3, es.SpacingMm!.Value, 9);
+        int lvRows = Enumerable.Range(0, 80).Count(y => Enumerable.Range(0, 80).Any(x => es.Mask[y * 80 + x] == 1));
+        int sourceRows = Enumerable.Range(0, H).Count(y => Enumerable.Range(0, W).Any(x => Truth(2)[y * W + x] == 1));
+        Assert.Equal(2 * sourceRows, lvRows); // rows doubled, columns kept
         // the same pixels through both formats give the same image
         var nii = Path.Combine(root, "x.nii");
         File.WriteAllBytes(nii, Nifti(Image(1), 0.3f, 0.3f, false));

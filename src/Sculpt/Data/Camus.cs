@@ -55,6 +55,9 @@ public static class Camus
                     if (v < 0 || v > 3 || v != MathF.Round(v)) throw new InvalidDataException($"{truthPath}: label {v} at pixel ({i % truth.Width}, {i / truth.Width}) is not 0–3");
                     labels[i] = (byte)v;
                 }
+                // anisotropic pixels are resampled to square ones first (the finer spacing), so that padding to a
+                // square and resizing keep one spacing for both axes and HD95 in mm stays exact
+                (image, labels) = Isotropic(image, labels);
                 // pad to a square around the image (zeros), then resize: isotropic spacing survives
                 int side = Math.Max(image.Width, image.Height);
                 int ox = (side - image.Width) / 2, oy = (side - image.Height) / 2;
@@ -70,7 +73,7 @@ public static class Camus
                     }
                 var planes = ImageIO.ResizeBilinear(squareImage, 1, side, side, size, size);
                 var mask = ImageIO.ResizeNearest(squareMask, side, side, size, size);
-                double spacing = Math.Max(image.SpacingX, image.SpacingY) * side / size;
+                double spacing = image.SpacingX * side / size;
                 string split = splits.TryGetValue(patient, out var s) ? s : SegmentationDataset.DefaultSplit(patient);
                 samples.Add(new Sample($"{patient}_{view}_{phase}", planes, mask, split, spacing, phase));
             }
@@ -87,6 +90,15 @@ public static class Camus
             Source = dir, Labels = Labels.ToList(), Channels = 1, Height = size, Width = size, Samples = samples, Format = "camus",
             OriginalHeight = size, OriginalWidth = size, Warnings = warnings,
         };
+    }
+
+    private static (MedicalImage, byte[]) Isotropic(MedicalImage image, byte[] labels)
+    {
+        if (Math.Abs(image.SpacingX - image.SpacingY) <= 1e-6 * Math.Max(image.SpacingX, image.SpacingY)) return (image, labels);
+        double s = Math.Min(image.SpacingX, image.SpacingY);
+        int w = Math.Max(1, (int)Math.Round(image.Width * image.SpacingX / s)), h = Math.Max(1, (int)Math.Round(image.Height * image.SpacingY / s));
+        var pixels = ImageIO.ResizeBilinear(image.Pixels, 1, image.Height, image.Width, h, w);
+        return (new MedicalImage(w, h, pixels, s, s), ImageIO.ResizeNearest(labels, image.Height, image.Width, h, w));
     }
 
     /// <summary>CAMUS's database_split/subgroup_{training,validation,testing}.txt: one patient per line.</summary>
