@@ -1,3 +1,4 @@
+using Sculpt.Cli.Commands;
 using Sculpt.Cli;
 using Sculpt.Data;
 using Xunit;
@@ -79,6 +80,20 @@ public class CliTests
         AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-params", "10", "--out", tooSmall), "cannot be reached");
         Assert.False(File.Exists(tooSmall));
         Assert.False(Directory.Exists(tooSmall + ".run"));
+
+        // a latency target: planned through a latency model of this machine, then measured on the result
+        var fast = Path.Combine(dir, "fast.sculpt");
+        var dense = global::Sculpt.Runtime.ModelPackage.Load(model);
+        double denseMs = LatencyBudget.Measure(dense.Graph, 1, dense.Weights);
+        var l = Sculpt("prune", "--model", model, "--data", data, "--max-latency-ms", (denseMs * 0.7).ToString(System.Globalization.CultureInfo.InvariantCulture), "--steps", "1", "--max-step-ratio", "4",
+            "--epochs", "0", "--final-epochs", "0", "--criterion", "l1", "--out", fast, "--json");
+        Assert.True(l.Code == 0, l.Err);
+        var lj = System.Text.Json.Nodes.JsonNode.Parse(l.Out)!;
+        Assert.True(lj["macs"]!.GetValue<long>() < dense.Graph.MacCount());
+        Assert.True(lj["latency_ms"]!.GetValue<double>() > 0);
+        // below the fixed cost per run: refused before any pruning
+        AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-latency-ms", "0.000001", "--out", tooSmall), "cannot be reached");
+        Assert.False(File.Exists(tooSmall));
     }
 
     [Fact]

@@ -10,7 +10,8 @@ public static class PruneCommand
 {
     public const string Help = """
         sculpt prune --model M.sculpt --data DIR --out M2.sculpt
-                     (--compression X | --max-params N | --max-macs N) [--min-dice D]
+                     (--compression X | --max-params N | --max-macs N | --max-latency-ms L [--latency-threads T])
+                     [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
                      [--round-to K] [--max-group-ratio R] [--min-channels C]
@@ -28,6 +29,9 @@ public static class PruneCommand
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
         per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
         model whose validation Dice is at least D. Finally F epochs of fine-tuning.
+        --max-latency-ms: a batch-1 ONNX Runtime latency on this machine (T threads, default 1); the architecture
+        is timed at uniform widths 1, 1/2, 1/4, 1/8, latency fitted as a fixed cost plus a cost per MAC, and the
+        target becomes the MAC budget that model predicts; the pruned model's latency is measured and reported.
 
         example: sculpt prune --model dense.sculpt --data data/echo --compression 300 --steps 6 --out small.sculpt
         """;
@@ -40,6 +44,8 @@ public static class PruneCommand
         var outPath = a.Required("out");
         var runDir = a.Get("run", outPath + ".run");
         bool json = a.Flag("json"), resume = a.Flag("resume");
+        double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0) : null;
+        int latencyThreads = a.Int("latency-threads", 1);
         long? LongOpt(string n) { var v = a.Get(n); if (v == null) return null; return long.TryParse(v.Replace("_", ""), NumberStyles.Integer, CultureInfo.InvariantCulture, out var r) ? r : (long)double.Parse(v, CultureInfo.InvariantCulture); }
         var o = new PruneOptions
         {
@@ -64,6 +70,17 @@ public static class PruneCommand
         if (o.Allocation.MinChannels < 1) throw new UsageException("--min-channels must be ≥ 1");
 
         var dense = ModelPackage.Load(modelPath);
+        LatencyBudget.Model? latencyModel = null;
+        if (maxLatency is { } ms)
+        {
+            if (o.Compression.HasValue || o.MaxParams.HasValue || o.MaxMacs.HasValue) throw new UsageException("give exactly one target: --compression, --max-params, --max-macs or --max-latency-ms");
+            if (!(ms > 0)) throw new UsageException("--max-latency-ms must be > 0");
+            latencyModel = LatencyBudget.Fit(dense.Graph, latencyThreads);
+            if (ms <= latencyModel.FixedMs * 1.05)
+                throw new PruneException($"a batch-1 latency of {ms} ms cannot be reached: this architecture costs about {latencyModel.FixedMs:0.###} ms per run on this machine whatever its width ({latencyThreads} thread(s))");
+            o = o with { MaxMacs = Math.Min(dense.Graph.MacCount(), latencyModel.MacsFor(ms)) };
+            if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {latencyModel.FixedMs:0.###} ms + {latencyModel.MsPerGmac:0.###} ms/GMAC → target {Output.Count(o.MaxMacs!.Value)} MACs for {ms} ms");
+        }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
         var (model, steps) = Run(dense, ds, o, runDir, resume, json);
@@ -71,18 +88,23 @@ public static class PruneCommand
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();
         double compression = (double)dense.Graph.ParameterCount() / parameters;
         double dice = model.Meta.Metrics["val_dice"];
+        double? latency = latencyModel is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
+        if (latency is { } measured && measured > maxLatency!.Value && !json)
+            Console.Error.WriteLine($"sculpt prune: warning: measured latency {measured:0.###} ms is above the target {maxLatency} ms (the latency model predicted it); prune further with a lower target");
         if (json)
         {
             Output.Json(new JsonObject
             {
                 ["model"] = outPath, ["run"] = runDir, ["params"] = parameters, ["macs"] = macs, ["compression"] = compression, ["dice"] = dice,
                 ["dense_params"] = dense.Graph.ParameterCount(), ["dense_dice"] = steps[0].ValDice,
+                ["latency_ms"] = latency, ["latency_target_ms"] = maxLatency,
                 ["steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject { ["step"] = s.Step, ["params"] = s.Params, ["macs"] = s.Macs, ["compression"] = s.Compression, ["val_dice"] = s.ValDice, ["note"] = s.Note }).ToArray()),
             });
             return 0;
         }
         Console.Write(StepTable(steps));
         Console.WriteLine($"\nfinal: {parameters:N0} params ({compression:0.0}× fewer), {Output.Count(macs)} MACs, val Dice {dice:0.0000} (dense {steps[0].ValDice:0.0000}, relative loss {100 * (steps[0].ValDice - dice) / steps[0].ValDice:0.00}%)");
+        if (latency is { } l) Console.WriteLine($"ONNX Runtime batch-1 latency {l:0.###} ms ({latencyThreads} thread(s); target {maxLatency} ms)");
         Console.WriteLine($"model {outPath}; per-step log {Path.Combine(runDir, "steps.jsonl")}");
         return 0;
     }

@@ -76,6 +76,19 @@ public static class Latency
     }
 
     /// <summary>
+    /// Batch-1 latency as a fixed cost per run plus a cost per GMAC, fitted by least squares to measured
+    /// (MACs, milliseconds) pairs; null with fewer than three distinct sizes.
+    /// </summary>
+    public static (double FixedMs, double MsPerGmac)? FitLatency(IReadOnlyList<(long Macs, double Ms)> points)
+    {
+        if (points.Select(p => p.Macs).Distinct().Count() < 3) return null;
+        double mx = points.Average(p => p.Macs / 1e9), my = points.Average(p => p.Ms);
+        double sxx = points.Sum(p => (p.Macs / 1e9 - mx) * (p.Macs / 1e9 - mx)), sxy = points.Sum(p => (p.Macs / 1e9 - mx) * (p.Ms - my));
+        double slope = sxy / sxx;
+        return (my - slope * mx, slope);
+    }
+
+    /// <summary>
     /// The machine's practical peak with the given threads: a 1024×1024 by 1024×1024 float32 matrix multiply,
     /// written as a 1×1 convolution over a 32×32 map so ONNX Runtime runs it with the same GEMM kernels (MLAS)
     /// that its convolutions use; the best of 10 runs.

@@ -184,16 +184,9 @@ public static class HtmlReport
         return plot;
     }
 
-    /// <summary>Latency ≈ FixedMs + MsPerGmac · GMACs, least squares over the measured models (null with fewer than three).</summary>
-    public static (double FixedMs, double MsPerGmac)? LatencyModel(IReadOnlyList<CurvePoint> points)
-    {
-        if (points.Count < 3) return null;
-        double n = points.Count, mx = points.Average(p => p.Macs / 1e9), my = points.Average(p => p.LatencyP50Ms);
-        double sxx = points.Sum(p => (p.Macs / 1e9 - mx) * (p.Macs / 1e9 - mx)), sxy = points.Sum(p => (p.Macs / 1e9 - mx) * (p.LatencyP50Ms - my));
-        if (sxx <= 0) return null;
-        double slope = sxy / sxx;
-        return (my - slope * mx, slope);
-    }
+    /// <summary>Latency ≈ FixedMs + MsPerGmac · GMACs over the measured models (null with fewer than three).</summary>
+    public static (double FixedMs, double MsPerGmac)? LatencyModel(IReadOnlyList<CurvePoint> points) =>
+        Deploy.Latency.FitLatency(points.Select(p => (p.Macs, p.LatencyP50Ms)).ToList());
 
     /// <summary>Models not beaten by another on both latency (lower) and test Dice (higher), fastest first.</summary>
     public static List<CurvePoint> ParetoFront(IEnumerable<CurvePoint> points)
