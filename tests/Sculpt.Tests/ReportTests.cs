@@ -9,7 +9,7 @@ namespace Sculpt.Tests;
 /// <summary>One tiny demo run (synthesise → train → prune → curve → ONNX → report) shared by the report tests.</summary>
 public sealed class TinyDemoRun
 {
-    public static readonly string[] Options = { "--quick", "--frames", "30", "--epochs", "1", "--compression", "4", "--max-step-ratio", "2", "--ft-samples", "8", "--seed", "3", "--threads", "2" };
+    public static readonly string[] Options = { "--quick", "--frames", "30", "--epochs", "1", "--compression", "4", "--max-step-ratio", "2", "--ft-samples", "8", "--final-epochs", "1", "--seed", "3", "--threads", "2" };
     public string Root { get; }
     public (int Code, string Out, string Err) Result { get; }
 

@@ -83,7 +83,7 @@ public static class HtmlReport
         html.Append("<h2>Reproducibility</h2><pre>").Append(Enc(string.Join("\n", config.Commands))).Append("</pre>");
         var m = curve?.Machine ?? MachineInfo.Current();
         html.Append("<table>")
-            .Append(Row("seed", config.Seed.ToString())).Append(Row("pruning", $"{config.Criterion}, steps ≤ {config.MaxStepRatio}×, ≥ {config.MinChannels} channels per layer, {config.FineTuneSamples} fine-tune samples per step at dense cost{(config.Distill ? ", distillation" : "")}{(config.MinDice is { } d ? $", chosen model: smallest step with val Dice ≥ {d}" : "")}"))
+            .Append(Row("seed", config.Seed.ToString())).Append(Row("pruning", $"{config.Criterion}, steps ≤ {config.MaxStepRatio}×, ≥ {config.MinChannels} channels per layer, {config.FineTuneSamples} fine-tune samples per step at dense cost, {config.FinalEpochs} final epochs{(config.Distill ? ", distillation" : "")}{(config.MinDice is { } d ? $", chosen model: smallest step with val Dice ≥ {d}" : "")}"))
             .Append(Row("machine", $"{m.Cores} cores, {m.Cpu}, {m.Os}"))
             .Append(Row("versions", $"Sculpt {m.Sculpt}, .NET {m.DotNet}, TorchSharp {m.TorchSharp}, ONNX Runtime {m.OnnxRuntime}"))
             .Append(Row("measured", curve is null ? "-" : curve.MeasuredUtc.ToString("yyyy-MM-dd HH:mm 'UTC'")));

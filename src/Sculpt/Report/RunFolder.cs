@@ -26,7 +26,8 @@ public sealed class RunConfig
     public int FineTuneSamples { get; set; }
     public double MaxStepRatio { get; set; }
     public int MinChannels { get; set; }
-    public string Criterion { get; set; } = "taylor";
+    public string Criterion { get; set; } = "l1";
+    public int FinalEpochs { get; set; }
     public bool Distill { get; set; }
     public List<string> Commands { get; set; } = new();
     public string? Note { get; set; }
