@@ -21,8 +21,8 @@ public static class DemoCommand
           1 synthesise N frames (default 400) → DIR/data
           2 train a dense U-Net (default `unet`, width 16, 5 epochs) → DIR/models/dense.sculpt
           3 prune iteratively to X× fewer parameters (default 1148, the published point), steps of at most Q×
-            (default 2), L1 importance (default; --criterion taylor|l2|bn-scale|fpgm|random), batch-norm
-            re-estimation, a short fine-tune after every step (N = 32 samples at the dense model's cost), then F
+            (default 1.5), Taylor importance (default; --criterion l1|l2|bn-scale|fpgm|random), batch-norm
+            re-estimation, a short fine-tune after every step (N = 64 samples at the dense model's cost), then F
             (default 20) epochs for the final model → DIR/prune.run (every step), DIR/models/pruned.sculpt.
             With --max-loss L the chosen model is instead the smallest step model whose validation Dice is within
             L (e.g. 0.04, the paper's ~4%) of the dense model's
@@ -45,8 +45,8 @@ public static class DemoCommand
         {
             Seed = a.Int("seed", 0), Arch = a.Get("arch", quick ? "unet-small" : "unet"), Frames = a.Int("frames", quick ? 160 : 400),
             Epochs = a.Int("epochs", quick ? 4 : 5), Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression),
-            MinDice = null, FineTuneSamples = a.Int("ft-samples", 32), MaxStepRatio = a.Double("max-step-ratio", 2),
-            MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "l1"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
+            MinDice = null, FineTuneSamples = a.Int("ft-samples", 64), MaxStepRatio = a.Double("max-step-ratio", 1.5),
+            MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "taylor"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
         };
         double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0) : null;
         a.Threads();

@@ -14,7 +14,7 @@ public static class PruneCommand
                      [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
-                     [--round-to K] [--max-group-ratio R] [--min-channels C]
+                     [--round-to K] [--max-group-ratio R] [--min-channels C] [--no-bn-recalibration]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -38,7 +38,7 @@ public static class PruneCommand
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json" });
+        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var outPath = a.Required("out");
@@ -60,7 +60,7 @@ public static class PruneCommand
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
-            Distill = a.Flag("distill"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();

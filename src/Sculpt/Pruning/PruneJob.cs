@@ -214,12 +214,17 @@ public static class PruneJob
             if (chosenRecord.Step != records[^1].Step) current = chosenRecord.Step == 0 ? dense : ModelPackage.Load(StepModelPath(runDir, chosenRecord.Step));
         }
         double finalDice = chosenRecord.ValDice;
-        if (o.FinalEpochs > 0)
+        // the final fine-tune is sized for the target; a run that stopped far above it (a much larger model)
+        // gets proportionally fewer epochs, at least one
+        int finalEpochs = o.FinalEpochs;
+        if (finalEpochs > 0 && stoppedEarly is not null && o.MinDice is null)
+            finalEpochs = Math.Max(1, (int)Math.Round(o.FinalEpochs * Math.Min(1.0, budget.Value / budget.Measure(current.Graph))));
+        if (finalEpochs > 0)
         {
             using var module = new GraphModule(current.Graph, current.Weights);
             var ft = Trainer.Train(module, train, val, task, new TrainOptions
             {
-                Epochs = o.FinalEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + 77777, ExtraLoss = distill,
+                Epochs = finalEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + 77777, ExtraLoss = distill,
             }, p => progress?.Invoke(new PruneProgress(o.Steps, o.Steps, "final fine-tune", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), chosenRecord.ValDice, p.Eta, p)));
             if (ft.BestValDice >= finalDice) { current = new ModelPackage(current.Graph, ft.BestWeights, current.Meta); finalDice = ft.BestValDice; }
         }
@@ -227,7 +232,7 @@ public static class PruneJob
         current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
         current.Meta.PruningHistory.Add(new JsonObject
         {
-            ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = o.FinalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,
+            ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = finalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,
             ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
         });
         return (current, records);
