@@ -52,7 +52,13 @@ public static class DemoCommand
         a.Threads();
         a.EnsureAllUsed();
         config.Commands.Add("sculpt demo " + string.Join(' ', argv));
-        if (resume) config = run.ReadConfig();
+        if (resume)
+        {
+            // a resumed run keeps its stored configuration; the resuming command joins its record
+            config = run.ReadConfig();
+            config.Commands.Add("sculpt demo " + string.Join(' ', argv));
+            run.WriteConfig(config);
+        }
         else if (Directory.Exists(run.Root) && Directory.EnumerateFileSystemEntries(run.Root).Any())
             throw new UsageException($"{run.Root} exists and is not empty; choose another --out, remove it, or continue it with --resume");
         else
