@@ -64,7 +64,7 @@ public static class HtmlReport
             html.Append($"<p class=\"caption\">Measured hardware peak: <b>{curve.PeakGflops:0.0} GFLOP/s</b> (1024² float32 matrix multiply in ONNX Runtime's GEMM kernels, {curve.Threads} thread(s), same run). " +
                         $"Achieved at batch 1: {string.Join("; ", new[] { dense, final }.Where(p => p is not null).Select(p => $"{Enc(p!.Name)} {p.Gflops:0.00} GFLOP/s ({100 * p.Gflops / curve.PeakGflops:0.0}% of peak)"))}.</p>");
             if (LatencyModel(curve.Points) is { } fit)
-                html.Append($"<p class=\"caption\">Where the time goes: a least-squares fit over the measured models gives batch-1 latency ≈ <b>{fit.FixedMs:0.###} ms</b> per run regardless of size (per-node dispatch, memory traffic of the activations) + <b>{fit.MsPerGmac:0.###} ms per GMAC</b> of arithmetic ({2000 / fit.MsPerGmac:0.#} GFLOP/s). " +
+                html.Append($"<p class=\"caption\">Where the time goes: a least-squares fit over the smaller half of the measured models gives batch-1 latency ≈ <b>{fit.FixedMs:0.###} ms</b> per run regardless of size (per-node dispatch, memory traffic of the activations) + <b>{fit.MsPerGmac:0.###} ms per GMAC</b> of arithmetic ({2000 / fit.MsPerGmac:0.#} GFLOP/s). " +
                             (final is not null ? $"For the final pruned model ({final.Macs / 1e6:0.##} M MACs) that is {fit.FixedMs:0.###} ms fixed vs {fit.MsPerGmac * final.Macs / 1e9:0.###} ms arithmetic: {(fit.FixedMs > fit.MsPerGmac * final.Macs / 1e9 ? "overhead dominates, so further pruning buys little latency" : "arithmetic still dominates")}." : "") + "</p>");
             html.Append("<h2>Pareto front: Dice vs latency</h2>");
             html.Append(Figure("pareto", ParetoPlot(curve), "Every measured model; the line joins those no other model beats on both test Dice and latency."));
@@ -184,9 +184,13 @@ public static class HtmlReport
         return plot;
     }
 
-    /// <summary>Latency ≈ FixedMs + MsPerGmac · GMACs over the measured models (null with fewer than three).</summary>
+    /// <summary>
+    /// Latency ≈ FixedMs + MsPerGmac · GMACs, fitted over the smaller half of the measured models (at least
+    /// three): thin layers run far below the wide layers' arithmetic rate, so one line through all sizes
+    /// misjudges the small end, which is what the fit is for. Null with fewer than three models.
+    /// </summary>
     public static (double FixedMs, double MsPerGmac)? LatencyModel(IReadOnlyList<CurvePoint> points) =>
-        Deploy.Latency.FitLatency(points.Select(p => (p.Macs, p.LatencyP50Ms)).ToList());
+        Deploy.Latency.FitLatency(points.OrderBy(p => p.Macs).Take(Math.Max(3, points.Count / 2)).Select(p => (p.Macs, p.LatencyP50Ms)).ToList());
 
     /// <summary>Models not beaten by another on both latency (lower) and test Dice (higher), fastest first.</summary>
     public static List<CurvePoint> ParetoFront(IEnumerable<CurvePoint> points)
