@@ -3,7 +3,18 @@ using Sculpt.Graph;
 using Sculpt.Runtime;
 using TorchSharp;
 
+// Every test runs alone: libtorch's process-wide context flags and ONNX Runtime's thread pools are shared,
+// and a clean-clone CI run once lost its test host to a native crash with classes running side by side.
+[assembly: Xunit.CollectionBehavior(DisableTestParallelization = true)]
+
 namespace Sculpt.Tests;
+
+internal static class TestAssembly
+{
+    /// <summary>libtorch's context flags (NNPACK and oneDNN off) are set before any test touches a tensor.</summary>
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void Initialize() => TorchRuntime.Initialize();
+}
 
 internal static class TestFiles
 {
