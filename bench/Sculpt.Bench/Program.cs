@@ -12,7 +12,8 @@ using static TorchSharp.torch;
 // Benchmarks that need real scale; results go to bench/RESULTS.md.
 //   train-step  GraphModule vs a hand-written TorchSharp U-Net, same configuration, timed alternately
 //   baseline    Dice of the non-learned dark-region baseline on a dataset split
-//   slice       dependency analysis + L2 scoring + allocation + weight slicing of unet-classic to 1148×
+//   slice       dependency analysis + L2 scoring + allocation + weight slicing (any --arch, --compression)
+//   sensitivity validation Dice after removing a fraction of one channel group at a time (L1 order, BN re-estimated)
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 TorchRuntime.Initialize();
@@ -21,6 +22,7 @@ switch (args.FirstOrDefault())
     case "train-step": TrainStep(); break;
     case "baseline": Baseline(); break;
     case "slice": SliceSpeed(); break;
+    case "sensitivity": Sensitivity(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
@@ -108,3 +110,34 @@ void SliceSpeed()
     Console.WriteLine($"  dependency analysis {an:0.000} s, L2 scoring {scr:0.000} s, allocation (binary search) {all:0.000} s, slicing {sli:0.000} s");
     Console.WriteLine($"  analysis + allocation + slicing = {an + all + sli:0.000} s; with scoring {an + scr + all + sli:0.000} s");
 }
+
+void Sensitivity()
+{
+    var model = ModelPackage.Load(Opt("model", ""));
+    var ds = SegmentationDataset.Load(Opt("data", ""), model.Meta.Task.InputHeight, model.Meta.Task.InputWidth);
+    double fraction = double.Parse(Opt("fraction", "0.5"), inv);
+    var val = ds.Split("val");
+    var train = ds.Split("train");
+    var groups = Sculpt.Graph.ChannelGroups.Analyze(model.Graph);
+    var scores = Sculpt.Pruning.Importance.Score(groups, model.Weights, Sculpt.Pruning.Criterion.L1);
+    double Dice(NetworkGraphAndWeights m) { using var gm = new GraphModule(m.Graph, m.Weights); return Evaluator.MeanDice(gm, val, model.Meta.Task); }
+    Console.WriteLine($"base val Dice {Dice(new(model.Graph, model.Weights)):0.0000}; removing {fraction:P0} of one group at a time (lowest L1 first), BN re-estimated:");
+    foreach (var g in groups.Prunable)
+    {
+        int keepCount = Math.Max(1, (int)Math.Round(g.Width * (1 - fraction)));
+        var keep = groups.Prunable.ToDictionary(x => x.Id, x => x.Id == g.Id
+            ? Enumerable.Range(0, x.Width).OrderByDescending(c => scores[x.Id][c]).Take(keepCount).Order().ToArray()
+            : Enumerable.Range(0, x.Width).ToArray());
+        var (pg, pw) = Sculpt.Pruning.Slicer.Slice(groups, keep, model.Weights);
+        using (var gm = new GraphModule(pg, pw!))
+        {
+            var order = Enumerable.Range(0, train.Count).Take(64).ToList();
+            var t = model.Meta.Task;
+            gm.RecalibrateBatchNorm(order.Chunk(8).Select(b => Batches.Images(b.Select(i => train[i]).ToList(), t.InputChannels, t.InputHeight, t.InputWidth, t.Normalization)));
+            pw = gm.ExportWeights();
+        }
+        Console.WriteLine($"  {g.Name,-14} width {g.Width,4} → {keepCount,4}: val Dice {Dice(new(pg, pw!)):0.0000}");
+    }
+}
+
+record NetworkGraphAndWeights(Sculpt.Graph.NetworkGraph Graph, WeightSet Weights);
