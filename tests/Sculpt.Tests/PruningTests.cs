@@ -182,7 +182,11 @@ public class PruningTests
         foreach (var grp in groups.Prunable) Assert.True(capped[grp.Id].Length >= Math.Ceiling(grp.Width * 0.1));
         // a width floor holds even for a target below what the floor allows
         var floored = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3 });
-        foreach (var grp in groups.Prunable) Assert.Equal(Math.Min(3, grp.Width), floored[grp.Id].Length);
+        var head = Assert.Single(Allocation.Fixed(groups, o));
+        Assert.Contains(groups.Groups[head].Consumers, m => m.Node == "head"); // the group the 1×1 output conv reads
+        foreach (var grp in groups.Prunable) Assert.Equal(grp.Id == head ? grp.Width : Math.Min(3, grp.Width), floored[grp.Id].Length);
+        var unprotected = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3, ProtectHeadInput = false });
+        Assert.Equal(3, unprotected[head].Length);
     }
 
     [Fact]
