@@ -22,7 +22,8 @@ public static class PruneCommand
         batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
         allocates globally (one threshold across layers, at most R of a layer per step, default 0.5) or uniformly, slices
-        a smaller graph (no layer below C channels, default 2), and fine-tunes E epochs (on N random training
+        a smaller graph (no layer below C channels, default 2; the layer the output head reads is kept whole, since
+        its small-norm channels carry the foreground), and fine-tunes E epochs (on N random training
         samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
         samples, up to the whole training split; optionally distilling from the dense model). A collapse of
         validation Dice after a step triggers a back-off to half that step. The run folder (default
