@@ -35,14 +35,8 @@ public static class LatencyBudget
     public static double Measure(NetworkGraph graph, int threads, WeightSet? weights = null)
     {
         if (weights is null) { using var m = new GraphModule(graph); weights = m.ExportWeights(); }
-        var path = Path.Combine(Path.GetTempPath(), $"sculpt-latency-{Guid.NewGuid():N}.onnx");
-        try
-        {
-            var input = graph.InputNodes.Single();
-            OnnxExport.Save(new ModelPackage(graph, weights, new ModelMeta { Task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width } }), path);
-            using var ort = new OrtModel(path, threads);
-            return Latency.Ort(ort, 1, runs: 100).P50Ms;
-        }
-        finally { File.Delete(path); }
+        var input = graph.InputNodes.Single();
+        using var ort = OrtModel.FromPackage(new ModelPackage(graph, weights, new ModelMeta { Task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width } }), threads);
+        return Latency.Ort(ort, 1, runs: 100).P50Ms;
     }
 }

@@ -59,18 +59,12 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
                 var preds = Evaluator.Predict(module, test, task);
                 summary = Evaluator.Summarize(Evaluator.Score(test, preds, task.InputHeight, task.InputWidth, task.Labels.Count), ds.Labels, seed)[0];
             }
-            var onnx = Path.Combine(run.Root, $".curve-{Guid.NewGuid():N}.onnx");
-            try
-            {
-                OnnxExport.Save(model, onnx);
-                using var ort = new OrtModel(onnx, threads);
-                var single = Latency.Ort(ort, 1, runs: 200);
-                var many = Latency.Ort(ort, batch, runs: 30);
-                long p = model.Graph.ParameterCount();
-                points.Add(new CurvePoint(name, step, p, model.Graph.MacCount(), denseParams / p, valDice, summary.Dice, summary.DiceLo, summary.DiceHi,
-                    double.IsNaN(summary.Hd95Px) ? null : summary.Hd95Px, single.P50Ms, single.P95Ms, many.ThroughputFps, batch));
-            }
-            finally { File.Delete(onnx); }
+            using var ort = OrtModel.FromPackage(model, threads);
+            var single = Latency.Ort(ort, 1, runs: 200);
+            var many = Latency.Ort(ort, batch, runs: 30);
+            long p = model.Graph.ParameterCount();
+            points.Add(new CurvePoint(name, step, p, model.Graph.MacCount(), denseParams / p, valDice, summary.Dice, summary.DiceLo, summary.DiceHi,
+                double.IsNaN(summary.Hd95Px) ? null : summary.Hd95Px, single.P50Ms, single.P95Ms, many.ThroughputFps, batch));
         }
         return new Curve(points, Latency.PeakGflops(threads), threads > 0 ? threads : Environment.ProcessorCount, MachineInfo.Current(), DateTime.UtcNow, missing);
     }
