@@ -10,9 +10,7 @@ public static class Importer
     public static ModelPackage FromPyTorch(string checkpoint, NetworkGraph graph, TaskInfo task, string arch)
     {
         var sd = PyTorchCheckpoint.StateDict(PyTorchCheckpoint.Read(checkpoint), checkpoint);
-        WeightSet expected;
-        using (var shapes = new GraphModule(graph)) expected = shapes.ExportWeights();
-        var weights = PyTorchCheckpoint.ToWeights(sd, expected, checkpoint);
+        var weights = PyTorchCheckpoint.ToWeights(sd, graph, checkpoint);
         var meta = new ModelMeta { Task = task, Architecture = arch };
         meta.Training = new System.Text.Json.Nodes.JsonObject { ["imported_from"] = Path.GetFullPath(checkpoint), ["format"] = "pytorch" };
         return new ModelPackage(graph, weights, meta);

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Numerics;
+using Sculpt.Graph;
 using Sculpt.Runtime;
 
 namespace Sculpt.Import;
@@ -235,12 +236,13 @@ public static class PyTorchCheckpoint
     /// Maps a state dict onto a graph's weights (node name + .weight/.bias/.running_mean/.running_var;
     /// BatchNorm's num_batches_tracked is ignored). Missing, unexpected and wrongly shaped keys are all listed.
     /// </summary>
-    public static WeightSet ToWeights(Dictionary<string, CheckpointTensor> stateDict, WeightSet expected, string path)
+    public static WeightSet ToWeights(Dictionary<string, CheckpointTensor> stateDict, NetworkGraph graph, string path)
     {
+        var expected = WeightLayout.Of(graph).ToDictionary(e => e.Key, e => e.Shape);
         var missing = expected.Keys.Where(k => !stateDict.ContainsKey(k)).ToList();
         var unexpected = stateDict.Keys.Where(k => !expected.ContainsKey(k) && !k.EndsWith(".num_batches_tracked")).ToList();
-        var wrong = expected.Keys.Where(stateDict.ContainsKey).Where(k => !stateDict[k].Shape.SequenceEqual(expected[k].Shape))
-            .Select(k => $"{k} [{string.Join(", ", stateDict[k].Shape)}] vs expected [{string.Join(", ", expected[k].Shape)}]").ToList();
+        var wrong = expected.Keys.Where(stateDict.ContainsKey).Where(k => !stateDict[k].Shape.SequenceEqual(expected[k]))
+            .Select(k => $"{k} [{string.Join(", ", stateDict[k].Shape)}] vs expected [{string.Join(", ", expected[k])}]").ToList();
         if (missing.Count + unexpected.Count + wrong.Count > 0)
         {
             string List(string what, List<string> items) => items.Count == 0 ? "" : $"{items.Count} {what}: {string.Join(", ", items.Take(8))}{(items.Count > 8 ? ", …" : "")}; ";
