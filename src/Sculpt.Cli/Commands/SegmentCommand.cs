@@ -51,71 +51,69 @@ public static class SegmentCommand
         if (outDir == null) throw new UsageException("missing required option --out");
         if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
 
+        List<string> frames;
+        List<Image8>? decoded = null;
+        bool video;
+        if (Directory.Exists(input))
         {
-            List<string> frames;
-            List<Image8>? decoded = null;
-            bool video;
-            if (Directory.Exists(input))
-            {
-                var pngs = Directory.GetFiles(input).Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase)).OrderBy(f => f, StringComparer.Ordinal).ToList();
-                if (pngs.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
-                video = pngs.All(f => Path.GetFileName(f).StartsWith("frame_"));
-                frames = pngs;
-            }
-            else if (IsImage(input)) { frames = new() { input }; video = false; }
-            else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
-
-            var task = seg.Task;
-            var images = decoded ?? frames.Select(f => ImageIO.Read(f)).ToList();
-            var planes = images.Select(img => ToModelInput(img, task)).ToList();
-            var masks = seg.Segment(planes);
-            var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
-            AtomicFile.WriteDirectory(outDir, tmp =>
-            {
-                Directory.CreateDirectory(Path.Combine(tmp, "masks"));
-                Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
-                var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
-                byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
-                for (int i = 0; i < frames.Count; i++)
-                {
-                    var img = images[i];
-                    var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
-                    var name = Path.GetFileNameWithoutExtension(frames[i]);
-                    File.WriteAllBytes(Path.Combine(tmp, "masks", name + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
-                    var grey = SegmentationDataset.ToPlanes(img, 1);
-                    File.WriteAllBytes(Path.Combine(tmp, "overlays", name + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
-                    var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
-                    lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
-                }
-                if (video)
-                {
-                    var beats = CardiacCycle.Beats(volumes);
-                    var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
-                    for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
-                    File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
-                    var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent\n");
-                    for (int k = 0; k < beats.Count; k++) beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##}\n");
-                    File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
-                    double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
-                    AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
-                    summary["ejection_fraction"] = Output.Num(ef);
-                    summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject { ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction }).ToArray());
-                }
-                File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
-            });
-            if (json) Output.Json(summary);
-            else
-            {
-                Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
-                if (video)
-                {
-                    var beats = summary["beats"]!.AsArray();
-                    Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
-                    Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
-                }
-            }
-            return 0;
+            var pngs = Directory.GetFiles(input).Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase)).OrderBy(f => f, StringComparer.Ordinal).ToList();
+            if (pngs.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
+            video = pngs.All(f => Path.GetFileName(f).StartsWith("frame_"));
+            frames = pngs;
         }
+        else if (IsImage(input)) { frames = new() { input }; video = false; }
+        else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
+
+        var task = seg.Task;
+        var images = decoded ?? frames.Select(f => ImageIO.Read(f)).ToList();
+        var planes = images.Select(img => ToModelInput(img, task)).ToList();
+        var masks = seg.Segment(planes);
+        var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
+        AtomicFile.WriteDirectory(outDir, tmp =>
+        {
+            Directory.CreateDirectory(Path.Combine(tmp, "masks"));
+            Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
+            var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
+            byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
+            for (int i = 0; i < frames.Count; i++)
+            {
+                var img = images[i];
+                var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
+                var name = Path.GetFileNameWithoutExtension(frames[i]);
+                File.WriteAllBytes(Path.Combine(tmp, "masks", name + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
+                var grey = SegmentationDataset.ToPlanes(img, 1);
+                File.WriteAllBytes(Path.Combine(tmp, "overlays", name + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
+                var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
+                lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
+            }
+            if (video)
+            {
+                var beats = CardiacCycle.Beats(volumes);
+                var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
+                for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
+                File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
+                var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent\n");
+                for (int k = 0; k < beats.Count; k++) beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##}\n");
+                File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
+                double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
+                AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
+                summary["ejection_fraction"] = Output.Num(ef);
+                summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject { ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction }).ToArray());
+            }
+            File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
+        });
+        if (json) Output.Json(summary);
+        else
+        {
+            Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
+            if (video)
+            {
+                var beats = summary["beats"]!.AsArray();
+                Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
+                Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
+            }
+        }
+        return 0;
     }
 
     private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
