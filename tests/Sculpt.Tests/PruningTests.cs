@@ -49,6 +49,19 @@ public class PruningTests
         }
     }
 
+    /// <summary>In every prunable group, zeroes the outgoing contribution of channels c with c % k == 1; returns the channels to keep.</summary>
+    private static Dictionary<int, int[]> ZeroEveryKthChannel(ChannelGroups groups, WeightSet w, int k)
+    {
+        var keep = new Dictionary<int, int[]>();
+        foreach (var grp in groups.Prunable)
+        {
+            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % k == 1).ToArray();
+            ZeroOutgoing(groups, w, grp.Id, dropped);
+            keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
+        }
+        return keep;
+    }
+
     private static Tensor Run(NetworkGraph g, WeightSet w, Tensor x)
     {
         using var m = new GraphModule(g, w);
@@ -63,14 +76,8 @@ public class PruningTests
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 2 });
         var w = TestFiles.WithBnStatistics(g, 1);
         var groups = ChannelGroups.Analyze(g);
-        var keep = new Dictionary<int, int[]>();
-        foreach (var grp in groups.Prunable)
-        {
-            // drop every other channel of every group, including those feeding concat skips at an offset
-            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % 2 == 1).ToArray();
-            ZeroOutgoing(groups, w, grp.Id, dropped);
-            keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
-        }
+        // drop every other channel of every group, including those feeding concat skips at an offset
+        var keep = ZeroEveryKthChannel(groups, w, 2);
         var x = randn(2, 1, 16, 16);
         var before = Run(g, w, x);
         var (pg, pw) = Slicer.Slice(groups, keep, w);
@@ -124,13 +131,7 @@ public class PruningTests
         var project = groups.Groups.Where(gr => gr.Consumers.Any(m => m.Node == "classifier.0.project.0")).ToList();
         Assert.Equal(5, project.Count);
         Assert.Equal(new[] { 0, 6, 12, 18, 24 }, project.Select(gr => gr.Consumers.Single(m => m.Node == "classifier.0.project.0").Offset).Order().ToArray());
-        var keep = new Dictionary<int, int[]>();
-        foreach (var grp in groups.Prunable)
-        {
-            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % 3 == 1).ToArray();
-            ZeroOutgoing(groups, w, grp.Id, dropped);
-            keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
-        }
+        var keep = ZeroEveryKthChannel(groups, w, 3);
         var x = randn(2, 3, 32, 32);
         var before = Run(g, w, x);
         var (pg, pw) = Slicer.Slice(groups, keep, w);
