@@ -38,7 +38,7 @@ public static class ImportCommand
         var outPath = a.Required("out");
         int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1), classes = a.Int("classes", 1), size = a.Int("size", 112);
         var (mean, std) = NormalizationOptions(a, inChannels);
-        var labels = a.Get("labels")?.Split(',').ToList() ?? (classes == 1 ? new List<string> { "background", "lv" } : Enumerable.Range(0, classes).Select(i => i == 0 ? "background" : $"class{i}").ToList());
+        var labels = a.Get("labels")?.Split(',').ToList() ?? TaskInfo.DefaultLabels(classes);
         a.EnsureAllUsed();
         var graph = Architectures.Build(arch, inChannels, classes, size);
         var task = new TaskInfo

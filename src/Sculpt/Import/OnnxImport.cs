@@ -261,7 +261,7 @@ public static class OnnxImport
         task.InputChannels = (int)dims[1]; task.InputHeight = (int)dims[2]; task.InputWidth = (int)dims[3];
         int classes = graph.Validate().Last().Output.C;
         task.Mode = classes == 1 ? "binary" : "multiclass";
-        task.Labels = classes == 1 ? new() { "background", "lv" } : Enumerable.Range(0, classes).Select(i => i == 0 ? "background" : $"class{i}").ToList();
+        task.Labels = TaskInfo.DefaultLabels(classes);
         // a model exported by Sculpt carries its task in metadata_props
         var props = model.Messages(14, path).ToDictionary(p => p.String(1), p => p.String(2));
         if (props.TryGetValue("sculpt.task", out var taskJson))

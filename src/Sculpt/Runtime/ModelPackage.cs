@@ -30,6 +30,10 @@ public sealed class TaskInfo
     public double? PixelSpacingMm { get; set; }
 
     [JsonIgnore] public int OutputChannels => Mode == "binary" ? 1 : Labels.Count;
+
+    /// <summary>Label names for a model with this many output channels when its source names none (1 channel: binary LV).</summary>
+    public static List<string> DefaultLabels(int outputChannels) =>
+        outputChannels == 1 ? new() { "background", "lv" } : Enumerable.Range(0, outputChannels).Select(i => i == 0 ? "background" : $"class{i}").ToList();
 }
 
 public sealed class ModelMeta
