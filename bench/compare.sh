@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/compare}"
-data="${DATA:-runs/headline/echo600}"
+data="${DATA:-$out/echo600}"
 mkdir -p "$out"
 s="${SCULPT:-./sculpt}"   # SCULPT: a fixed build to use while the sources change
 th=(--threads "${THREADS:-0}")   # libtorch threads for train/prune (0: all cores)

@@ -15,11 +15,11 @@ cp -n "$src/classic-1148x.sculpt" "$run/models/pruned.sculpt"
 [[ -f "$run/run.json" ]] || cat > "$run/run.json" <<JSON
 {
   "format": "sculpt-run", "version": 1, "seed": 0, "arch": "unet-classic", "frames": 600, "epochs": 5,
-  "compression": 1148, "fine_tune_samples": 32, "max_step_ratio": 2, "min_channels": 2, "criterion": "l1", "final_epochs": 40, "distill": false,
+  "compression": 1148, "fine_tune_samples": 64, "max_step_ratio": 1.5, "min_channels": 2, "criterion": "l1", "final_epochs": 40, "distill": false,
   "commands": [
     "sculpt synth --out $src/echo600 --count 600 --seed 0",
     "sculpt train --data $src/echo600 --arch unet-classic --epochs 5 --lr 1e-3 --batch 8 --seed 0 --out $src/classic.sculpt",
-    "sculpt prune --model $src/classic.sculpt --data $src/echo600 --compression 1148 --criterion l1 --max-step-ratio 2 --epochs 1 --ft-samples 32 --lr 5e-4 --final-epochs 40 --min-channels 2 --seed 0 --out $src/classic-1148x.sculpt --run $src/prune-1148x",
+    "sculpt prune --model $src/classic.sculpt --data $src/echo600 --compression 1148 --criterion l1 --max-step-ratio 1.5 --epochs 1 --ft-samples 64 --lr 1e-3 --final-epochs 40 --min-channels 2 --seed 0 --out $src/classic-1148x.sculpt --run $src/prune-1148x",
     "bench/full-run.sh $src $run"
   ],
   "note": "${NOTE:-}"

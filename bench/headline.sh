@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Headline benchmark (issue 3): unet-classic (~31M parameters) trained on synthetic echo, then pruned
 # iteratively to ≥ 1148× fewer parameters and beyond; every point evaluated on the held-out test split.
-# Usage: THREADS=2 bench/headline.sh [OUT_DIR]   (training about 75 min, pruning about 1 h on 2 cores)
+# Usage: THREADS=2 bench/headline.sh [OUT_DIR]   (training about 60 min, pruning about 45 min on 2 cores)
 # Then bench/full-run.sh OUT_DIR runs/full measures every step model and writes the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +11,10 @@ s="${SCULPT:-./sculpt}"   # SCULPT: a fixed build to use while the sources chang
 th=(--threads "${THREADS:-0}")   # libtorch threads for train/prune (0: all cores)
 [[ -d "$out/echo600" ]] || $s synth --out "$out/echo600" --count 600 --seed 0
 [[ -f "$out/classic.sculpt" ]] || $s train --data "$out/echo600" --arch unet-classic --epochs 5 --lr 1e-3 --batch 8 --seed 0 "${th[@]}" --out "$out/classic.sculpt"
-$s prune --model "$out/classic.sculpt" --data "$out/echo600" --compression 1148 --criterion l1 --max-step-ratio 2 --epochs 1 --ft-samples 32 --lr 5e-4 --final-epochs 40 \
+$s prune --model "$out/classic.sculpt" --data "$out/echo600" --compression 1148 --criterion l1 --max-step-ratio 1.5 --epochs 1 --ft-samples 64 --lr 1e-3 --final-epochs 40 \
   --min-channels 2 --seed 0 "${th[@]}" --out "$out/classic-1148x.sculpt" --run "$out/prune-1148x" --json > "$out/prune-1148x.json"
 # beyond the paper's point: continue from the 1148× model to 10,000× of the dense size
-$s prune --model "$out/classic-1148x.sculpt" --data "$out/echo600" --compression 8.711 --criterion l1 --max-step-ratio 2 --epochs 1 --ft-samples 32 --lr 5e-4 --final-epochs 40 \
+$s prune --model "$out/classic-1148x.sculpt" --data "$out/echo600" --compression 8.711 --criterion l1 --max-step-ratio 1.5 --epochs 1 --ft-samples 0 --lr 1e-3 --final-epochs 40 \
   --seed 0 "${th[@]}" --out "$out/classic-10000x.sculpt" --run "$out/prune-10000x" --json > "$out/prune-10000x.json"
 # test-split evaluation of the dense model, every step model and both final models
 for m in "$out/classic.sculpt" "$out"/prune-1148x/step_*.sculpt "$out/classic-1148x.sculpt" "$out"/prune-10000x/step_*.sculpt "$out/classic-10000x.sculpt"; do

@@ -53,17 +53,18 @@ public static class Output
     public static string Duration(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:D2}m" : t.TotalMinutes >= 1 ? $"{t.Minutes}m{t.Seconds:D2}s" : $"{t.Seconds}s";
 }
 
-/// <summary>A single updating status line on stderr (a plain line per update when stderr is redirected).</summary>
+/// <summary>
+/// A single updating status line on stderr; when stderr is redirected, only milestone updates (forced ones) as plain
+/// lines. Shown with --json too: the JSON goes to stdout, and a long job's log should still say where it is.
+/// </summary>
 public sealed class ProgressLine
 {
     private readonly Stopwatch _throttle = Stopwatch.StartNew();
     private readonly bool _interactive = !Console.IsErrorRedirected;
     private int _lastLength;
-    public bool Quiet { get; init; }
 
     public void Update(string text, bool force = false)
     {
-        if (Quiet) return;
         if (!_interactive)
         {
             if (force) Console.Error.WriteLine(text);
@@ -77,7 +78,6 @@ public sealed class ProgressLine
 
     public void Done(string? text = null)
     {
-        if (Quiet) return;
         if (_interactive) { Console.Error.Write("\r" + (text ?? "").PadRight(_lastLength) + "\n"); _lastLength = 0; }
         else if (text != null) Console.Error.WriteLine(text);
     }

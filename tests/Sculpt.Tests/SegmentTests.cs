@@ -88,6 +88,23 @@ public class SegmentTests
     }
 
     [Fact]
+    public void ExtremumVolumeIsExactOnAParabolaAndAveragesNoiseAway()
+    {
+        // a quadratic peak is reproduced exactly (a 3-frame moving average would read 100 − 2/3·4 = 97.33)
+        var parabola = Enumerable.Range(0, 9).Select(i => 100 - 4.0 * (i - 4) * (i - 4)).ToList();
+        Assert.Equal(100, CardiacCycle.ExtremumVolume(parabola, 4), 9);
+        // independent check: least-squares quadratic through 5 noisy points, evaluated at the centre
+        var noisy = new List<double> { 90, 97, 93, 99, 91 };
+        double[] x = { -2, -1, 0, 1, 2 };
+        // normal equations for y = a + b·x + c·x² with Σx = Σx³ = 0: a = (Σx⁴·Σy − Σx²·Σx²y) / (n·Σx⁴ − (Σx²)²)
+        double sy = noisy.Sum(), sx2 = x.Sum(v => v * v), sx4 = x.Sum(v => v * v * v * v), sx2y = x.Select((v, k) => v * v * noisy[k]).Sum();
+        double a = (sx4 * sy - sx2 * sx2y) / (5 * sx4 - sx2 * sx2);
+        Assert.Equal(a, CardiacCycle.ExtremumVolume(noisy, 2), 9);
+        // within two frames of either end there is no centred window: the frame's own value
+        Assert.Equal(noisy[1], CardiacCycle.ExtremumVolume(noisy, 1));
+    }
+
+    [Fact]
     public void ALoopStartingNearEndSystoleHasNoSpuriousFirstBeat()
     {
         // ED at frames 12 and 32, ES at 22; frame 0 sits just after an ES and is higher than frame 1

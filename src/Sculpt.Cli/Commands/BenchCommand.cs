@@ -55,7 +55,7 @@ public static class BenchCommand
             if (second != null) subjects.Add(Load(second, tmp.FullName, backend));
             var backends = backend == "both" ? new[] { "ort", "torch" } : new[] { backend };
             var rows = new List<JsonObject>();
-            var progress = new ProgressLine { Quiet = json };
+            var progress = new ProgressLine();
             foreach (var t in threads)
             {
                 double peak = Latency.PeakGflops(t);

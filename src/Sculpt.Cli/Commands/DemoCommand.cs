@@ -73,12 +73,12 @@ public static class DemoCommand
         }
 
         var clock = Stopwatch.StartNew();
-        void Stage(string text) { if (!json) Console.Error.WriteLine(text); }
+        void Stage(string text) => Console.Error.WriteLine(text);
 
         if (!File.Exists(Path.Combine(run.DataDir, "manifest.json")))
         {
             Stage($"1/5 synthesising {config.Frames} echo frames → {run.DataDir}");
-            var progress = new ProgressLine { Quiet = json };
+            var progress = new ProgressLine();
             SynthDataset.Write(run.DataDir, new SynthOptions { Count = config.Frames, Seed = config.Seed, Videos = 2 }, (k, n) => progress.Update($"synth {ProgressLine.Bar((double)k / n)} {k}/{n}"));
             progress.Done();
         }
@@ -90,7 +90,7 @@ public static class DemoCommand
         {
             var unet = UNet.Preset(config.Arch, ds.Channels, 1, ds.Height);
             Stage($"2/5 training {config.Arch} ({Output.Count(UNet.Build(unet).ParameterCount())} params) for {config.Epochs} epochs on {ds.Split("train").Count} frames");
-            (dense, _) = TrainCommand.Run(ds, config.Arch, unet, new TrainOptions { Epochs = config.Epochs, BatchSize = 8, Seed = config.Seed, LearningRate = 3e-3 }, json);
+            (dense, _) = TrainCommand.Run(ds, config.Arch, unet, new TrainOptions { Epochs = config.Epochs, BatchSize = 8, Seed = config.Seed, LearningRate = 3e-3 });
             dense.Save(run.DenseModel);
         }
 
@@ -107,14 +107,14 @@ public static class DemoCommand
                 Compression = config.Compression, MinDice = config.MinDice, MaxStepRatio = config.MaxStepRatio, FineTuneEpochs = 1, FineTuneSamples = config.FineTuneSamples,
                 FinalEpochs = config.FinalEpochs, Distill = config.Distill, Criterion = Importance.Parse(config.Criterion), Seed = config.Seed, LearningRate = 1e-3, BatchSize = 8,
                 Allocation = new AllocationOptions { MinChannels = config.MinChannels },
-            }, run.PruneRun, resume: true, json);
+            }, run.PruneRun, resume: true);
             pruned.Save(run.PrunedModel);
         }
 
         if (!File.Exists(run.CurvePath))
         {
             Stage("4/5 measuring every step model: test Dice, ONNX Runtime latency and throughput");
-            var line = new ProgressLine { Quiet = json };
+            var line = new ProgressLine();
             Curve.Measure(run, config.Seed, progress: s => line.Update(s)).Write(run.CurvePath);
             line.Done();
         }

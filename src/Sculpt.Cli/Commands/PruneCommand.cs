@@ -84,7 +84,7 @@ public static class PruneCommand
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
-        var (model, steps) = Run(dense, ds, o, runDir, resume, json);
+        var (model, steps) = Run(dense, ds, o, runDir, resume);
         model.Save(outPath);
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();
         double compression = (double)dense.Graph.ParameterCount() / parameters;
@@ -111,9 +111,9 @@ public static class PruneCommand
     }
 
     /// <summary>Runs a pruning job with a progress line (step, phase, size, Dice, ETA) on stderr.</summary>
-    public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir, bool resume, bool quiet)
+    public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir, bool resume)
     {
-        var line = new ProgressLine { Quiet = quiet };
+        var line = new ProgressLine();
         var result = PruneJob.Run(dense, ds, o, runDir, resume, p =>
         {
             string train = p.Training is { } t ? $" epoch {t.Epoch}/{t.Epochs} {ProgressLine.Bar((double)t.Step / t.Steps, 12)} loss {t.Loss:0.000}" : "";

@@ -50,7 +50,7 @@ public static class TrainCommand
         if (noBn) config = config with { BatchNorm = false };
         if (!options.Resume && Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);
 
-        var (pkg, result) = Run(ds, arch, config, options, json);
+        var (pkg, result) = Run(ds, arch, config, options);
         pkg.Save(outPath);
         if (Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);
         if (json)
@@ -68,9 +68,9 @@ public static class TrainCommand
         return 0;
     }
 
-    public static (Sculpt.Runtime.ModelPackage, TrainResult) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options, bool quiet)
+    public static (Sculpt.Runtime.ModelPackage, TrainResult) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options)
     {
-        var progress = new ProgressLine { Quiet = quiet };
+        var progress = new ProgressLine();
         var result = TrainJob.Run(ds, arch, config, options, p =>
         {
             string dice = p.ValDice is { } d ? $" val Dice {d:0.0000}" : "";

@@ -27,7 +27,7 @@ public static class SynthDataset
         {
             ["generator"] = new JsonObject
             {
-                ["name"] = "sculpt-synthetic-echo-a4c", ["version"] = 1, ["seed"] = o.Seed, ["count"] = o.Count,
+                ["name"] = "sculpt-synthetic-echo-a4c", ["version"] = 2, ["seed"] = o.Seed, ["count"] = o.Count,
                 ["size"] = o.Size, ["extra_classes"] = o.ExtraClasses, ["videos"] = o.Videos, ["video_frames"] = o.VideoFrames,
             },
             ["videos"] = videoMeta,

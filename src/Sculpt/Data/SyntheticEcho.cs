@@ -70,6 +70,7 @@ public static class SyntheticEcho
                 DropWidth = r.NextDouble() < 0.6 ? U(0.1, 0.3) : 0, DropAngle = U(-0.1, 0.6), DropFactor = U(0.1, 0.45),
                 MitralOpen = U(0, 1),
             };
+            c.SetTargetEf(U(25, 70));
             return c;
         }
 
@@ -111,16 +112,16 @@ public static class SyntheticEcho
     {
         var r = CaseRandom(o.Seed, index, 1);
         var c = Case.Sample(r);
-        double f = r.NextDouble() * 0.9; // any phase of the cycle
-        return Render(o, c, f, r);
+        // Same contraction model and phase law as the videos: a model trained on still frames must have seen
+        // end-systolic cavities as small as the loops it will measure (an older generator stopped short of
+        // end-systole, and segmented loops then under-read EF by 4–13 points).
+        return Render(o, c, Contraction(r.NextDouble()), r);
     }
 
     public static SynthVideo Video(SynthOptions o, int index)
     {
         var r = CaseRandom(o.Seed, index, 2);
         var c = Case.Sample(r);
-        double targetEf = 25 + 45 * r.NextDouble();
-        c.SetTargetEf(targetEf);
         double period = 18 + 8 * r.NextDouble(), offset = r.NextDouble();
         var frames = new List<float[]>(); var masks = new List<byte[]>(); var vols = new List<double>(); var phases = new List<double>();
         for (int t = 0; t < o.VideoFrames; t++)
@@ -155,7 +156,6 @@ public static class SyntheticEcho
         int n = o.Size;
         // cardiac phase: LV shrinks towards its fixed mitral base, the wall thickens; atria fill in systole
         double lvA = c.LvA * (1 - c.Ka * f), lvB = c.LvB * (1 - c.Kb * f);
-        if (c.Ka == 0) { lvA = c.LvA * (1 - 0.25 * f); lvB = c.LvB * (1 - 0.1 * f); }
         double lvCy = c.BaseY - lvB * c.BaseFrac;
         var lv = new Ellipse(c.LvX, lvCy, lvA, lvB, c.LvTilt);
         var lvOuter = lv.Grow(c.LvWall * (1 + 0.5 * f));
