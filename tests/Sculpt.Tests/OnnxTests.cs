@@ -30,6 +30,22 @@ public class OnnxTests
     }
 
     [Fact]
+    public void ProfilerSplitsARunAndLeavesNoFileBehind()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
+        var path = Path.Combine(TestFiles.TempDir(), "m.onnx");
+        OnnxExport.Save(new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), new ModelMeta()), path);
+        string ProfileFiles() => string.Join(",", Directory.GetFiles(Environment.CurrentDirectory, "onnxruntime_profile*")
+            .Concat(Directory.GetDirectories(Path.GetTempPath(), "sculpt-ortprof-*")).Order());
+        var before = ProfileFiles();
+        var profile = OrtProfile.Measure(path, 1, 5, 1);
+        Assert.Equal(before, ProfileFiles());
+        Assert.True(profile.Nodes > 0 && profile.KernelMs > 0 && profile.RunMs >= profile.KernelMs, $"{profile}");
+        Assert.Equal(profile.KernelMs, profile.ByOp.Sum(o => o.Ms), 9);
+        Assert.Contains(profile.ByOp, o => o.Op.Contains("Conv"));
+    }
+
+    [Fact]
     public void DenseUNetMatchesTorchSharp()
     {
         var g = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 8, InputSize = 32, Classes = 2 });

@@ -151,8 +151,10 @@ public sealed record OrtProfile(double RunMs, double KernelMs, int Nodes, List<(
         try
         {
             var options = OrtModel.Options(threads);
-            options.EnableProfiling = true;
+            // the prefix first: setting EnableProfiling passes the prefix of that moment to ONNX Runtime, and
+            // in the other order the profile landed in the working directory
             options.ProfileOutputPathPrefix = Path.Combine(dir, "p");
+            options.EnableProfiling = true;
             using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxPath, options);
             var name = session.InputMetadata.Keys.Single();
             var shape = session.InputMetadata[name].Dimensions.Select(d => (long)(d < 0 ? batch : d)).ToArray();
