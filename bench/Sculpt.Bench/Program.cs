@@ -120,8 +120,8 @@ void Sensitivity()
     var train = ds.Split("train");
     var groups = Sculpt.Graph.ChannelGroups.Analyze(model.Graph);
     var scores = Sculpt.Pruning.Importance.Score(groups, model.Weights, Sculpt.Pruning.Criterion.L1);
-    double Dice(NetworkGraphAndWeights m) { using var gm = new GraphModule(m.Graph, m.Weights); return Evaluator.MeanDice(gm, val, model.Meta.Task); }
-    Console.WriteLine($"base val Dice {Dice(new(model.Graph, model.Weights)):0.0000}; removing {fraction:P0} of one group at a time (lowest L1 first), BN re-estimated:");
+    double Dice(Sculpt.Graph.NetworkGraph graph, WeightSet weights) { using var gm = new GraphModule(graph, weights); return Evaluator.MeanDice(gm, val, model.Meta.Task); }
+    Console.WriteLine($"base val Dice {Dice(model.Graph, model.Weights):0.0000}; removing {fraction:P0} of one group at a time (lowest L1 first), BN re-estimated:");
     foreach (var g in groups.Prunable)
     {
         int keepCount = Math.Max(1, (int)Math.Round(g.Width * (1 - fraction)));
@@ -136,8 +136,6 @@ void Sensitivity()
             gm.RecalibrateBatchNorm(order.Chunk(8).Select(b => Batches.Images(b.Select(i => train[i]).ToList(), t.InputChannels, t.InputHeight, t.InputWidth, t.Normalization)));
             pw = gm.ExportWeights();
         }
-        Console.WriteLine($"  {g.Name,-14} width {g.Width,4} → {keepCount,4}: val Dice {Dice(new(pg, pw!)):0.0000}");
+        Console.WriteLine($"  {g.Name,-14} width {g.Width,4} → {keepCount,4}: val Dice {Dice(pg, pw!):0.0000}");
     }
 }
-
-record NetworkGraphAndWeights(Sculpt.Graph.NetworkGraph Graph, WeightSet Weights);

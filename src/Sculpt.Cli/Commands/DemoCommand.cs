@@ -51,12 +51,13 @@ public static class DemoCommand
         double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0) : null;
         a.Threads();
         a.EnsureAllUsed();
-        config.Commands.Add("sculpt demo " + string.Join(' ', argv));
+        var command = "sculpt demo " + string.Join(' ', argv);
+        config.Commands.Add(command);
         if (resume)
         {
             // a resumed run keeps its stored configuration; the resuming command joins its record
             config = run.ReadConfig();
-            config.Commands.Add("sculpt demo " + string.Join(' ', argv));
+            config.Commands.Add(command);
             run.WriteConfig(config);
         }
         else if (Directory.Exists(run.Root) && Directory.EnumerateFileSystemEntries(run.Root).Any())

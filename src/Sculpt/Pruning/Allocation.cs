@@ -57,11 +57,15 @@ public static class Allocation
         return groups.Prunable.Where(g => g.Consumers.Any(m => heads.Contains(m.Node))).Select(g => g.Id).ToHashSet();
     }
 
+    /// <summary>The width a group ends with for a wanted channel count: whole if fixed, else rounded.</summary>
+    private static int Keep(ChannelGroup g, int count, HashSet<int> whole, AllocationOptions o) =>
+        whole.Contains(g.Id) ? g.Width : Round(count, g.Width, o);
+
     /// <summary>The smallest model the graph can become (every prunable group at its minimum).</summary>
     public static double Floor(ChannelGroups groups, Budget budget, AllocationOptions o)
     {
         var whole = Fixed(groups, o);
-        return budget.Measure(Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g => whole.Contains(g.Id) ? g.Width : Round(MinKeep(g.Width, o), g.Width, o))));
+        return budget.Measure(Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g => Keep(g, MinKeep(g.Width, o), whole, o))));
     }
 
     /// <summary>
@@ -73,7 +77,6 @@ public static class Allocation
     {
         var prunable = groups.Prunable.ToList();
         var whole = Fixed(groups, o);
-        int Min(ChannelGroup g) => whole.Contains(g.Id) ? g.Width : MinKeep(g.Width, o);
         var full = prunable.ToDictionary(g => g.Id, g => g.Width);
         double Measure(Dictionary<int, int> counts) => budget.Measure(Slicer.ApplyWidths(groups, counts));
         if (Measure(full) <= budget.Value) return Select(prunable, scores, full);
@@ -82,7 +85,7 @@ public static class Allocation
         double hi;
         if (o.Mode == AllocationMode.Uniform)
         {
-            countsAt = r => prunable.ToDictionary(g => g.Id, g => whole.Contains(g.Id) ? g.Width : Round(Math.Clamp((int)Math.Round(g.Width * (1 - r)), Min(g), g.Width), g.Width, o));
+            countsAt = r => prunable.ToDictionary(g => g.Id, g => Keep(g, Math.Clamp((int)Math.Round(g.Width * (1 - r)), MinKeep(g.Width, o), g.Width), whole, o));
             hi = o.MaxGroupRatio;
         }
         else
@@ -92,7 +95,7 @@ public static class Allocation
             // Removing one channel at a time lands on the budget even when many scores tie (e.g. dead channels).
             var order = prunable.SelectMany(g => scores[g.Id].Select((s, c) => (Score: s, Group: g.Id, Channel: c)))
                 .OrderBy(t => t.Score).ThenBy(t => t.Group).ThenBy(t => t.Channel).ToList();
-            var minKeep = prunable.ToDictionary(g => g.Id, g => Min(g));
+            var minKeep = prunable.ToDictionary(g => g.Id, g => whole.Contains(g.Id) ? g.Width : MinKeep(g.Width, o));
             countsAt = k =>
             {
                 var counts = new Dictionary<int, int>(full);
@@ -102,7 +105,7 @@ public static class Allocation
                     if (removed >= (int)k) break;
                     if (counts[t.Group] > minKeep[t.Group]) { counts[t.Group]--; removed++; }
                 }
-                return prunable.ToDictionary(g => g.Id, g => whole.Contains(g.Id) ? g.Width : Round(counts[g.Id], g.Width, o));
+                return prunable.ToDictionary(g => g.Id, g => Keep(g, counts[g.Id], whole, o));
             };
             hi = order.Count;
         }
