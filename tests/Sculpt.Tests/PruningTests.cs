@@ -140,6 +140,70 @@ public class PruningTests
     }
 
     [Fact]
+    public void HeadInputChannelsThatAreDuplicateOrConstantGoFirstAndTheRefittedHeadKeepsTheLogits()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 2 });
+        var w = TestFiles.WithBnStatistics(g, 5);
+        var groups = ChannelGroups.Analyze(g);
+        var group = groups.Groups[Assert.Single(HeadInput.Find(groups).Keys)];
+        Assert.Equal("dec0.conv2", group.Name);
+        // channel 1 repeats channel 0 (same filter, same batch norm); channel 3 is a positive constant (zero filter, β = 1)
+        var filter = w["dec0.conv2.weight"];
+        long per = filter.Count / filter.Shape[0];
+        Array.Copy(filter.Data, 0, filter.Data, per, per);
+        Array.Clear(filter.Data, (int)(3 * per), (int)per);
+        foreach (var p in new[] { "weight", "bias", "running_mean", "running_var" }) w[$"dec0.bn2.{p}"].Data[1] = w[$"dec0.bn2.{p}"].Data[0];
+        w["dec0.bn2.running_mean"].Data[3] = 0;
+        w["dec0.bn2.bias"].Data[3] = 1;
+        var model = new ModelPackage(g, w, new ModelMeta());
+        var x = randn(4, 1, 16, 16);
+        var head = HeadInput.Measure(model, groups, new[] { x });
+        var scores = head.Scores(group.Id);
+        var lowest = Enumerable.Range(0, 4).OrderBy(c => scores[c]).Take(2).ToHashSet();
+        Assert.Contains(3, lowest);
+        Assert.True(lowest.Contains(0) ^ lowest.Contains(1));
+        var keep = new Dictionary<int, int[]> { [group.Id] = Enumerable.Range(0, 4).Except(lowest).ToArray() };
+        var (pg, pw) = Slicer.Slice(groups, keep, w);
+        head.Refit(keep, w, pw!);
+        Assert.Equal(2, ((Conv2dNode)pg["head"]).InChannels);
+        Assert.True((Run(g, w, x) - Run(pg, pw!, x)).abs().max().item<float>() <= 1e-4);
+    }
+
+    [Fact]
+    public void RefittedHeadIsTheLeastSquaresFitOfTheDenseLogits()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 16, Classes = 2 });
+        var w = TestFiles.WithBnStatistics(g, 6);
+        // a plain batch norm before the head's ReLU, so no head-input channel is dead or constant (the fit is then unique)
+        foreach (var (p, v) in new[] { ("weight", 1f), ("bias", 0f), ("running_mean", 0f), ("running_var", 1f) }) Array.Fill(w[$"dec0.bn2.{p}"].Data, v);
+        var groups = ChannelGroups.Analyze(g);
+        int id = Assert.Single(HeadInput.Find(groups).Keys);
+        var x = randn(4, 1, 16, 16);
+        var head = HeadInput.Measure(new ModelPackage(g, w, new ModelMeta()), groups, new[] { x });
+        int[] kept = { 0, 2 };
+        var (pg, pw) = Slicer.Slice(groups, new Dictionary<int, int[]> { [id] = kept }, w);
+        head.Refit(new Dictionary<int, int[]> { [id] = kept }, w, pw!);
+        // independently: regress the dense logits on the kept activations and a constant with torch's lstsq
+        Tensor activations;
+        using (var m = new GraphModule(g, w))
+        {
+            m.eval();
+            using var _ = no_grad();
+            Tensor? captured = null;
+            m.Forward(x, (name, y) => { if (name == g["head"].Inputs[0]) captured = y.detach().clone(); });
+            activations = captured!;
+        }
+        var a = activations.index_select(1, tensor(new long[] { 0, 2 })).permute(0, 2, 3, 1).reshape(-1, 2).to_type(ScalarType.Float64);
+        var design = cat(new[] { a, ones(a.shape[0], 1, dtype: ScalarType.Float64) }, 1);
+        var target = Run(g, w, x).permute(0, 2, 3, 1).reshape(-1, 2).to_type(ScalarType.Float64);
+        var solution = linalg.lstsq(design, target).Solution; // rows: kept channel 0, kept channel 2, bias; columns: classes
+        var refitW = tensor(pw!["head.weight"].Data).reshape(2, 2).to_type(ScalarType.Float64);
+        var refitB = tensor(pw!["head.bias"].Data).to_type(ScalarType.Float64);
+        Assert.True((refitW - solution[..2].t()).abs().max().item<double>() <= 1e-4);
+        Assert.True((refitB - solution[2]).abs().max().item<double>() <= 1e-4);
+    }
+
+    [Fact]
     public void DeepLabV3ResNet50HasTorchvisionsParameterCount()
     {
         // torchvision documents 42,004,074 parameters for deeplabv3_resnet50 with 21 classes and its auxiliary
@@ -186,7 +250,7 @@ public class PruningTests
         var head = Assert.Single(Allocation.Fixed(groups, o));
         Assert.Contains(groups.Groups[head].Consumers, m => m.Node == "head"); // the group the 1×1 output conv reads
         foreach (var grp in groups.Prunable) Assert.Equal(grp.Id == head ? grp.Width : Math.Min(3, grp.Width), floored[grp.Id].Length);
-        var unprotected = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3, ProtectHeadInput = false });
+        var unprotected = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3, HeadInput = HeadInputPolicy.Ranked });
         Assert.Equal(3, unprotected[head].Length);
     }
 

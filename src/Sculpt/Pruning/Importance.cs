@@ -50,10 +50,16 @@ public static class Importance
                 if (contributions == 0 && criterion is Criterion.BnScale or Criterion.Fpgm)
                     foreach (var m in g.Members) { var s = MemberScores(nodes[m.Node], m, g.Width, weights, null, Criterion.L2); if (s != null) AddScores(s); }
             }
-            double gm = total.Average();
-            result[g.Id] = gm > 0 ? total.Select(v => v / gm).ToArray() : total.Select(_ => 1.0).ToArray();
+            result[g.Id] = Normalise(total);
         }
         return result;
+    }
+
+    /// <summary>A group's scores divided by their mean, so that groups compare in a global ranking (all 1 when every score is 0).</summary>
+    public static double[] Normalise(double[] scores)
+    {
+        double mean = scores.Average();
+        return mean > 0 ? scores.Select(v => v / mean).ToArray() : scores.Select(_ => 1.0).ToArray();
     }
 
     /// <summary>Per-channel scores of one member, or null when the criterion ignores this kind of member.</summary>

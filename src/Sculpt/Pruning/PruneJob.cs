@@ -252,8 +252,16 @@ public static class PruneJob
         var groups = ChannelGroups.Analyze(model.Graph);
         WeightSet? grads = o.Criterion == Criterion.Taylor ? CalibrationGradients(model, calibration, task, o.CalibrationBatches, o.BatchSize, seed) : null;
         var scores = Importance.Score(groups, model.Weights, o.Criterion, grads, seed);
+        HeadInput? head = null;
+        if (o.Allocation.HeadInput == HeadInputPolicy.Ranked && HeadInput.Find(groups).Count > 0)
+        {
+            head = HeadInput.Measure(model, groups, CalibrationBatches(calibration, task, o.CalibrationBatches, o.BatchSize, seed + 2));
+            if (o.Criterion != Criterion.Random)
+                foreach (var id in head.GroupIds) scores[id] = Importance.Normalise(head.Scores(id));
+        }
         var keep = Allocation.Allocate(groups, scores, budget, o.Allocation);
         var (graph, weights) = Slicer.Slice(groups, keep, model.Weights);
+        head?.Refit(keep, model.Weights, weights!);
         if (o.RecalibrateBatchNorm && graph.Nodes.OfType<BatchNorm2dNode>().Any())
         {
             using var module = new GraphModule(graph, weights);

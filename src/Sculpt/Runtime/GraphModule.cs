@@ -182,7 +182,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         return w;
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    /// <summary>Runs the graph; <paramref name="observe"/> sees every node's output (by node name) before it is released.</summary>
+    public Tensor Forward(Tensor x, Action<string, Tensor>? observe)
     {
         var values = new Tensor?[_order.Count];
         Tensor? result = null;
@@ -215,6 +218,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
                 _ => throw new GraphException($"node '{node.Name}': op {node.Op} has no runtime implementation"),
             };
             values[i] = y;
+            observe?.Invoke(node.Name, y);
             if (node.Name == _output) result = y;
             // release intermediates as soon as their last consumer ran (autograd keeps what it needs)
             foreach (var j in inputIndex)
