@@ -71,6 +71,16 @@ public class CliTests
         var onnx = Path.Combine(dir, "small.onnx");
         Assert.Equal(0, Sculpt("export", "--model", small, "--onnx", onnx).Code);
         Assert.True(new FileInfo(onnx).Length > 0);
+        // dense vs pruned, one session and two concurrent ones: one row per model and batch in each
+        var bench = Sculpt("bench", "--model", model, "--compare", onnx, "--threads", "1", "--batches", "1,2", "--runs", "5", "--streams", "2", "--window", "0.2", "--json");
+        Assert.True(bench.Code == 0, bench.Err);
+        var bj = System.Text.Json.Nodes.JsonNode.Parse(bench.Out)!;
+        Assert.Equal(4, bj["results"]!.AsArray().Count);
+        var streamRows = bj["streams"]!.AsArray();
+        Assert.Equal(new[] { (1, "m.sculpt"), (1, "small.onnx"), (2, "m.sculpt"), (2, "small.onnx") },
+            streamRows.Select(r => (r!["batch"]!.GetValue<int>(), r["model"]!.GetValue<string>())).ToArray());
+        Assert.All(streamRows, r => Assert.True(r!["throughput_fps"]!.GetValue<double>() > 0));
+        Assert.True(bj["latency_ms"]!["p50"]!.GetValue<double>() > 0);
         var groups = Sculpt("inspect", "--model", small, "--groups", "--json");
         Assert.Equal(0, groups.Code);
         Assert.Contains("\"prunable\": true", groups.Out);

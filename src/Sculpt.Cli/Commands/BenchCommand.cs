@@ -11,7 +11,7 @@ public static class BenchCommand
 {
     public const string Help = """
         sculpt bench --model M.sculpt|M.onnx [--compare M2] [--backend ort|torch|both] [--threads 1,2]
-                     [--batches 1,8,32] [--runs 200] [--profile] [--ort-opt all|extended|basic] [--json]
+                     [--batches 1,8,32] [--runs 200] [--streams S [--window W]] [--profile] [--ort-opt all|extended|basic] [--json]
 
         CPU inference benchmark. For each model, backend and thread count: batch-1 latency p50/p95/p99 and
         throughput (frames/s at the p50 of each batch size), achieved GFLOP/s = 2·MACs·batch / latency and its
@@ -19,6 +19,9 @@ public static class BenchCommand
         same thread count). With --compare, the two models are timed alternately, configuration by
         configuration, and the speed-up is the ratio of those paired medians. .sculpt models are exported to
         ONNX (batch norm folded) for the ORT backend. Peak memory is the process's peak resident set.
+        --streams S: also the throughput of S single-threaded ORT sessions running at once (one per core is how a
+        small model fills a multi-core CPU), per batch size: the median of three W-second windows (default 2),
+        alternating between the models with --compare.
         --profile: ONNX Runtime's profiler at batch 1 (last thread count) splits each model's run into time in
         operator kernels, by operator type, and time outside them (per-node dispatch and scheduling).
 
@@ -39,6 +42,10 @@ public static class BenchCommand
         var threads = a.Get("threads", string.Join(",", Enumerable.Range(1, Environment.ProcessorCount))).Split(',').Select(int.Parse).ToArray();
         var batches = a.Get("batches", "1,8,32").Split(',').Select(int.Parse).ToArray();
         int runs = a.Int("runs", 200);
+        int streams = a.Int("streams", 0);
+        double window = a.Double("window", 2);
+        if (streams < 0) throw new UsageException("--streams must be ≥ 0");
+        if (!(window > 0)) throw new UsageException("--window must be > 0 seconds");
         bool json = a.Flag("json"), profile = a.Flag("profile");
         OptLevel = a.Get("ort-opt", "all") switch
         {
@@ -90,10 +97,30 @@ public static class BenchCommand
                         }
                     }
             }
+            var streamRows = new List<JsonObject>();
+            if (streams > 0)
+                foreach (var b in batches)
+                {
+                    progress.Update($"bench {streams} streams batch {b}");
+                    var runners = subjects.Select(s => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1)).ToList()).ToArray();
+                    // three alternating windows per subject; the median window counts
+                    var fps = subjects.Select(_ => new List<double>()).ToArray();
+                    for (int round = 0; round < 3; round++)
+                        for (int k = 0; k < subjects.Count; k++) fps[k].Add(Latency.ConcurrentThroughput(runners[k], b, window));
+                    for (int k = 0; k < subjects.Count; k++)
+                    {
+                        double f = Training.Metrics.Percentile(fps[k], 50);
+                        streamRows.Add(new JsonObject
+                        {
+                            ["model"] = subjects[k].Name, ["backend"] = "ort", ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
+                            ["speedup_vs_first"] = k == 0 ? null : f / Training.Metrics.Percentile(fps[0], 50),
+                        });
+                    }
+                }
             progress.Done();
             var profiles = profile ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1]))).ToList() : new();
             long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
-            var best = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
+            var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
             var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
             if (json)
             {
@@ -103,6 +130,7 @@ public static class BenchCommand
                     ["latency_ms"] = batch1["latency_ms"]!.DeepClone(), ["throughput_fps"] = best["throughput_fps"]!.GetValue<double>(),
                     ["params"] = subjects.Select(s => s.Package?.Graph.ParameterCount()).First(), ["macs"] = subjects[0].Macs,
                     ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
+                    ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)r).ToArray()),
                     ["profile"] = profile ? new JsonArray(profiles.Select(p => (JsonNode)new JsonObject
                     {
                         ["model"] = p.Name, ["run_ms"] = p.P.RunMs, ["kernel_ms"] = p.P.KernelMs, ["overhead_ms"] = p.P.OverheadMs, ["nodes"] = p.P.Nodes,
@@ -119,6 +147,15 @@ public static class BenchCommand
                     Output.F(r["throughput_fps"]!.GetValue<double>(), "0"), Output.F(r["gflops"]!.GetValue<double>(), "0.00"), Output.F(100 * r["fraction_of_peak"]!.GetValue<double>(), "0.0"),
                     r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
                 }), new HashSet<int> { 0, 1 }));
+            if (streamRows.Count > 0)
+            {
+                Console.WriteLine($"\n{streams} concurrent single-threaded ONNX Runtime sessions:");
+                Console.Write(Output.Table(new[] { "model", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
+                {
+                    r["model"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
+                    r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
+                }), new HashSet<int> { 0 }));
+            }
             foreach (var (name, p) in profiles)
             {
                 Console.WriteLine($"\n{name}: ONNX Runtime profile at batch 1, {threads[^1]} thread(s): run {p.RunMs:0.000} ms = {p.KernelMs:0.000} ms in {p.Nodes} operator kernels + {p.OverheadMs:0.000} ms outside them ({100 * p.OverheadMs / p.RunMs:0}%)");
