@@ -41,6 +41,15 @@ public class CliTests
         var json = System.Text.Json.Nodes.JsonNode.Parse(insp.Out)!;
         Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(model).Graph.ParameterCount(), json["params"]!.GetValue<long>());
         Assert.True(json["macs"]!.GetValue<long>() > 0);
+        // DeepLabV3-ResNet50 trains from the same command, at the data's channels and size
+        var deeplab = Path.Combine(dir, "deeplab.sculpt");
+        var d = Sculpt("train", "--data", data, "--arch", "deeplabv3_resnet50", "--epochs", "1", "--batch", "4", "--out", deeplab, "--json");
+        Assert.True(d.Code == 0, d.Err);
+        var expected = global::Sculpt.Models.DeepLabV3.Build(new global::Sculpt.Models.DeepLabConfig { InChannels = 1, Classes = 1, InputSize = 32 });
+        Assert.Equal(expected.ParameterCount(), System.Text.Json.Nodes.JsonNode.Parse(d.Out)!["params"]!.GetValue<long>());
+        AssertCleanFailure(Sculpt("train", "--data", data, "--arch", "deeplabv3_resnet50", "--width", "8", "--out", Path.Combine(dir, "bad.sculpt")), "U-Net architectures only");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--arch", "resnet", "--out", Path.Combine(dir, "bad.sculpt")), "unknown --arch");
+        Assert.False(File.Exists(Path.Combine(dir, "bad.sculpt")));
         var info = Sculpt("data", "info", "--data", data, "--json");
         Assert.Equal(16, System.Text.Json.Nodes.JsonNode.Parse(info.Out)!["samples"]!.GetValue<int>());
         var export = Path.Combine(dir, "export");

@@ -8,7 +8,7 @@ namespace Sculpt.Cli.Commands;
 public static class TrainCommand
 {
     public const string Help = """
-        sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small] [--width W] [--depth D]
+        sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
                      [--no-augment] [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
@@ -16,7 +16,8 @@ public static class TrainCommand
         Loss: Dice + BCE (binary) or Dice + cross-entropy (multi-class); cosine learning-rate schedule;
         augmentation: affine, gamma/contrast, noise. A checkpoint folder MODEL.sculpt.ckpt/ is updated every
         epoch; --resume continues an interrupted run from it. It is removed when training completes.
-        Architectures: unet (base width 16, depth 4), unet-classic (64, depth 4: ~31M parameters), unet-small (8, depth 3).
+        Architectures: unet (base width 16, depth 4), unet-classic (64, depth 4: ~31M parameters), unet-small (8, depth 3),
+        deeplabv3_resnet50 (torchvision's, no pretrained weights; --width/--depth/--bilinear/--no-bn are U-Net options).
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -43,14 +44,26 @@ public static class TrainCommand
 
         var ds = SegmentationDataset.Load(data, lenient: lenient);
         foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
-        var config = UNet.Preset(arch, ds.Channels, ds.IsBinary ? 1 : ds.Labels.Count, ds.Height) with { };
-        if (width.HasValue) config = config with { BaseWidth = width.Value };
-        if (depth.HasValue) config = config with { Depth = depth.Value };
-        if (bilinear) config = config with { Bilinear = true };
-        if (noBn) config = config with { BatchNorm = false };
         if (!options.Resume && Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);
-
-        var (pkg, result) = Run(ds, arch, config, options);
+        int classes = ds.IsBinary ? 1 : ds.Labels.Count;
+        Sculpt.Runtime.ModelPackage pkg;
+        TrainResult result;
+        if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")
+        {
+            if (width.HasValue || depth.HasValue || bilinear || noBn) throw new UsageException("--width, --depth, --bilinear and --no-bn apply to the U-Net architectures only");
+            var graph = Architectures.Build(arch, ds.Channels, classes, ds.Height);
+            (pkg, result) = Run(progress => TrainJob.Run(ds, "deeplabv3_resnet50", graph, null, options, progress));
+        }
+        else
+        {
+            if (!Architectures.Names.Contains(arch)) throw new UsageException($"unknown --arch '{arch}' ({string.Join(", ", Architectures.Names)})");
+            var config = UNet.Preset(arch, ds.Channels, classes, ds.Height);
+            if (width.HasValue) config = config with { BaseWidth = width.Value };
+            if (depth.HasValue) config = config with { Depth = depth.Value };
+            if (bilinear) config = config with { Bilinear = true };
+            if (noBn) config = config with { BatchNorm = false };
+            (pkg, result) = Run(ds, arch, config, options);
+        }
         pkg.Save(outPath);
         if (Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);
         if (json)
@@ -68,10 +81,14 @@ public static class TrainCommand
         return 0;
     }
 
-    public static (Sculpt.Runtime.ModelPackage, TrainResult) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options)
+    public static (Sculpt.Runtime.ModelPackage, TrainResult) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options) =>
+        Run(progress => TrainJob.Run(ds, arch, config, options, progress));
+
+    /// <summary>Runs a training job with an epoch/step progress line (step, loss, val Dice, ETA).</summary>
+    private static (Sculpt.Runtime.ModelPackage, TrainResult) Run(Func<Action<Progress>, (Sculpt.Runtime.ModelPackage, TrainResult)> job)
     {
         var progress = new ProgressLine();
-        var result = TrainJob.Run(ds, arch, config, options, p =>
+        var result = job(p =>
         {
             string dice = p.ValDice is { } d ? $" val Dice {d:0.0000}" : "";
             bool epochEnd = p.EpochDone;

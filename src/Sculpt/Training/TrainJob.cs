@@ -20,14 +20,20 @@ public static class TrainJob
     public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, UNetConfig config, TrainOptions options,
         Action<Progress>? progress = null)
     {
+        if (config.InChannels != ds.Channels || config.Classes != (ds.IsBinary ? 1 : ds.Labels.Count) || config.InputSize != ds.Height)
+            throw new ArgumentException("architecture does not match the dataset (channels, classes or input size)");
+        return Run(ds, arch, UNet.Build(config), JsonSerializer.SerializeToNode(config, NetworkGraph.JsonOptions), options, progress);
+    }
+
+    /// <summary>Trains any built graph (one input, one output) from PyTorch's default initialisation, seeded.</summary>
+    public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, JsonNode? architectureConfig,
+        TrainOptions options, Action<Progress>? progress = null)
+    {
         var train = ds.Split("train");
         var val = ds.Split("val");
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
-        if (config.InChannels != task.InputChannels || config.Classes != task.OutputChannels || config.InputSize != ds.Height)
-            throw new ArgumentException("architecture does not match the dataset (channels, classes or input size)");
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
         TorchSharp.torch.manual_seed(options.Seed);
-        var graph = UNet.Build(config);
         using var model = new GraphModule(graph);
         var result = Trainer.Train(model, train, val, task, options, progress);
         var meta = new ModelMeta
@@ -37,7 +43,7 @@ public static class TrainJob
             Training = new JsonObject
             {
                 ["data"] = Path.GetFullPath(ds.Source), ["train_samples"] = train.Count, ["val_samples"] = val.Count,
-                ["unet"] = JsonSerializer.SerializeToNode(config, NetworkGraph.JsonOptions),
+                ["architecture"] = architectureConfig,
                 ["options"] = JsonSerializer.SerializeToNode(options with { ExtraLoss = null }, NetworkGraph.JsonOptions),
                 ["best_epoch"] = result.BestEpoch,
                 ["history"] = JsonSerializer.SerializeToNode(result.History, NetworkGraph.JsonOptions),
