@@ -27,7 +27,7 @@ run() { # name, extra options…
   run bn-scale --criterion bn-scale
   run fpgm --criterion fpgm
   run random --criterion random
-  run taylor-uniform --criterion taylor --allocation uniform
-  run taylor-distill --criterion taylor --distill
+  run l1-uniform --criterion l1 --allocation uniform
+  run l1-distill --criterion l1 --distill
 } > "$out/compare-evals.txt"
 echo "done: $out/compare-evals.txt"

@@ -162,6 +162,11 @@ public class PruningTests
         var lowest = Enumerable.Range(0, 4).OrderBy(c => scores[c]).Take(2).ToHashSet();
         Assert.Contains(3, lowest);
         Assert.True(lowest.Contains(0) ^ lowest.Contains(1));
+        // in a global ranking the group competes with the criterion's own values, handed out in removal order
+        double[] criterion = { 0.4, 1.9, 0.7, 1.0 };
+        var reordered = head.InRemovalOrder(group.Id, criterion);
+        Assert.Equal(criterion.Order(), reordered.Order());
+        Assert.Equal(Enumerable.Range(0, 4).OrderBy(c => scores[c]), Enumerable.Range(0, 4).OrderBy(c => reordered[c]));
         var keep = new Dictionary<int, int[]> { [group.Id] = Enumerable.Range(0, 4).Except(lowest).ToArray() };
         var (pg, pw) = Slicer.Slice(groups, keep, w);
         head.Refit(keep, w, pw!);
@@ -234,7 +239,7 @@ public class PruningTests
         var groups = ChannelGroups.Analyze(g);
         var w = TestFiles.WithBnStatistics(g, 3);
         var scores = Importance.Score(groups, w, Criterion.L2);
-        var o = new AllocationOptions { Mode = mode, MaxGroupRatio = 1.0 };
+        var o = new AllocationOptions { Mode = mode, MaxGroupRatio = 1.0, HeadInput = HeadInputPolicy.Whole };
         foreach (double target in new[] { g.ParameterCount() / 3.0, g.ParameterCount() / 40.0, 10.0 })
         {
             var keep = Allocation.Allocate(groups, scores, new Budget("params", target), o);

@@ -14,7 +14,7 @@ public static class PruneCommand
                      [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
-                     [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input whole|ranked] [--no-bn-recalibration]
+                     [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -22,9 +22,9 @@ public static class PruneCommand
         batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
         allocates globally (one threshold across layers, at most R of a layer per step, default 0.5) or uniformly, slices
-        a smaller graph (no layer below C channels, default 2; the layer the output head reads is kept whole, since
-        its small-norm channels carry the foreground, or with --head-input ranked ranked by ‖W_head[:,c]‖₁·std(a_c)
-        on calibration batches, the removed channels' mean folded into the head's bias), and fine-tunes E epochs (on N random training
+        a smaller graph (no layer below C channels, default 2; the channels a 1×1 output layer reads are chosen by
+        least-squares reconstruction of the logits on calibration batches and the output layer is refitted,
+        since magnitude ranks their foreground channels last — --head-input whole keeps them all), and fine-tunes E epochs (on N random training
         samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
         samples, up to the whole training split; optionally distilling from the dense model). A collapse of
         validation Dice after a step triggers a back-off to half that step. The run folder (default
@@ -59,7 +59,7 @@ public static class PruneCommand
             {
                 Mode = a.Get("allocation", "global") switch { "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, var m => throw new UsageException($"--allocation must be global or uniform, got '{m}'") },
                 RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.5), MinChannels = a.Int("min-channels", 2),
-                HeadInput = a.Get("head-input", "whole") switch { "whole" => HeadInputPolicy.Whole, "ranked" => HeadInputPolicy.Ranked, var h => throw new UsageException($"--head-input must be whole or ranked, got '{h}'") },
+                HeadInput = a.Get("head-input", "ranked") switch { "whole" => HeadInputPolicy.Whole, "ranked" => HeadInputPolicy.Ranked, var h => throw new UsageException($"--head-input must be whole or ranked, got '{h}'") },
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),

@@ -97,6 +97,21 @@ public sealed class HeadInput
     /// </summary>
     public double[] Scores(int groupId) => _groups[groupId].Order;
 
+    /// <summary>
+    /// The criterion's own scores for the group, reassigned in removal order (the channel removed first gets
+    /// the lowest). The criterion still decides how much of the group goes in a global ranking — the removal
+    /// costs have no common scale with other groups' scores — and least squares decides which channels.
+    /// </summary>
+    public double[] InRemovalOrder(int groupId, double[] criterionScores)
+    {
+        var order = _groups[groupId].Order;
+        var values = criterionScores.Order().ToArray();
+        var result = new double[order.Length];
+        var byRemoval = Enumerable.Range(0, order.Length).OrderBy(c => order[c]).ToArray();
+        for (int r = 0; r < byRemoval.Length; r++) result[byRemoval[r]] = values[r];
+        return result;
+    }
+
     private static double[] RemovalScores(double[][] w, double[,] cov)
     {
         int n = cov.GetLength(0);

@@ -56,7 +56,7 @@ public static class Importance
     }
 
     /// <summary>A group's scores divided by their mean, so that groups compare in a global ranking (all 1 when every score is 0).</summary>
-    public static double[] Normalise(double[] scores)
+    private static double[] Normalise(double[] scores)
     {
         double mean = scores.Average();
         return mean > 0 ? scores.Select(v => v / mean).ToArray() : scores.Select(_ => 1.0).ToArray();

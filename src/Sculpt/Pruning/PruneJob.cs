@@ -257,7 +257,7 @@ public static class PruneJob
         {
             head = HeadInput.Measure(model, groups, CalibrationBatches(calibration, task, o.CalibrationBatches, o.BatchSize, seed + 2));
             if (o.Criterion != Criterion.Random)
-                foreach (var id in head.GroupIds) scores[id] = Importance.Normalise(head.Scores(id));
+                foreach (var id in head.GroupIds) scores[id] = head.InRemovalOrder(id, scores[id]);
         }
         var keep = Allocation.Allocate(groups, scores, budget, o.Allocation);
         var (graph, weights) = Slicer.Slice(groups, keep, model.Weights);
