@@ -14,7 +14,7 @@ public static class SegmentCommand
     public const string Help = """
         sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--json]
 
-        IMAGE (.png/.jpg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
+        IMAGE (.png/.jpg/.jpeg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
         image's own size (resized to the model input and back). VIDEO: a folder of frame_*.png (as
         `sculpt synth --videos` writes) or a video file decoded with FFmpeg; besides masks and overlays it writes
         lv_area.csv (per-frame LV area, long axis, area-length volume), beats.csv (ED/ES frames, volumes, EF per
@@ -56,7 +56,7 @@ public static class SegmentCommand
         bool video;
         if (Directory.Exists(input))
         {
-            var pngs = Directory.GetFiles(input).Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase)).OrderBy(f => f, StringComparer.Ordinal).ToList();
+            var pngs = Directory.GetFiles(input).Where(IsImage).OrderBy(f => f, StringComparer.Ordinal).ToList();
             if (pngs.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
             video = pngs.All(f => Path.GetFileName(f).StartsWith("frame_"));
             frames = pngs;
