@@ -67,7 +67,11 @@ public sealed class ProgressLine
     {
         if (!_interactive)
         {
-            if (force) Console.Error.WriteLine(text);
+            // a log file gets whole lines: every milestone, and otherwise one line every 30 s so that a
+            // background run's log shows it is alive (a DeepLab epoch on 2 cores takes minutes)
+            if (!force && _throttle.Elapsed.TotalSeconds < 30) return;
+            _throttle.Restart();
+            Console.Error.WriteLine(text);
             return;
         }
         if (!force && _throttle.ElapsedMilliseconds < 200) return;
