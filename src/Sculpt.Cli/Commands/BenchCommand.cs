@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
 using System.Text.Json.Nodes;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
@@ -11,7 +12,7 @@ public static class BenchCommand
 {
     public const string Help = """
         sculpt bench --model M.sculpt|M.onnx [--compare M2] [--backend ort|torch|both] [--threads 1,2]
-                     [--batches 1,8,32] [--runs 200] [--streams S [--window W]] [--profile] [--ort-opt all|extended|basic] [--json]
+                     [--batches 1,8,32] [--runs 200] [--streams S [--window W]] [--profile] [--ort-opt auto|all|extended|basic] [--json]
 
         CPU inference benchmark. For each model, backend and thread count: batch-1 latency p50/p95/p99 and
         throughput (frames/s at the p50 of each batch size), achieved GFLOP/s = 2·MACs·batch / latency and its
@@ -27,9 +28,6 @@ public static class BenchCommand
 
         example: sculpt bench --model dense.sculpt --compare pruned.sculpt --threads 1,2
         """;
-
-    /// <summary>ORT graph optimisation level for the timed sessions (ALL adds NCHWc layout transforms).</summary>
-    private static Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;
 
     private sealed record Subject(string Name, string Path, ModelPackage? Package, OrtModel? Ort, long Macs, long[] InputShape);
 
@@ -47,10 +45,11 @@ public static class BenchCommand
         if (streams < 0) throw new UsageException("--streams must be ≥ 0");
         if (!(window > 0)) throw new UsageException("--window must be > 0 seconds");
         bool json = a.Flag("json"), profile = a.Flag("profile");
-        OptLevel = a.Get("ort-opt", "all") switch
+        // null: per model and thread count, the faster of ALL and EXTENDED (OrtModel.Fastest)
+        GraphOptimizationLevel? fixedLevel = a.Get("ort-opt", "auto") switch
         {
-            "all" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic" => Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, var o => throw new UsageException($"--ort-opt must be all, extended or basic, got '{o}'"),
+            "auto" => null, "all" => GraphOptimizationLevel.ORT_ENABLE_ALL, "extended" => GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic" => GraphOptimizationLevel.ORT_ENABLE_BASIC, var o => throw new UsageException($"--ort-opt must be auto, all, extended or basic, got '{o}'"),
         };
         a.EnsureAllUsed();
         if (backend is not ("ort" or "torch" or "both")) throw new UsageException("--backend must be ort, torch or both");
@@ -63,24 +62,42 @@ public static class BenchCommand
             var backends = backend == "both" ? new[] { "ort", "torch" } : new[] { backend };
             var rows = new List<JsonObject>();
             var progress = new ProgressLine();
+            var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
+            GraphOptimizationLevel Level(int k, int t)
+            {
+                if (fixedLevel is { } l) return l;
+                if (!levels.TryGetValue((k, t), out var found))
+                {
+                    using var fastest = OrtModel.Fastest(level => new OrtModel(subjects[k].Ort!.SourcePath, t, level));
+                    levels[(k, t)] = found = fastest.Optimization;
+                }
+                return found;
+            }
             foreach (var t in threads)
             {
                 double peak = Latency.PeakGflops(t);
                 foreach (var be in backends)
                     foreach (var b in batches)
                     {
-                        // alternate subjects run by run so machine noise hits both alike
+                        // alternate subjects in blocks of runs so machine noise hits both alike; the first run of a
+                        // block re-warms the caches the other model evicted (a 124 MB dense model empties them) and
+                        // is not counted
                         var stats = subjects.Select(_ => new List<double>()).ToArray();
-                        var runners = subjects.Select(s => Runner(s, be, b, t)).ToArray();
+                        var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
                         foreach (var r in runners) for (int w = 0; w < 5; w++) r();
                         int n = b == 1 ? runs : Math.Max(10, runs / b);
+                        int block = Math.Clamp(n / 10, 2, 10);
                         var clock = Stopwatch.StartNew();
-                        for (int i = 0; i < n && clock.Elapsed.TotalSeconds < 60; i++)
+                        while (stats[0].Count < n && clock.Elapsed.TotalSeconds < 60)
                             for (int k = 0; k < subjects.Count; k++)
                             {
-                                long t0 = Stopwatch.GetTimestamp();
                                 runners[k]();
-                                stats[k].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                                for (int i = 0; i < block; i++)
+                                {
+                                    long t0 = Stopwatch.GetTimestamp();
+                                    runners[k]();
+                                    stats[k].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                                }
                             }
                         progress.Update($"bench threads {t} {be} batch {b}");
                         for (int k = 0; k < subjects.Count; k++)
@@ -90,6 +107,7 @@ public static class BenchCommand
                             rows.Add(new JsonObject
                             {
                                 ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
+                                ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null,
                                 ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Training.Metrics.Percentile(stats[k], 95), ["p99"] = Training.Metrics.Percentile(stats[k], 99) },
                                 ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
                                 ["speedup_vs_first"] = k == 0 ? null : Training.Metrics.Percentile(stats[0], 50) / p50,
@@ -102,7 +120,7 @@ public static class BenchCommand
                 foreach (var b in batches)
                 {
                     progress.Update($"bench {streams} streams batch {b}");
-                    var runners = subjects.Select(s => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1)).ToList()).ToArray();
+                    var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1, Level(k, 1))).ToList()).ToArray();
                     // three alternating windows per subject; the median window counts
                     var fps = subjects.Select(_ => new List<double>()).ToArray();
                     for (int round = 0; round < 3; round++)
@@ -112,13 +130,13 @@ public static class BenchCommand
                         double f = Training.Metrics.Percentile(fps[k], 50);
                         streamRows.Add(new JsonObject
                         {
-                            ["model"] = subjects[k].Name, ["backend"] = "ort", ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
+                            ["model"] = subjects[k].Name, ["backend"] = "ort", ["ort_opt"] = LevelName(Level(k, 1)), ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
                             ["speedup_vs_first"] = k == 0 ? null : f / Training.Metrics.Percentile(fps[0], 50),
                         });
                     }
                 }
             progress.Done();
-            var profiles = profile ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1]))).ToList() : new();
+            var profiles = profile ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
             long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
             var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
             var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
@@ -139,22 +157,22 @@ public static class BenchCommand
                 });
                 return 0;
             }
-            Console.Write(Output.Table(new[] { "model", "backend", "threads", "batch", "p50 ms", "p95 ms", "p99 ms", "frames/s", "GFLOP/s", "% of peak", "speed-up" },
+            Console.Write(Output.Table(new[] { "model", "backend", "opt", "threads", "batch", "p50 ms", "p95 ms", "p99 ms", "frames/s", "GFLOP/s", "% of peak", "speed-up" },
                 rows.Select(r => new[]
                 {
-                    r["model"]!.GetValue<string>(), r["backend"]!.GetValue<string>(), r["threads"]!.ToString(), r["batch"]!.ToString(),
+                    r["model"]!.GetValue<string>(), r["backend"]!.GetValue<string>(), r["ort_opt"]?.GetValue<string>() ?? "", r["threads"]!.ToString(), r["batch"]!.ToString(),
                     Output.F(r["latency_ms"]!["p50"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p95"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p99"]!.GetValue<double>(), "0.000"),
                     Output.F(r["throughput_fps"]!.GetValue<double>(), "0"), Output.F(r["gflops"]!.GetValue<double>(), "0.00"), Output.F(100 * r["fraction_of_peak"]!.GetValue<double>(), "0.0"),
                     r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
-                }), new HashSet<int> { 0, 1 }));
+                }), new HashSet<int> { 0, 1, 2 }));
             if (streamRows.Count > 0)
             {
                 Console.WriteLine($"\n{streams} concurrent single-threaded ONNX Runtime sessions:");
-                Console.Write(Output.Table(new[] { "model", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
+                Console.Write(Output.Table(new[] { "model", "opt", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
                 {
-                    r["model"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
+                    r["model"]!.GetValue<string>(), r["ort_opt"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
                     r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
-                }), new HashSet<int> { 0 }));
+                }), new HashSet<int> { 0, 1 }));
             }
             foreach (var (name, p) in profiles)
             {
@@ -187,7 +205,12 @@ public static class BenchCommand
         return new Subject(Path.GetFileName(path), path, pkg, new OrtModel(onnx), pkg.Graph.MacCount(), new long[] { 1, input.Channels, input.Height, input.Width });
     }
 
-    private static Action Runner(Subject s, string backend, int batch, int threads)
+    private static string LevelName(GraphOptimizationLevel level) => level switch
+    {
+        GraphOptimizationLevel.ORT_ENABLE_ALL => "all", GraphOptimizationLevel.ORT_ENABLE_EXTENDED => "extended", GraphOptimizationLevel.ORT_ENABLE_BASIC => "basic", _ => level.ToString(),
+    };
+
+    private static Action Runner(Subject s, string backend, int batch, int threads, GraphOptimizationLevel? level)
     {
         var shape = (long[])s.InputShape.Clone();
         shape[0] = batch;
@@ -195,7 +218,7 @@ public static class BenchCommand
         for (int i = 0; i < data.Length; i++) data[i] = (i % 101) / 101f;
         if (backend == "ort")
         {
-            var session = new OrtModel(s.Ort!.SourcePath, threads, OptLevel);
+            var session = new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL);
             return () => session.Run(data, shape);
         }
         if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");

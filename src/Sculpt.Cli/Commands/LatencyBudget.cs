@@ -36,7 +36,8 @@ public static class LatencyBudget
     {
         if (weights is null) { using var m = new GraphModule(graph); weights = m.ExportWeights(); }
         var input = graph.InputNodes.Single();
-        using var ort = OrtModel.FromPackage(new ModelPackage(graph, weights, new ModelMeta { Task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width } }), threads);
+        var package = new ModelPackage(graph, weights, new ModelMeta { Task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width } });
+        using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(package, threads, level));
         return Latency.Ort(ort, 1, runs: 100).P50Ms;
     }
 }

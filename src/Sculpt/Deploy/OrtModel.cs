@@ -11,16 +11,18 @@ public sealed class OrtModel : IDisposable
     public IReadOnlyDictionary<string, string> Metadata { get; }
     public long[] InputShape { get; }
     public string SourcePath { get; }
+    public GraphOptimizationLevel Optimization { get; }
 
     public OrtModel(string path, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
-        : this(File.Exists(path) ? Open(() => new InferenceSession(path, Options(threads, optimization)), path) : throw new FileNotFoundException($"{path}: ONNX file not found"), path)
+        : this(File.Exists(path) ? Open(() => new InferenceSession(path, Options(threads, optimization)), path) : throw new FileNotFoundException($"{path}: ONNX file not found"), path, optimization)
     {
     }
 
-    private OrtModel(InferenceSession session, string source)
+    private OrtModel(InferenceSession session, string source, GraphOptimizationLevel optimization)
     {
         _session = session;
         SourcePath = source;
+        Optimization = optimization;
         InputName = _session.InputMetadata.Keys.Single();
         OutputName = _session.OutputMetadata.Keys.First();
         InputShape = _session.InputMetadata[InputName].Dimensions.Select(d => (long)d).ToArray();
@@ -32,7 +34,46 @@ public sealed class OrtModel : IDisposable
     {
         var source = $"{model.Meta.Architecture ?? "model"} (exported in memory)";
         var bytes = OnnxExport.Encode(model);
-        return new OrtModel(Open(() => new InferenceSession(bytes, Options(threads, optimization)), source), source);
+        return new OrtModel(Open(() => new InferenceSession(bytes, Options(threads, optimization)), source), source, optimization);
+    }
+
+    /// <summary>
+    /// Opens the model at ORT's two useful CPU levels and keeps the one faster at batch 1 on this machine.
+    /// ALL adds the NCHWc blocked layout, which pays off for wide layers (the dense unet-classic) but costs a
+    /// layout reorder per convolution in a pruned one: a 5 M-MAC unet-classic descendant spent 21% of its run
+    /// in 18 reorders and ran at 0.482 ms with EXTENDED against 0.589 ms with ALL (bench/RESULTS.md).
+    /// </summary>
+    public static OrtModel Fastest(Func<GraphOptimizationLevel, OrtModel> open)
+    {
+        var candidates = new[] { GraphOptimizationLevel.ORT_ENABLE_ALL, GraphOptimizationLevel.ORT_ENABLE_EXTENDED }.Select(open).ToArray();
+        var times = candidates.Select(_ => new List<double>()).ToArray();
+        var runs = candidates.Select(m => m.SampleRun(1)).ToArray();
+        foreach (var run in runs) for (int i = 0; i < 3; i++) run();
+        // alternating blocks of 5 runs (the first of each block re-warms the caches and is not counted)
+        for (int block = 0; block < 4; block++)
+            for (int k = 0; k < candidates.Length; k++)
+            {
+                runs[k]();
+                for (int i = 0; i < 4; i++)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    runs[k]();
+                    times[k].Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+            }
+        int best = times[0].Order().ElementAt(times[0].Count / 2) <= times[1].Order().ElementAt(times[1].Count / 2) ? 0 : 1;
+        candidates[1 - best].Dispose();
+        return candidates[best];
+    }
+
+    /// <summary>A run over a fixed synthetic batch of the model's input size (for timing).</summary>
+    public Action SampleRun(int batch)
+    {
+        var shape = InputShape.Select(d => d < 0 ? 1 : d).ToArray();
+        shape[0] = batch;
+        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+        return () => Run(input, shape);
     }
 
     /// <summary>Session options every Sculpt session uses: sequential execution, explicit threads, errors only.</summary>
@@ -89,14 +130,7 @@ public static class Latency
         return new LatencyStats(Training.Metrics.Percentile(samples, 50), Training.Metrics.Percentile(samples, 95), Training.Metrics.Percentile(samples, 99), samples.Count, batch);
     }
 
-    public static LatencyStats Ort(OrtModel model, int batch, int runs = 200)
-    {
-        var shape = (long[])model.InputShape.Clone();
-        shape[0] = batch;
-        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
-        return Measure(() => model.Run(input, shape), batch, runs);
-    }
+    public static LatencyStats Ort(OrtModel model, int batch, int runs = 200) => Measure(model.SampleRun(batch), batch, runs);
 
     /// <summary>
     /// Frames per second of several independent streams at once, each calling its own run on its own thread
@@ -171,12 +205,12 @@ public sealed record OrtProfile(double RunMs, double KernelMs, int Nodes, List<(
     public double OverheadMs => RunMs - KernelMs;
 
     /// <summary>Runs the model <paramref name="runs"/> times with ORT's profiler on and averages its per-node kernel times.</summary>
-    public static OrtProfile Measure(string onnxPath, int batch, int runs, int threads)
+    public static OrtProfile Measure(string onnxPath, int batch, int runs, int threads, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
         var dir = Directory.CreateTempSubdirectory("sculpt-ortprof-").FullName;
         try
         {
-            var options = OrtModel.Options(threads);
+            var options = OrtModel.Options(threads, optimization);
             // the prefix first: setting EnableProfiling passes the prefix of that moment to ONNX Runtime, and
             // in the other order the profile landed in the working directory
             options.ProfileOutputPathPrefix = Path.Combine(dir, "p");

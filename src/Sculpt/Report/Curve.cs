@@ -59,7 +59,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
                 var preds = Evaluator.Predict(module, test, task);
                 summary = Evaluator.Summarize(Evaluator.Score(test, preds, task.InputHeight, task.InputWidth, task.Labels.Count), ds.Labels, seed)[0];
             }
-            using var ort = OrtModel.FromPackage(model, threads);
+            using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(model, threads, level));
             var single = Latency.Ort(ort, 1, runs: 200);
             var many = Latency.Ort(ort, batch, runs: 30);
             long p = model.Graph.ParameterCount();
