@@ -53,12 +53,12 @@ public static class Allocation
     }
 
     /// <summary>
-    /// Prunable groups that allocation leaves whole: those the output layer reads, unless they are ranked by
-    /// their contribution to it (possible when the output layer is their only consumer).
+    /// Prunable groups that allocation leaves whole: those the output layer reads, unless they are chosen by
+    /// least squares (possible when a 1×1 output layer is their only consumer, see <see cref="Pruning.HeadInput.Find"/>).
     /// </summary>
     public static HashSet<int> Fixed(ChannelGroups groups, AllocationOptions o)
     {
-        var heads = groups.Groups.Where(g => g.ProtectedBecause?.StartsWith("output") == true).SelectMany(g => g.Producers).Select(m => m.Node).ToHashSet();
+        var heads = Pruning.HeadInput.OutputLayers(groups);
         var readByHead = groups.Prunable.Where(g => g.Consumers.Any(m => heads.Contains(m.Node))).Select(g => g.Id).ToHashSet();
         if (o.HeadInput == HeadInputPolicy.Ranked) readByHead.ExceptWith(Pruning.HeadInput.Find(groups).Keys);
         return readByHead;
