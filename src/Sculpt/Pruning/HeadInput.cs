@@ -179,12 +179,13 @@ public sealed class HeadInput
     private static double[,] Inverse(double[,] a)
     {
         int n = a.GetLength(0);
+        var l = Cholesky(a);
         var inv = new double[n, n];
         for (int c = 0; c < n; c++)
         {
             var e = new double[n];
             e[c] = 1;
-            var x = Solve(a, e);
+            var x = SolveFactored(l, e);
             for (int r = 0; r < n; r++) inv[r, c] = x[r];
         }
         return inv;
@@ -202,7 +203,7 @@ public sealed class HeadInput
             int width = st.Mean.Length;
             var all = Enumerable.Range(0, width).ToList();
             var w = HeadRows(original, st.Head);
-            var css = Sub(st.Cov, kept, kept);
+            var factor = Cholesky(Sub(st.Cov, kept, kept));
             var key = $"{st.Head.Name}.weight";
             var sw = sliced[key];
             long outC = sw.Shape[0], inC = sw.Shape[1];
@@ -211,7 +212,7 @@ public sealed class HeadInput
             for (int o = 0; o < outC; o++)
             {
                 var v = kept.Select(i => all.Sum(j => st.Cov[i, j] * w[o][j])).ToArray();
-                var refit = Solve(css, v);
+                var refit = SolveFactored(factor, v);
                 for (int k = 0; k < kept.Length; k++) data[o * inC + k] = (float)refit[k];
                 biasShift[o] = all.Sum(j => w[o][j] * st.Mean[j]) - Enumerable.Range(0, kept.Length).Sum(k => refit[k] * st.Mean[kept[k]]);
             }
@@ -240,10 +241,10 @@ public sealed class HeadInput
         return r;
     }
 
-    /// <summary>Solves (A + λI)x = b for a symmetric positive semi-definite A by Cholesky, λ a tiny ridge for dead or duplicate channels.</summary>
-    private static double[] Solve(double[,] a, double[] b)
+    /// <summary>L with L·Lᵀ = A + λI for a symmetric positive semi-definite A, λ a tiny ridge for dead or duplicate channels.</summary>
+    private static double[,] Cholesky(double[,] a)
     {
-        int n = b.Length;
+        int n = a.GetLength(0);
         double trace = 0;
         for (int i = 0; i < n; i++) trace += a[i, i];
         double ridge = 1e-9 * Math.Max(trace / Math.Max(1, n), 1e-12);
@@ -255,6 +256,13 @@ public sealed class HeadInput
                 for (int k = 0; k < j; k++) s -= l[i, k] * l[j, k];
                 l[i, j] = i == j ? Math.Sqrt(Math.Max(s, ridge)) : s / l[j, j];
             }
+        return l;
+    }
+
+    /// <summary>x with L·Lᵀ·x = b, by forward and back substitution.</summary>
+    private static double[] SolveFactored(double[,] l, double[] b)
+    {
+        int n = b.Length;
         var y = new double[n];
         for (int i = 0; i < n; i++) { double s = b[i]; for (int k = 0; k < i; k++) s -= l[i, k] * y[k]; y[i] = s / l[i, i]; }
         var x = new double[n];
