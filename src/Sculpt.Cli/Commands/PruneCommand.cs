@@ -15,6 +15,7 @@ public static class PruneCommand
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration]
+                     [--collapse-drop D]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -27,7 +28,8 @@ public static class PruneCommand
         since magnitude ranks their foreground channels last — --head-input whole keeps them all), and fine-tunes E epochs (on N random training
         samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
         samples, up to the whole training split; optionally distilling from the dense model). A collapse of
-        validation Dice after a step triggers a back-off to half that step. The run folder (default
+        validation Dice after a step (a drop of more than D, default 0.2; 1 turns the guard off) triggers a
+        back-off to half that step; when two back-offs collapse too, the run stops there. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
         per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
         model whose validation Dice is at least D. Finally F epochs of fine-tuning.
@@ -63,6 +65,7 @@ public static class PruneCommand
             },
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
+            CollapseDrop = a.Double("collapse-drop", 0.2),
             Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
@@ -71,6 +74,7 @@ public static class PruneCommand
         if (!(o.MaxStepRatio > 1)) throw new UsageException("--max-step-ratio must be > 1");
         if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
         if (o.Allocation.MinChannels < 1) throw new UsageException("--min-channels must be ≥ 1");
+        if (!(o.CollapseDrop > 0)) throw new UsageException("--collapse-drop must be > 0");
 
         var dense = ModelPackage.Load(modelPath);
         LatencyBudget.Model? latencyModel = null;
