@@ -100,6 +100,13 @@ public class SegmentTests
         double sy = noisy.Sum(), sx2 = x.Sum(v => v * v), sx4 = x.Sum(v => v * v * v * v), sx2y = x.Select((v, k) => v * v * noisy[k]).Sum();
         double a = (sx4 * sy - sx2 * sx2y) / (5 * sx4 - sx2 * sx2);
         Assert.Equal(a, CardiacCycle.ExtremumVolume(noisy, 2), 9);
+        // a 7-frame window (the detector's for periods of 20–29 frames): exact on the parabola, and the same
+        // least-squares quadratic, evaluated at the centre, on noisy points
+        Assert.Equal(100, CardiacCycle.ExtremumVolume(parabola, 4, 3), 9);
+        var noisy7 = new List<double> { 88, 90, 97, 93, 99, 91, 86 };
+        double[] x7 = { -3, -2, -1, 0, 1, 2, 3 };
+        double ty = noisy7.Sum(), tx2 = x7.Sum(v => v * v), tx4 = x7.Sum(v => v * v * v * v), tx2y = x7.Select((v, k) => v * v * noisy7[k]).Sum();
+        Assert.Equal((tx4 * ty - tx2 * tx2y) / (7 * tx4 - tx2 * tx2), CardiacCycle.ExtremumVolume(noisy7, 3, 3), 9);
         // within two frames of either end there is no centred window: the frame's own value
         Assert.Equal(noisy[1], CardiacCycle.ExtremumVolume(noisy, 1));
     }
