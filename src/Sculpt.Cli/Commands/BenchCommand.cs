@@ -18,8 +18,10 @@ public static class BenchCommand
         throughput (frames/s at the p50 of each batch size), achieved GFLOP/s = 2·MACs·batch / latency and its
         fraction of a peak measured in the same run (a 1024×1024 float32 matrix multiply in ONNX Runtime's GEMM, with the
         same thread count). With --compare, the two models are timed alternately, configuration by
-        configuration, and the speed-up is the ratio of those paired medians. .sculpt models are exported to
-        ONNX (batch norm folded) for the ORT backend. Peak memory is the process's peak resident set.
+        configuration, in blocks of runs whose first run (re-warming the caches the other model evicted) is not
+        counted, and the speed-up is the ratio of the medians. .sculpt models are exported to ONNX (batch norm
+        folded) for the ORT backend; --ort-opt auto (default) opens each model at the faster of ORT's ALL and
+        EXTENDED levels on this machine (column "opt"). Peak memory is the process's peak resident set.
         --streams S: also the throughput of S single-threaded ORT sessions running at once (one per core is how a
         small model fills a multi-core CPU), per batch size: the median of three W-second windows (default 2),
         alternating between the models with --compare.
