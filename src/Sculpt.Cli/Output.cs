@@ -54,8 +54,9 @@ public static class Output
 }
 
 /// <summary>
-/// A single updating status line on stderr; when stderr is redirected, only milestone updates (forced ones) as plain
-/// lines. Shown with --json too: the JSON goes to stdout, and a long job's log should still say where it is.
+/// A single updating status line on stderr; when stderr is redirected, plain lines: every milestone (forced update)
+/// and at most one other every 30 s. Shown with --json too: the JSON goes to stdout, and a long job's log should
+/// still say where it is.
 /// </summary>
 public sealed class ProgressLine
 {

@@ -81,26 +81,11 @@ public static class BenchCommand
                 foreach (var be in backends)
                     foreach (var b in batches)
                     {
-                        // alternate subjects in blocks of runs so machine noise hits both alike; the first run of a
-                        // block re-warms the caches the other model evicted (a 124 MB dense model empties them) and
-                        // is not counted
-                        var stats = subjects.Select(_ => new List<double>()).ToArray();
+                        // alternate subjects so machine noise hits both alike
                         var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
                         foreach (var r in runners) for (int w = 0; w < 5; w++) r();
                         int n = b == 1 ? runs : Math.Max(10, runs / b);
-                        int block = Math.Clamp(n / 10, 2, 10);
-                        var clock = Stopwatch.StartNew();
-                        while (stats[0].Count < n && clock.Elapsed.TotalSeconds < 60)
-                            for (int k = 0; k < subjects.Count; k++)
-                            {
-                                runners[k]();
-                                for (int i = 0; i < block; i++)
-                                {
-                                    long t0 = Stopwatch.GetTimestamp();
-                                    runners[k]();
-                                    stats[k].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
-                                }
-                            }
+                        var stats = Latency.Alternating(runners, n, block: Math.Clamp(n / 10, 2, 10), maxSeconds: 60);
                         progress.Update($"bench threads {t} {be} batch {b}");
                         for (int k = 0; k < subjects.Count; k++)
                         {
@@ -214,16 +199,12 @@ public static class BenchCommand
 
     private static Action Runner(Subject s, string backend, int batch, int threads, GraphOptimizationLevel? level)
     {
+        if (backend == "ort") return new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL).SampleRun(batch);
+        if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
         var shape = (long[])s.InputShape.Clone();
         shape[0] = batch;
         var data = new float[shape.Aggregate(1L, (x, y) => x * y)];
-        for (int i = 0; i < data.Length; i++) data[i] = (i % 101) / 101f;
-        if (backend == "ort")
-        {
-            var session = new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL);
-            return () => session.Run(data, shape);
-        }
-        if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
+        for (int i = 0; i < data.Length; i++) data[i] = (i % 97) / 97f;
         var module = new GraphModule(s.Package.Graph, s.Package.Weights);
         module.eval();
         var x = tensor(data, shape);

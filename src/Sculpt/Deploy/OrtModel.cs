@@ -46,22 +46,10 @@ public sealed class OrtModel : IDisposable
     public static OrtModel Fastest(Func<GraphOptimizationLevel, OrtModel> open)
     {
         var candidates = new[] { GraphOptimizationLevel.ORT_ENABLE_ALL, GraphOptimizationLevel.ORT_ENABLE_EXTENDED }.Select(open).ToArray();
-        var times = candidates.Select(_ => new List<double>()).ToArray();
         var runs = candidates.Select(m => m.SampleRun(1)).ToArray();
         foreach (var run in runs) for (int i = 0; i < 3; i++) run();
-        // alternating blocks of 5 runs (the first of each block re-warms the caches and is not counted)
-        for (int block = 0; block < 4; block++)
-            for (int k = 0; k < candidates.Length; k++)
-            {
-                runs[k]();
-                for (int i = 0; i < 4; i++)
-                {
-                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                    runs[k]();
-                    times[k].Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
-                }
-            }
-        int best = times[0].Order().ElementAt(times[0].Count / 2) <= times[1].Order().ElementAt(times[1].Count / 2) ? 0 : 1;
+        var times = Latency.Alternating(runs, samples: 16, block: 4);
+        int best = Training.Metrics.Percentile(times[0], 50) <= Training.Metrics.Percentile(times[1], 50) ? 0 : 1;
         candidates[1 - best].Dispose();
         return candidates[best];
     }
@@ -131,6 +119,30 @@ public static class Latency
     }
 
     public static LatencyStats Ort(OrtModel model, int batch, int runs = 200) => Measure(model.SampleRun(batch), batch, runs);
+
+    /// <summary>
+    /// Wall-clock milliseconds of several runs timed alternately in blocks, so machine noise hits them alike.
+    /// Each block starts with one uncounted run that re-warms the caches the other runs evicted (a 124 MB dense
+    /// model empties them: timed run by run against it, a 5 M-MAC model read 1.01 ms instead of 0.47). Stops
+    /// when every run has <paramref name="samples"/> timings or after <paramref name="maxSeconds"/>.
+    /// </summary>
+    public static List<double>[] Alternating(IReadOnlyList<Action> runs, int samples, int block, double maxSeconds = 60)
+    {
+        var times = runs.Select(_ => new List<double>()).ToArray();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (times[0].Count < samples && clock.Elapsed.TotalSeconds < maxSeconds)
+            for (int k = 0; k < runs.Count; k++)
+            {
+                runs[k]();
+                for (int i = 0; i < block; i++)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    runs[k]();
+                    times[k].Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+            }
+        return times;
+    }
 
     /// <summary>
     /// Frames per second of several independent streams at once, each calling its own run on its own thread
