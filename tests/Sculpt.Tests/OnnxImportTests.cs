@@ -1,4 +1,5 @@
 using System.Text;
+using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Graph;
 using Sculpt.Import;
@@ -144,13 +145,15 @@ public class OnnxImportTests
         var nodes = new[]
         {
             Pb.Node("Conv", "c", new[] { "x", "w" }, new[] { "y" }, Pb.Ints("kernel_shape", 1, 1)),
-            Pb.Node("Softmax", "s", new[] { "y" }, new[] { "z" }),
-            Pb.Node("Gemm", "g", new[] { "z", "w" }, new[] { "out" }),
+            Pb.Node("LpNormalization", "s", new[] { "y" }, new[] { "z" }),
+            Pb.Node("Einsum", "g", new[] { "z", "w" }, new[] { "out" }),
+            Pb.Node("ATen", "a", new[] { "z" }, new[] { "out2" }),
         };
         var path = Path.Combine(TestFiles.TempDir(), "bad.onnx");
         File.WriteAllBytes(path, Pb.Model(nodes, new[] { Pb.Tensor("w", new long[] { 1, 1, 1, 1 }, new[] { 1f }) }, Pb.ValueInfo("x", 1, 1, 4, 4), Pb.ValueInfo("out", 1, 1, 4, 4)));
         var e = Assert.Throws<InvalidDataException>(() => OnnxImport.Read(path));
-        Assert.Contains("unsupported ONNX operators: Softmax, Gemm", e.Message);
+        // each missing operator with the nodes that use it, and the export call that avoids it where there is one
+        Assert.Contains("unsupported ONNX operators: LpNormalization at s; Einsum at g; ATen at a — export with the default operator_export_type", e.Message);
         Assert.Contains(path, e.Message);
         // a file cut short
         var bytes = File.ReadAllBytes(path);

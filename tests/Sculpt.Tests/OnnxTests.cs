@@ -1,3 +1,4 @@
+using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Graph;
 using Sculpt.Models;

@@ -94,7 +94,7 @@ public class PruningTests
         var groups = ChannelGroups.Analyze(g);
         // stem and block.conv2 are merged by the Add; the depthwise conv is tied to the same group
         var merged = groups.Groups.Single(gr => gr.Producers.Select(p => p.Node).OrderBy(n => n).SequenceEqual(new[] { "block.conv2", "stem.conv" }));
-        Assert.Contains(merged.Members, m => m.Node == "dw" && m.Role == Role.Depthwise);
+        Assert.Contains(merged.Members, m => m.Node == "dw" && m.Role == Role.Tied);
         Assert.Equal(6, merged.Width);
         // the grouped convolution's spaces are protected
         Assert.False(groups.Groups.Single(gr => gr.Producers.Any(p => p.Node == "grouped")).Prunable);

@@ -1,3 +1,4 @@
+using Sculpt.Onnx;
 using Sculpt.Clinical;
 using Sculpt.Cli;
 using Sculpt.Data;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using System.Text.Json.Nodes;
+using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
 using TorchSharp;

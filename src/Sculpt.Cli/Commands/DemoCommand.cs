@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Sculpt.Onnx;
 using Sculpt.Data;
 using Sculpt.Deploy;
 using Sculpt.Models;

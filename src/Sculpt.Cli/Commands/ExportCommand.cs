@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sculpt.Onnx;
 using Sculpt.Import;
 using Sculpt.Models;
 using Sculpt.Runtime;

@@ -72,7 +72,7 @@ public static class InspectCommand
                     ["id"] = g.Id, ["name"] = g.Name, ["width"] = g.Width, ["prunable"] = g.Prunable, ["protected_because"] = g.ProtectedBecause,
                     ["producers"] = new JsonArray(g.Producers.Select(m => (JsonNode)m.Node).ToArray()),
                     ["consumers"] = new JsonArray(g.Consumers.Select(m => (JsonNode)new JsonObject { ["node"] = m.Node, ["offset"] = m.Offset }).ToArray()),
-                    ["norms"] = new JsonArray(g.Members.Where(m => m.Role is Role.Norm or Role.Depthwise).Select(m => (JsonNode)m.Node).ToArray()),
+                    ["norms"] = new JsonArray(g.Members.Where(m => m.Role is Role.Norm or Role.Tied).Select(m => (JsonNode)m.Node).ToArray()),
                 }).ToArray()),
             });
             return 0;
@@ -81,7 +81,7 @@ public static class InspectCommand
             groups.Groups.Select(g => new[]
             {
                 g.Name, g.Width.ToString(), g.Prunable ? "yes" : $"no ({g.ProtectedBecause})", Names(g.Producers), Names(g.Consumers),
-                Names(g.Members.Where(m => m.Role is Role.Norm or Role.Depthwise)),
+                Names(g.Members.Where(m => m.Role is Role.Norm or Role.Tied)),
             }), new HashSet<int> { 0, 2, 3, 4, 5 }));
         Console.WriteLine($"\n{groups.Groups.Count} groups, {groups.Prunable.Count()} prunable, {groups.Prunable.Sum(g => g.Width)} prunable channels");
         return 0;

@@ -1,3 +1,4 @@
+using Sculpt.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
 namespace Sculpt.Deploy;

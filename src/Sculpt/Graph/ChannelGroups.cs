@@ -3,19 +3,6 @@ namespace Sculpt.Graph;
 /// <summary>A run of consecutive channels of one tensor that all belong to one channel space.</summary>
 public readonly record struct Segment(int Space, int Offset, int Length);
 
-/// <summary>How a parameterised node touches a channel group.</summary>
-public enum Role
-{
-    /// <summary>Conv/ConvTranspose producing the group: its output filters (and bias) are the group's channels.</summary>
-    Producer,
-    /// <summary>Conv/ConvTranspose reading the group at <see cref="Member.Offset"/> of its input channels.</summary>
-    Consumer,
-    /// <summary>BatchNorm whose channels at <see cref="Member.Offset"/> are the group's.</summary>
-    Norm,
-    /// <summary>Depthwise conv: its filters are tied one-to-one to the group's channels.</summary>
-    Depthwise,
-}
-
 public sealed record Member(string Node, Role Role, int Offset);
 
 /// <summary>Channels that must be removed together: one index space shared by every member.</summary>
@@ -23,6 +10,8 @@ public sealed class ChannelGroup
 {
     public int Id { get; init; }
     public int Width { get; init; }
+    /// <summary>Channels go in whole blocks of this many (a group norm's groups); 1 for single channels.</summary>
+    public int Block { get; init; } = 1;
     public bool Prunable { get; set; } = true;
     public string? ProtectedBecause { get; set; }
     public List<Member> Members { get; } = new();
@@ -34,9 +23,8 @@ public sealed class ChannelGroup
 
 /// <summary>
 /// Channel dependency analysis (DepGraph-style) on the IR. Every tensor's channels are described as a list of
-/// segments of channel spaces; convolutions start spaces, element-wise Add merges them (union-find),
-/// Concat lays them side by side, depthwise convolutions tie input to output. Spaces that reach an input or
-/// output node, or pass through a grouped (non-depthwise) convolution or an unaligned Add, are protected.
+/// segments of channel spaces; each node's own rule (<see cref="Node.ChannelRule"/>) says which spaces it starts,
+/// merges (union-find), ties, lays side by side or fixes. This class only keeps the books.
 /// </summary>
 public sealed class ChannelGroups
 {
@@ -49,96 +37,98 @@ public sealed class ChannelGroups
 
     private ChannelGroups(NetworkGraph graph) { Graph = graph; }
 
+    private sealed class Builder : IDependencyBuilder
+    {
+        public readonly List<int> Parent = new(), Width = new(), Block = new();
+        public readonly List<string> Origin = new();
+        public readonly Dictionary<int, string> FixedWhy = new();
+        public readonly List<(string Node, Role Role, int Space, int Offset)> Members = new();
+        public string Current = "";
+
+        public int Find(int s) { while (Parent[s] != s) { Parent[s] = Parent[Parent[s]]; s = Parent[s]; } return s; }
+
+        public List<Segment> NewSpace(int width)
+        {
+            Parent.Add(Parent.Count); Width.Add(width); Block.Add(1); Origin.Add(Current);
+            return new() { new Segment(Parent.Count - 1, 0, width) };
+        }
+
+        public void Member(Role role, IEnumerable<Segment> channels)
+        {
+            foreach (var s in channels) Members.Add((Current, role, s.Space, s.Offset));
+        }
+
+        public void Merge(IReadOnlyList<Segment> a, IReadOnlyList<Segment> b)
+        {
+            for (int k = 0; k < a.Count; k++)
+            {
+                int x = Find(a[k].Space), y = Find(b[k].Space);
+                if (x == y) continue;
+                Parent[y] = x;
+                Block[x] = Lcm(Block[x], Block[y]);
+            }
+        }
+
+        public void Fix(IEnumerable<Segment> channels, string why)
+        {
+            foreach (var s in channels) FixedWhy.TryAdd(s.Space, why);
+        }
+
+        public void Blocks(IEnumerable<Segment> channels, int block)
+        {
+            if (block <= 1) return;
+            foreach (var s in channels)
+            {
+                // a block must not straddle two spaces of a concatenation
+                if (s.Offset % block != 0 || s.Length % block != 0) Fix(new[] { s }, $"groups of {block} channels in '{Current}' straddle its inputs");
+                else { int r = Find(s.Space); Block[r] = Lcm(Block[r], block); }
+            }
+        }
+
+        public bool Aligned(IReadOnlyList<Segment> a, IReadOnlyList<Segment> b) =>
+            a.Count == b.Count && a.Zip(b).All(p => p.First.Length == p.Second.Length);
+
+        private static int Lcm(int a, int b)
+        {
+            int x = a, y = b;
+            while (y != 0) (x, y) = (y, x % y);
+            return a / x * b;
+        }
+    }
+
     public static ChannelGroups Analyze(NetworkGraph graph)
     {
         graph.Validate();
-        var order = graph.TopologicalOrder();
-        var parent = new List<int>();
-        var width = new List<int>();
-        var origin = new List<string>();
-        var protectedWhy = new Dictionary<int, string>();
-        string currentNode = "";
-        int NewSpace(int w) { parent.Add(parent.Count); width.Add(w); origin.Add(currentNode); return parent.Count - 1; }
-        int Find(int s) { while (parent[s] != s) { parent[s] = parent[parent[s]]; s = parent[s]; } return s; }
-        void Union(int a, int b) { a = Find(a); b = Find(b); if (a != b) parent[b] = a; }
-        void Protect(IEnumerable<Segment> segs, string why) { foreach (var s in segs) protectedWhy.TryAdd(s.Space, why); }
-
+        var b = new Builder();
         var layouts = new Dictionary<string, List<Segment>>();
-        var raw = new List<(string Node, Role Role, int Space, int Offset)>();
-        List<Segment> Single(int space, int w) => new() { new Segment(space, 0, w) };
-
-        foreach (var n in order)
+        foreach (var n in graph.TopologicalOrder())
         {
-            var ins = n.Inputs.Select(i => layouts[i]).ToList();
-            currentNode = n.Name;
-            List<Segment> outLayout;
-            switch (n)
-            {
-                case InputNode inp:
-                    outLayout = Single(NewSpace(inp.Channels), inp.Channels);
-                    Protect(outLayout, $"input '{n.Name}'");
-                    break;
-                case Conv2dNode c when c.Groups == 1:
-                    foreach (var s in ins[0]) raw.Add((n.Name, Role.Consumer, s.Space, s.Offset));
-                    outLayout = Single(NewSpace(c.OutChannels), c.OutChannels);
-                    raw.Add((n.Name, Role.Producer, outLayout[0].Space, 0));
-                    break;
-                case Conv2dNode c when c is not ConvTranspose2dNode && c.Groups == c.InChannels && c.OutChannels == c.InChannels:
-                    outLayout = ins[0];
-                    foreach (var s in ins[0]) raw.Add((n.Name, Role.Depthwise, s.Space, s.Offset));
-                    break;
-                case Conv2dNode c:
-                    Protect(ins[0], $"grouped convolution '{n.Name}'");
-                    outLayout = Single(NewSpace(c.OutChannels), c.OutChannels);
-                    Protect(outLayout, $"grouped convolution '{n.Name}'");
-                    raw.Add((n.Name, Role.Producer, outLayout[0].Space, 0));
-                    foreach (var s in ins[0]) raw.Add((n.Name, Role.Consumer, s.Space, s.Offset));
-                    break;
-                case BatchNorm2dNode:
-                    outLayout = ins[0];
-                    foreach (var s in ins[0]) raw.Add((n.Name, Role.Norm, s.Space, s.Offset));
-                    break;
-                case AddNode:
-                    outLayout = ins[0];
-                    bool aligned = ins.All(l => l.Count == ins[0].Count && l.Zip(ins[0]).All(p => p.First.Length == p.Second.Length));
-                    if (aligned) { foreach (var l in ins.Skip(1)) for (int k = 0; k < l.Count; k++) Union(ins[0][k].Space, l[k].Space); }
-                    else foreach (var l in ins) Protect(l, $"unaligned add '{n.Name}'");
-                    break;
-                case ConcatNode:
-                    outLayout = new List<Segment>();
-                    int off = 0;
-                    foreach (var l in ins) foreach (var s in l) { outLayout.Add(s with { Offset = off }); off += s.Length; }
-                    break;
-                case OutputNode:
-                    outLayout = ins[0];
-                    Protect(ins[0], $"output '{n.Name}'");
-                    break;
-                default: // channel-preserving ops: activations, pooling, upsampling, dropout, identity
-                    outLayout = ins[0];
-                    break;
-            }
-            layouts[n.Name] = outLayout;
+            b.Current = n.Name;
+            layouts[n.Name] = n.ChannelRule(b, n.Inputs.Select(i => layouts[i]).ToList());
         }
 
         var result = new ChannelGroups(graph);
         var idOf = new Dictionary<int, int>();
         int GroupOf(int space)
         {
-            int root = Find(space);
+            int root = b.Find(space);
             if (!idOf.TryGetValue(root, out var id))
             {
                 id = result.Groups.Count;
                 idOf[root] = id;
-                result.Groups.Add(new ChannelGroup { Id = id, Width = width[root], Name = origin[root] });
+                int width = b.Width[root], block = b.Block[root];
+                var g = new ChannelGroup { Id = id, Width = width, Block = width % block == 0 ? block : 1, Name = b.Origin[root] };
+                if (width % block != 0) { g.Prunable = false; g.ProtectedBecause = $"groups of {block} channels do not divide {width}"; }
+                result.Groups.Add(g);
             }
             return id;
         }
-        foreach (var (space, why) in protectedWhy)
+        foreach (var (space, why) in b.FixedWhy)
         {
             var g = result.Groups[GroupOf(space)];
             if (g.Prunable) { g.Prunable = false; g.ProtectedBecause = why; }
         }
-        foreach (var (node, role, space, offset) in raw)
+        foreach (var (node, role, space, offset) in b.Members)
             result.Groups[GroupOf(space)].Members.Add(new Member(node, role, offset));
         foreach (var (name, layout) in layouts)
             result.Layout[name] = layout.Select(s => s with { Space = GroupOf(s.Space) }).ToList();

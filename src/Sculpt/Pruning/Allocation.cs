@@ -66,7 +66,24 @@ public static class Allocation
 
     /// <summary>The width a group ends with for a wanted channel count: whole if fixed, else rounded.</summary>
     private static int Keep(ChannelGroup g, int count, HashSet<int> whole, AllocationOptions o) =>
-        whole.Contains(g.Id) ? g.Width : Round(count, g.Width, o);
+        whole.Contains(g.Id) ? g.Width
+        : g.Block > 1 ? Math.Min(g.Width, (count + g.Block - 1) / g.Block * g.Block) // whole groups of a group norm
+        : Round(count, g.Width, o);
+
+    /// <summary>
+    /// Scores with every block of a blocked group replaced by the block's mean, so that a block's channels are
+    /// ranked, counted and selected together (ties break by channel index, which keeps a block contiguous).
+    /// </summary>
+    private static Dictionary<int, double[]> BlockScores(ChannelGroups groups, Dictionary<int, double[]> scores)
+    {
+        var result = new Dictionary<int, double[]>(scores);
+        foreach (var g in groups.Prunable.Where(g => g.Block > 1 && scores.ContainsKey(g.Id)))
+        {
+            var s = scores[g.Id];
+            result[g.Id] = s.Select((_, c) => s.Skip(c / g.Block * g.Block).Take(g.Block).Average()).ToArray();
+        }
+        return result;
+    }
 
     /// <summary>The smallest model the graph can become (every prunable group at its minimum).</summary>
     public static double Floor(ChannelGroups groups, Budget budget, AllocationOptions o)
@@ -84,6 +101,7 @@ public static class Allocation
     {
         var prunable = groups.Prunable.ToList();
         var whole = Fixed(groups, o);
+        scores = BlockScores(groups, scores);
         var full = prunable.ToDictionary(g => g.Id, g => g.Width);
         double Measure(Dictionary<int, int> counts) => budget.Measure(Slicer.ApplyWidths(groups, counts));
         if (Measure(full) <= budget.Value) return Select(prunable, scores, full);

@@ -38,7 +38,7 @@ public sealed class HeadInput
         foreach (var g in groups.Prunable)
         {
             var consumers = g.Consumers.ToList();
-            if (consumers.Count == 1 && heads.Contains(consumers[0].Node)
+            if (g.Block == 1 && consumers.Count == 1 && heads.Contains(consumers[0].Node)
                 && nodes[consumers[0].Node] is Conv2dNode { Groups: 1, Kernel: [1, 1] } head and not ConvTranspose2dNode
                 && consumers[0].Offset == 0 && head.InChannels == g.Width)
                 found[g.Id] = head;

@@ -62,30 +62,19 @@ public static class Importance
         return mean > 0 ? scores.Select(v => v / mean).ToArray() : scores.Select(_ => 1.0).ToArray();
     }
 
+    /// <summary>The tensors of a member and the axis that holds the group's channels, from the node's weight specs.</summary>
+    private static List<(string Key, int Axis, WeightSpec Spec)> Parts(Node node, Role role) =>
+        node.Weights().Where(w => !w.IsBuffer).Select(w => (Key: $"{node.Name}.{w.Name}", Axis: role switch
+        {
+            Role.Consumer => w.InAxis != w.OutAxis ? w.InAxis : -1,
+            _ => w.OutAxis,
+        }, Spec: w)).Where(p => p.Axis >= 0).ToList();
+
     /// <summary>Per-channel scores of one member, or null when the criterion ignores this kind of member.</summary>
     private static double[]? MemberScores(Node node, Member m, int width, WeightSet w, WeightSet? grad, Criterion criterion)
     {
-        bool transposed = node is ConvTranspose2dNode;
-        // Which tensors and which axis hold this group's channels
-        var parts = new List<(string Key, int Axis)>();
-        switch (m.Role)
-        {
-            case Role.Producer:
-                parts.Add(($"{node.Name}.weight", transposed ? 1 : 0));
-                if (((Conv2dNode)node).Bias) parts.Add(($"{node.Name}.bias", 0));
-                break;
-            case Role.Consumer:
-                parts.Add(($"{node.Name}.weight", transposed ? 0 : 1));
-                break;
-            case Role.Depthwise:
-                parts.Add(($"{node.Name}.weight", 0));
-                if (((Conv2dNode)node).Bias) parts.Add(($"{node.Name}.bias", 0));
-                break;
-            case Role.Norm:
-                parts.Add(($"{node.Name}.weight", 0));
-                parts.Add(($"{node.Name}.bias", 0));
-                break;
-        }
+        var parts = Parts(node, m.Role);
+        if (parts.Count == 0) return null;
         switch (criterion)
         {
             case Criterion.BnScale:
@@ -93,13 +82,12 @@ public static class Importance
                 return Enumerable.Range(0, width).Select(c => (double)Math.Abs(w[$"{node.Name}.weight"].Data[m.Offset + c])).ToArray();
             case Criterion.Fpgm:
                 if (m.Role != Role.Producer) return null;
-                return GeometricMedianDistance(w[$"{node.Name}.weight"], transposed ? 1 : 0, m.Offset, width);
+                return GeometricMedianDistance(w[parts[0].Key], parts[0].Axis, m.Offset, width);
             case Criterion.L1 or Criterion.L2:
             {
-                // BN β is a shift, not a magnitude of the channel's filter: only γ counts for magnitude criteria
-                if (m.Role == Role.Norm) parts.RemoveAt(1);
+                // a norm's β is a shift, not a magnitude of the channel's filter: only γ counts for magnitude criteria
                 var s = new double[width];
-                foreach (var (key, axis) in parts)
+                foreach (var (key, axis, _) in parts.Where(p => !p.Spec.IsShift))
                     ForEachChannel(w[key], axis, m.Offset, width, (c, v, _) => s[c] += criterion == Criterion.L1 ? Math.Abs(v) : v * v);
                 if (criterion == Criterion.L2) for (int c = 0; c < width; c++) s[c] = Math.Sqrt(s[c]);
                 return s;
@@ -108,7 +96,7 @@ public static class Importance
             {
                 // first-order Taylor estimate of the loss change when the channel's parameters are zeroed: |Σ w·∂L/∂w|
                 var s = new double[width];
-                foreach (var (key, axis) in parts)
+                foreach (var (key, axis, _) in parts)
                 {
                     var gr = grad![key].Data;
                     ForEachChannel(w[key], axis, m.Offset, width, (c, v, i) => s[c] += v * gr[i]);
@@ -120,16 +108,18 @@ public static class Importance
         return null;
     }
 
-    /// <summary>Visits every element of the slices [offset, offset+width) along <paramref name="axis"/> (0 or 1).</summary>
+    /// <summary>Visits every element of the slices [offset, offset+width) along <paramref name="axis"/>.</summary>
     private static void ForEachChannel(TensorData t, int axis, int offset, int width, Action<int, float, long> visit)
     {
-        long d0 = t.Shape[0], d1 = t.Shape.Length > 1 ? t.Shape[1] : 1, inner = t.Count / (d0 * d1);
-        for (long a = 0; a < d0; a++)
-            for (long b = 0; b < d1; b++)
+        long outer = 1, inner = 1, n = t.Shape[axis];
+        for (int d = 0; d < axis; d++) outer *= t.Shape[d];
+        for (int d = axis + 1; d < t.Shape.Length; d++) inner *= t.Shape[d];
+        for (long a = 0; a < outer; a++)
+            for (long b = 0; b < n; b++)
             {
-                long ch = (axis == 0 ? a : b) - offset;
+                long ch = b - offset;
                 if (ch < 0 || ch >= width) continue;
-                long start = (a * d1 + b) * inner;
+                long start = (a * n + b) * inner;
                 for (long k = 0; k < inner; k++) visit((int)ch, t.Data[start + k], start + k);
             }
     }

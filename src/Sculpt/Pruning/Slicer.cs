@@ -24,51 +24,25 @@ public static class Slicer
             if (k.Length < 1) throw new InvalidOperationException($"group '{g.Name}' would keep no channel");
             if (k.Any(i => i < 0 || i >= g.Width) || k.Distinct().Count() != k.Length)
                 throw new InvalidOperationException($"group '{g.Name}': kept indices must be distinct and within 0..{g.Width - 1}");
+            if (g.Block > 1 && k.GroupBy(i => i / g.Block).Any(b => b.Count() != g.Block))
+                throw new InvalidOperationException($"group '{g.Name}' is pruned in whole blocks of {g.Block} channels");
         }
         var graph = groups.Graph.Clone();
         var sliced = weights is null ? null : new WeightSet();
         foreach (var node in graph.Nodes)
         {
-            int[] InIdx() => ChannelGroups.KeptIndices(groups.Layout[node.Inputs[0]], keep);
-            int[] OutIdx() => ChannelGroups.KeptIndices(groups.Layout[node.Name], keep);
-            switch (node)
-            {
-                case ConvTranspose2dNode t:
+            if (node is InputNode) continue;
+            // every node reads its channels from its first input; its weights say which axes hold them
+            var inIdx = node.Inputs.Count > 0 ? ChannelGroups.KeptIndices(groups.Layout[node.Inputs[0]], keep) : [];
+            var outIdx = ChannelGroups.KeptIndices(groups.Layout[node.Name], keep);
+            foreach (var spec in node.Weights())
+                Copy(sliced, weights, $"{node.Name}.{spec.Name}", w =>
                 {
-                    var (i, o) = (InIdx(), OutIdx());
-                    Copy(sliced, weights, $"{t.Name}.weight", w => Select(Select(w, 0, i), 1, o));
-                    if (t.Bias) Copy(sliced, weights, $"{t.Name}.bias", w => Select(w, 0, o));
-                    t.InChannels = i.Length; t.OutChannels = o.Length;
-                    break;
-                }
-                case Conv2dNode c when c.Groups > 1 && c.Groups == c.InChannels && c.OutChannels == c.InChannels:
-                {
-                    var i = InIdx();
-                    Copy(sliced, weights, $"{c.Name}.weight", w => Select(w, 0, i));
-                    if (c.Bias) Copy(sliced, weights, $"{c.Name}.bias", w => Select(w, 0, i));
-                    c.InChannels = c.OutChannels = c.Groups = i.Length;
-                    break;
-                }
-                case Conv2dNode c when c.Groups > 1:
-                    CopyAll(sliced, weights, c.Name, c.Bias ? new[] { "weight", "bias" } : new[] { "weight" });
-                    break;
-                case Conv2dNode c:
-                {
-                    var (i, o) = (InIdx(), OutIdx());
-                    Copy(sliced, weights, $"{c.Name}.weight", w => Select(Select(w, 0, o), 1, i));
-                    if (c.Bias) Copy(sliced, weights, $"{c.Name}.bias", w => Select(w, 0, o));
-                    c.InChannels = i.Length; c.OutChannels = o.Length;
-                    break;
-                }
-                case BatchNorm2dNode b:
-                {
-                    var i = InIdx();
-                    foreach (var p in new[] { "weight", "bias", "running_mean", "running_var" })
-                        Copy(sliced, weights, $"{b.Name}.{p}", w => Select(w, 0, i));
-                    b.Channels = i.Length;
-                    break;
-                }
-            }
+                    if (spec.InAxis >= 0) w = Select(w, spec.InAxis, inIdx);
+                    if (spec.OutAxis >= 0 && spec.OutAxis != spec.InAxis) w = Select(w, spec.OutAxis, outIdx);
+                    return w;
+                });
+            node.SetChannels(inIdx.Length, outIdx.Length);
         }
         graph.Validate();
         return (graph, sliced);
@@ -81,12 +55,7 @@ public static class Slicer
         dst[key] = f(t);
     }
 
-    private static void CopyAll(WeightSet? dst, WeightSet? src, string node, string[] names)
-    {
-        foreach (var n in names) Copy(dst, src, $"{node}.{n}", t => t);
-    }
-
-    /// <summary>index_select on dimension 0 or 1 of a row-major tensor.</summary>
+    /// <summary>index_select on one dimension of a row-major tensor.</summary>
     public static TensorData Select(TensorData t, int dim, int[] idx)
     {
         var shape = (long[])t.Shape.Clone();

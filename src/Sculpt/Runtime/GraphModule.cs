@@ -9,29 +9,11 @@ namespace Sculpt.Runtime;
 /// <summary>Names and shapes of the tensors a graph needs, in PyTorch state_dict naming.</summary>
 public static class WeightLayout
 {
-    public static IEnumerable<(string Key, long[] Shape, bool IsBuffer)> Of(NetworkGraph graph)
-    {
-        foreach (var n in graph.Nodes)
-        {
-            switch (n)
-            {
-                case ConvTranspose2dNode t:
-                    yield return ($"{n.Name}.weight", new long[] { t.InChannels, t.OutChannels / t.Groups, t.Kernel[0], t.Kernel[1] }, false);
-                    if (t.Bias) yield return ($"{n.Name}.bias", new long[] { t.OutChannels }, false);
-                    break;
-                case Conv2dNode c:
-                    yield return ($"{n.Name}.weight", new long[] { c.OutChannels, c.InChannels / c.Groups, c.Kernel[0], c.Kernel[1] }, false);
-                    if (c.Bias) yield return ($"{n.Name}.bias", new long[] { c.OutChannels }, false);
-                    break;
-                case BatchNorm2dNode b:
-                    yield return ($"{n.Name}.weight", new long[] { b.Channels }, false);
-                    yield return ($"{n.Name}.bias", new long[] { b.Channels }, false);
-                    yield return ($"{n.Name}.running_mean", new long[] { b.Channels }, true);
-                    yield return ($"{n.Name}.running_var", new long[] { b.Channels }, true);
-                    break;
-            }
-        }
-    }
+    public static IEnumerable<(string Key, long[] Shape, bool IsBuffer)> Of(NetworkGraph graph) =>
+        Specs(graph).Select(p => (p.Key, p.Spec.Shape, p.Spec.IsBuffer));
+
+    public static IEnumerable<(string Key, WeightSpec Spec)> Specs(NetworkGraph graph) =>
+        graph.Nodes.SelectMany(n => n.Weights().Select(w => ($"{n.Name}.{w.Name}", w)));
 
     /// <summary>Throws one message listing every missing, unexpected or wrongly shaped tensor.</summary>
     public static void Check(NetworkGraph graph, WeightSet weights, string source)
@@ -61,6 +43,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
     private readonly int[] _lastUse;
     private readonly int[][] _inputIndex;
+    private readonly Shape[][] _shapes;
+    private readonly Shape[] _outShapes;
     private readonly string _input;
     private readonly string _output;
 
@@ -69,8 +53,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     public GraphModule(NetworkGraph graph, WeightSet? weights = null) : base("GraphModule")
     {
         Graph = graph.Clone();
-        Graph.Validate();
+        var infos = Graph.Validate().ToDictionary(i => i.Node.Name);
         _order = Graph.TopologicalOrder();
+        _shapes = _order.Select(n => infos[n.Name].InputShapes.ToArray()).ToArray();
+        _outShapes = _order.Select(n => infos[n.Name].Output).ToArray();
         var inputs = Graph.InputNodes.ToList();
         var outputs = Graph.OutputNodes.ToList();
         if (inputs.Count != 1 || outputs.Count != 1)
@@ -78,11 +64,11 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         _input = inputs[0].Name;
         _output = outputs[0].Name;
 
-        foreach (var (key, shape, isBuffer) in WeightLayout.Of(Graph))
+        foreach (var (key, spec) in WeightLayout.Specs(Graph))
         {
-            var t = InitialTensor(key, shape);
+            var t = InitialTensor(spec);
             var safe = key.Replace('.', '_');
-            if (isBuffer) register_buffer(safe, t);
+            if (spec.IsBuffer) register_buffer(safe, t);
             else
             {
                 var p = new Parameter(t, requires_grad: true);
@@ -104,18 +90,12 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         if (weights != null) LoadWeights(weights, "weights");
     }
 
-    /// <summary>PyTorch's default initialisation (kaiming-uniform with a=√5 ⇒ U(±1/√fan_in)), BN γ=1, β=0.</summary>
-    private static Tensor InitialTensor(string key, long[] shape)
+    /// <summary>The spec's fill value, or PyTorch's default initialisation (kaiming-uniform with a=√5 ⇒ U(±1/√fan_in)).</summary>
+    private static Tensor InitialTensor(WeightSpec spec)
     {
-        string kind = key[(key.LastIndexOf('.') + 1)..];
-        return kind switch
-        {
-            "running_var" => ones(shape),
-            "running_mean" => zeros(shape),
-            _ when shape.Length == 1 && kind == "weight" => ones(shape), // batch norm γ
-            _ when shape.Length == 1 => zeros(shape), // batch norm β and conv bias start at zero
-            _ => (rand(shape) * 2 - 1) * (1.0 / Math.Sqrt(shape[1] * shape[2] * shape[3])),
-        };
+        if (spec.Fill is { } v) return full(spec.Shape, v);
+        long fanIn = spec.Shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+        return (rand(spec.Shape) * 2 - 1) * (1.0 / Math.Sqrt(fanIn));
     }
 
     public Tensor Tensor(string key) => _tensors[key];
@@ -188,35 +168,21 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, Action<string, Tensor>? observe)
     {
         var values = new Tensor?[_order.Count];
+        var ops = new TorchOps(this);
         Tensor? result = null;
         for (int i = 0; i < _order.Count; i++)
         {
             var node = _order[i];
             var inputIndex = _inputIndex[i];
-            Tensor In(int k) => values[inputIndex[k]]!;
-            Tensor y = node switch
+            Tensor y;
+            if (node is InputNode) y = x;
+            else
             {
-                InputNode => x,
-                ConvTranspose2dNode t => F.conv_transpose2d(In(0), _tensors[$"{t.Name}.weight"], t.Bias ? _tensors[$"{t.Name}.bias"] : null,
-                    L(t.Stride), L(t.Padding), L(t.OutputPadding), L(t.Dilation), t.Groups),
-                Conv2dNode c => F.conv2d(In(0), _tensors[$"{c.Name}.weight"], c.Bias ? _tensors[$"{c.Name}.bias"] : null,
-                    L(c.Stride), L(c.Padding), L(c.Dilation), c.Groups),
-                BatchNorm2dNode b => F.batch_norm(In(0), _tensors[$"{b.Name}.running_mean"], _tensors[$"{b.Name}.running_var"],
-                    _tensors[$"{b.Name}.weight"], _tensors[$"{b.Name}.bias"], training, BatchNormMomentumOverride ?? b.Momentum, b.Eps),
-                ReluNode => F.relu(In(0)),
-                LeakyReluNode l => F.leaky_relu(In(0), l.NegativeSlope),
-                SiluNode => F.silu(In(0)),
-                SigmoidNode => F.sigmoid(In(0)),
-                MaxPool2dNode p => F.max_pool2d(In(0), L(p.Kernel), L(p.Stride), L(p.Padding), ceil_mode: p.CeilMode),
-                AvgPool2dNode p => F.avg_pool2d(In(0), L(p.Kernel), L(p.Stride), L(p.Padding), p.CeilMode),
-                AdaptiveAvgPool2dNode a => F.adaptive_avg_pool2d(In(0), L(a.OutputSize)),
-                UpsampleNode u => Upsample(u, In(0), u.Inputs.Count == 2 ? In(1) : null),
-                AddNode => AddAll(node, In),
-                ConcatNode => cat(Enumerable.Range(0, node.Inputs.Count).Select(In).ToArray(), 1),
-                DropoutNode d => F.dropout(In(0), d.P, training),
-                IdentityNode or OutputNode => In(0).alias(),
-                _ => throw new GraphException($"node '{node.Name}': op {node.Op} has no runtime implementation"),
-            };
+                var inputs = inputIndex.Select(j => values[j]!).ToArray();
+                string prefix = node.Name + ".";
+                y = node.Forward(ops, new OpContext<Tensor>(inputs, _shapes[i], _outShapes[i], w => _tensors[prefix + w]));
+                ops.ReleaseTemporaries(y);
+            }
             values[i] = y;
             observe?.Invoke(node.Name, y);
             if (node.Name == _output) result = y;
@@ -229,20 +195,67 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         return result!;
     }
 
-    private static Tensor AddAll(Node node, Func<int, Tensor> input)
+    /// <summary>The primitive operations in TorchSharp; intermediate tensors of one node are disposed after it ran.</summary>
+    private sealed class TorchOps(GraphModule module) : ITensorOps<Tensor>
     {
-        var acc = input(0) + input(1);
-        for (int k = 2; k < node.Inputs.Count; k++) { var next = acc + input(k); acc.Dispose(); acc = next; }
-        return acc;
-    }
+        private readonly List<Tensor> _temporaries = new();
 
-    private static Tensor Upsample(UpsampleNode u, Tensor x, Tensor? reference)
-    {
-        var mode = u.Mode == "bilinear" ? InterpolationMode.Bilinear : InterpolationMode.Nearest;
-        bool? align = u.Mode == "bilinear" ? u.AlignCorners : null;
-        if (reference is not null) return F.interpolate(x, new[] { reference.shape[2], reference.shape[3] }, null, mode, align);
-        if (u.Size is not null) return F.interpolate(x, new long[] { u.Size[0], u.Size[1] }, null, mode, align);
-        return F.interpolate(x, null, new[] { u.Scale!.Value, u.Scale!.Value }, mode, align);
+        private Tensor Keep(Tensor t) { _temporaries.Add(t); return t; }
+
+        public void ReleaseTemporaries(Tensor result)
+        {
+            foreach (var t in _temporaries) if (!ReferenceEquals(t, result)) t.Dispose();
+            _temporaries.Clear();
+        }
+
+        public Tensor Conv(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] dilation, int groups) =>
+            Keep(F.conv2d(x, w, b, L(stride), L(padding), L(dilation), groups));
+        public Tensor ConvTranspose(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation, int groups) =>
+            Keep(F.conv_transpose2d(x, w, b, L(stride), L(padding), L(outputPadding), L(dilation), groups));
+        public Tensor BatchNorm(Tensor x, Tensor mean, Tensor variance, Tensor gamma, Tensor beta, double eps, double momentum) =>
+            Keep(F.batch_norm(x, mean, variance, gamma, beta, module.training, module.BatchNormMomentumOverride ?? momentum, eps));
+        public Tensor InstanceNorm(Tensor x, Tensor? gamma, Tensor? beta, double eps) =>
+            Keep(F.instance_norm(x, null, null, gamma, beta, true, 0.1, eps));
+        public Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, double eps) =>
+            Keep(F.group_norm(x, groups, gamma, beta, eps));
+        public Tensor Unary(UnaryKind kind, Tensor x, double a, double b) => Keep(kind switch
+        {
+            UnaryKind.Relu => F.relu(x),
+            UnaryKind.LeakyRelu => F.leaky_relu(x, a),
+            UnaryKind.Sigmoid => F.sigmoid(x),
+            UnaryKind.Tanh => x.tanh(),
+            UnaryKind.Silu => F.silu(x),
+            UnaryKind.HardSwish => F.hardswish(x),
+            UnaryKind.HardSigmoid => Keep(Keep(x * a) + b).clamp(0, 1),
+            UnaryKind.Clip => x.clamp(double.IsNegativeInfinity(a) ? null : a, double.IsPositiveInfinity(b) ? null : b),
+            UnaryKind.Softmax => x.softmax(1),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        });
+        public Tensor PRelu(Tensor x, Tensor slope) => Keep(F.prelu(x, slope));
+        public Tensor Binary(BinaryKind kind, Tensor a, Tensor b) => Keep(kind switch
+        {
+            BinaryKind.Add => a + b, BinaryKind.Sub => a - b, BinaryKind.Mul => a * b, BinaryKind.Div => a / b,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        });
+        public Tensor Scalar(double value) => Keep(tensor((float)value));
+        public Tensor PerChannel(Tensor vector) => Keep(vector.view(1, -1, 1, 1));
+        public Tensor MaxPool(Tensor x, int[] kernel, int[] stride, int[] padding, bool ceil) =>
+            Keep(F.max_pool2d(x, L(kernel), L(stride), L(padding), ceil_mode: ceil));
+        public Tensor AvgPool(Tensor x, int[] kernel, int[] stride, int[] padding, bool ceil) =>
+            Keep(F.avg_pool2d(x, L(kernel), L(stride), L(padding), ceil));
+        public Tensor AdaptiveAvgPool(Tensor x, int[] outputSize, Shape input) => Keep(F.adaptive_avg_pool2d(x, L(outputSize)));
+        public Tensor Resize(Tensor x, bool bilinear, bool alignCorners, double? scale, int[]? size, Tensor? reference)
+        {
+            var mode = bilinear ? InterpolationMode.Bilinear : InterpolationMode.Nearest;
+            bool? align = bilinear ? alignCorners : null;
+            if (reference is not null) return Keep(F.interpolate(x, new[] { reference.shape[2], reference.shape[3] }, null, mode, align));
+            if (size is not null) return Keep(F.interpolate(x, L(size), null, mode, align));
+            return Keep(F.interpolate(x, null, new[] { scale!.Value, scale!.Value }, mode, align));
+        }
+        public Tensor Pad(Tensor x, int[] pads) => Keep(F.pad(x, new long[] { pads[1], pads[3], pads[0], pads[2] }));
+        public Tensor Concat(IReadOnlyList<Tensor> xs) => Keep(cat(xs.ToArray(), 1));
+        public Tensor Dropout(Tensor x, double p) => Keep(F.dropout(x, p, module.training));
+        public Tensor Identity(Tensor x) => Keep(x.alias());
     }
 
     private static long[] L(int[] v) => v.Select(i => (long)i).ToArray();

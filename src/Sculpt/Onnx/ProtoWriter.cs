@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Sculpt.Deploy;
+namespace Sculpt.Onnx;
 
 /// <summary>Minimal protocol-buffers encoder (wire types 0, 2, 5), enough to write ONNX models.</summary>
 internal sealed class ProtoWriter
