@@ -251,12 +251,13 @@ class SeUNet(nn.Module):
         self.se = SqueezeExcite(w)
         self.c2 = nn.Sequential(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * w), nn.Tanh())
         self.up = nn.ConvTranspose2d(2 * w, w, 2, 2)
-        self.head = nn.Conv2d(2 * w, classes, 1)
+        self.fuse = nn.Sequential(nn.Conv2d(2 * w, w, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(w, classes, 1)
 
     def forward(self, x):
         x1 = self.se(self.dw(self.c1(x)))
         x2 = self.c2(x1)
-        return torch.softmax(self.head(torch.cat([x1, self.up(x2)], 1)), dim=1)
+        return torch.softmax(self.head(self.fuse(torch.cat([x1, self.up(x2)], 1))), dim=1)
 
 
 def randomise(model, seed):
@@ -312,7 +313,7 @@ def main():
     export(out_dir, "nnunet", NnUNet(), 1, seed=9)
     export(out_dir, "monai_unet", MonaiUNet(), 1, seed=10)
     export(out_dir, "attention_unet", AttentionUNet(), 1, seed=11)
-    export(out_dir, "se_unet", SeUNet(), 1, seed=12, opset=13)
+    export(out_dir, "se_unet", SeUNet(w=16), 1, seed=12, opset=13)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ public class OnnxTests
 {
     static OnnxTests() => TorchRuntime.Initialize();
 
-    private static double MaxDiffOrtVsTorch(ModelPackage pkg, int batch, int h, int w)
+    internal static double MaxDiffOrtVsTorch(ModelPackage pkg, int batch, int h, int w)
     {
         var path = Path.Combine(TestFiles.TempDir(), "m.onnx");
         OnnxExport.Save(pkg, path);

@@ -31,31 +31,36 @@ public class PruningTests
         return b.Build();
     }
 
-    /// <summary>Zeroes every consumer's (and depthwise filter's downstream) view of the dropped channels, so their outgoing contribution is exactly zero.</summary>
-    private static void ZeroOutgoing(ChannelGroups groups, WeightSet w, int groupId, int[] dropped)
+    /// <summary>
+    /// Zeroes every consumer's view of the dropped channels (the input-channel axis of each consumer weight, as its
+    /// spec declares it), so that their outgoing contribution is exactly zero whatever computes them.
+    /// </summary>
+    internal static void ZeroOutgoing(ChannelGroups groups, WeightSet w, int groupId, int[] dropped)
     {
         var nodes = groups.Graph.Nodes.ToDictionary(n => n.Name);
         foreach (var m in groups.Groups[groupId].Consumers)
-        {
-            var t = w[$"{m.Node}.weight"];
-            bool transposed = nodes[m.Node] is ConvTranspose2dNode;
-            long d0 = t.Shape[0], d1 = t.Shape[1], inner = t.Count / (d0 * d1);
-            for (long a = 0; a < d0; a++)
-                for (long c = 0; c < d1; c++)
-                {
-                    long ch = (transposed ? a : c) - m.Offset;
-                    if (dropped.Contains((int)ch)) Array.Clear(t.Data, (int)((a * d1 + c) * inner), (int)inner);
-                }
-        }
+            foreach (var spec in nodes[m.Node].Weights().Where(s => s.InAxis >= 0 && s.InAxis != s.OutAxis))
+            {
+                var t = w[$"{m.Node}.{spec.Name}"];
+                long outer = t.Shape[..spec.InAxis].Aggregate(1L, (p, q) => p * q), n = t.Shape[spec.InAxis];
+                long inner = t.Shape[(spec.InAxis + 1)..].Aggregate(1L, (p, q) => p * q);
+                for (long a = 0; a < outer; a++)
+                    for (long c = 0; c < n; c++)
+                        if (dropped.Contains((int)(c - m.Offset))) Array.Clear(t.Data, (int)((a * n + c) * inner), (int)inner);
+            }
     }
 
-    /// <summary>In every prunable group, zeroes the outgoing contribution of channels c with c % k == 1; returns the channels to keep.</summary>
-    private static Dictionary<int, int[]> ZeroEveryKthChannel(ChannelGroups groups, WeightSet w, int k)
+    /// <summary>
+    /// In every prunable group, zeroes the outgoing contribution of channels c with c % k == 1 (of whole blocks b with
+    /// b % k == 1 where the group prunes in blocks, keeping at least one); returns the channels to keep.
+    /// </summary>
+    internal static Dictionary<int, int[]> ZeroEveryKthChannel(ChannelGroups groups, WeightSet w, int k)
     {
         var keep = new Dictionary<int, int[]>();
         foreach (var grp in groups.Prunable)
         {
-            var dropped = Enumerable.Range(0, grp.Width).Where(c => c % k == 1).ToArray();
+            var dropped = Enumerable.Range(0, grp.Width).Where(c => c / grp.Block % k == 1).ToArray();
+            if (dropped.Length == grp.Width) continue;
             ZeroOutgoing(groups, w, grp.Id, dropped);
             keep[grp.Id] = Enumerable.Range(0, grp.Width).Except(dropped).ToArray();
         }

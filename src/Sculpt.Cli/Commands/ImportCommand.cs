@@ -11,12 +11,15 @@ public static class ImportCommand
     public const string Help = """
         sculpt import --pytorch CKPT --arch deeplabv3_resnet50|unet-classic|unet|unet-small --out M.sculpt
                       [--in-channels C] [--classes K] [--size S] [--mean M[,M,M] --std S[,S,S]] [--labels a,b,…]
-        sculpt import --onnx FILE.onnx --out M.sculpt [--mean … --std … --labels …]
+        sculpt import --onnx FILE.onnx --out M.sculpt [--input-size H,W] [--mean … --std … --labels …]
 
-        --onnx: a CNN of Conv, ConvTranspose, BatchNormalization, Relu, LeakyRelu, Sigmoid, Add, Concat, MaxPool,
-        AveragePool, GlobalAveragePool, Resize/Upsample, Identity, Dropout (and Constant inputs) becomes a graph
-        with weights that can be pruned; unsupported operators are listed. The input must be NCHW with fixed
-        C, H, W. Layers take PyTorch's module names from their weight initializers.
+        --onnx: what torch.onnx.export writes for a segmentation CNN (opsets 11–17; torchvision's DeepLabV3, FCN and
+        LR-ASPP, MobileNetV3, U-Nets with batch, instance or group norm, PReLU, attention gates, squeeze-excitation)
+        becomes a graph with weights that can be pruned. Shape computations are evaluated at the model's input size:
+        where the file leaves height and width dynamic, give it with --input-size. The input must be NCHW with a
+        fixed C. Layers take PyTorch's module names. Unsupported operators are listed with the nodes that use them.
+        Export with batch norm kept (training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) to
+        fine-tune batch-norm layers as such; the default export folds them into the convolutions (README).
 
         Reads a torch.save file — the zip format (PyTorch ≥ 1.6) or the legacy format of older checkpoints,
         tensors saved on a GPU included — holding a state dict or a training checkpoint such as EchoNet's
@@ -57,7 +60,15 @@ public static class ImportCommand
     private static int FromOnnx(Args a, string onnx)
     {
         var outPath = a.Required("out");
-        var model = OnnxImport.Read(onnx);
+        (int, int)? size = null;
+        if (a.Get("input-size") is { } text)
+        {
+            var parts = text.Split(',');
+            if (parts.Length != 2 || !int.TryParse(parts[0], out int h) || !int.TryParse(parts[1], out int w) || h < 1 || w < 1 || h > 8192 || w > 8192)
+                throw new UsageException($"--input-size needs H,W between 1 and 8192, got '{text}'");
+            size = (h, w);
+        }
+        var model = OnnxImport.Read(onnx, size);
         var task = model.Meta.Task;
         if (a.Has("mean") || a.Has("std"))
         {

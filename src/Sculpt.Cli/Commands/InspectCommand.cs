@@ -77,7 +77,7 @@ public static class InspectCommand
             });
             return 0;
         }
-        Console.Write(Output.Table(new[] { "group", "width", "prunable", "producers", "consumers (node@offset)", "BN / depthwise" },
+        Console.Write(Output.Table(new[] { "group", "width", "prunable", "producers", "consumers (node@offset)", "norms / tied" },
             groups.Groups.Select(g => new[]
             {
                 g.Name, g.Width.ToString(), g.Prunable ? "yes" : $"no ({g.ProtectedBecause})", Names(g.Producers), Names(g.Consumers),

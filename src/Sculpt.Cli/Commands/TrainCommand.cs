@@ -9,7 +9,7 @@ public static class TrainCommand
 {
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
-                     [--bilinear] [--no-bn] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
+                     [--bilinear] [--no-bn] [--init START.sculpt] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
                      [--no-augment] [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
@@ -18,6 +18,8 @@ public static class TrainCommand
         epoch; --resume continues an interrupted run from it. It is removed when training completes.
         Architectures: unet (base width 16, depth 4), unet-classic (64, depth 4: ~31M parameters), unet-small (8, depth 3),
         deeplabv3_resnet50 (torchvision's, no pretrained weights; --width/--depth/--bilinear/--no-bn are U-Net options).
+        --init trains a model that exists (e.g. one from sculpt import --onnx) from its weights instead; grey frames
+        feed a three-channel model in every channel, as EchoNet feeds its grey videos.
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -28,6 +30,7 @@ public static class TrainCommand
         var data = a.Required("data");
         var outPath = a.Required("out");
         var arch = a.Get("arch", "unet");
+        var init = a.Get("init");
         int? width = a.Has("width") ? a.Int("width", 16) : null;
         int? depth = a.Has("depth") ? a.Int("depth", 4) : null;
         bool bilinear = a.Flag("bilinear"), noBn = a.Flag("no-bn"), json = a.Flag("json");
@@ -48,7 +51,13 @@ public static class TrainCommand
         int classes = ds.IsBinary ? 1 : ds.Labels.Count;
         Sculpt.Runtime.ModelPackage pkg;
         TrainResult result;
-        if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")
+        if (init is not null)
+        {
+            if (a.Has("arch") || width.HasValue || depth.HasValue || bilinear || noBn) throw new UsageException("--init trains the model it names: give no --arch or U-Net options");
+            var start = Sculpt.Runtime.ModelPackage.Load(init);
+            (pkg, result) = Run(progress => TrainJob.Continue(ds, start, options, progress));
+        }
+        else if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")
         {
             if (width.HasValue || depth.HasValue || bilinear || noBn) throw new UsageException("--width, --depth, --bilinear and --no-bn apply to the U-Net architectures only");
             var graph = Architectures.Build(arch, ds.Channels, classes, ds.Height);

@@ -12,7 +12,15 @@ public static class Batches
     public static Tensor Images(IReadOnlyList<Sample> batch, int channels, int h, int w, Normalization norm)
     {
         var data = new float[batch.Count * channels * h * w];
-        for (int b = 0; b < batch.Count; b++) batch[b].Image.CopyTo(data, b * channels * h * w);
+        int plane = h * w;
+        for (int b = 0; b < batch.Count; b++)
+        {
+            var image = batch[b].Image;
+            if (image.Length == channels * plane) image.CopyTo(data, b * channels * plane);
+            // a grey frame for a colour model is fed as EchoNet feeds its grey videos: the same plane in every channel
+            else if (image.Length == plane) for (int c = 0; c < channels; c++) image.CopyTo(data, (b * channels + c) * plane);
+            else throw new InvalidDataException($"an image of {image.Length} values does not fit {channels}×{h}×{w}");
+        }
         var x = tensor(data, new long[] { batch.Count, channels, h, w });
         return Normalize(x, norm);
     }

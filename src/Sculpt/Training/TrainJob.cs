@@ -27,14 +27,36 @@ public static class TrainJob
 
     /// <summary>Trains any built graph (one input, one output) from PyTorch's default initialisation, seeded.</summary>
     public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, JsonNode? architectureConfig,
-        TrainOptions options, Action<Progress>? progress = null)
+        TrainOptions options, Action<Progress>? progress = null) => Run(ds, arch, graph, null, architectureConfig, options, progress);
+
+    /// <summary>
+    /// Trains a model that exists already (an imported one) from its own weights. Grey data feeds a colour model
+    /// in every channel (as EchoNet feeds its grey videos to DeepLabV3); sizes and classes must match.
+    /// </summary>
+    public static (ModelPackage Model, TrainResult Result) Continue(SegmentationDataset ds, ModelPackage start, TrainOptions options,
+        Action<Progress>? progress = null)
+    {
+        var input = start.Graph.InputNodes.Single();
+        int classes = ds.IsBinary ? 1 : ds.Labels.Count;
+        int outputs = start.Graph.Validate().Single(i => i.Node is OutputNode).Output.C;
+        if (input.Height != ds.Height || input.Width != ds.Width)
+            throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
+        if (input.Channels != ds.Channels && ds.Channels != 1)
+            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
+        if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
+        return Run(ds, start.Meta.Architecture, start.Graph, start.Weights, start.Meta.Training?["architecture"]?.DeepClone(), options, progress);
+    }
+
+    private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
+        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress)
     {
         var train = ds.Split("train");
         var val = ds.Split("val");
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
+        task.InputChannels = graph.InputNodes.Single().Channels;
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
         TorchSharp.torch.manual_seed(options.Seed);
-        using var model = new GraphModule(graph);
+        using var model = new GraphModule(graph, weights);
         var result = Trainer.Train(model, train, val, task, options, progress);
         var meta = new ModelMeta
         {
