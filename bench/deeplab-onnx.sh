@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Issue 12: torchvision's full-size DeepLabV3-ResNet50 exported with torch.onnx defaults (batch norm folded),
-# imported, trained briefly on synthetic echo (grey frames fed to its three channels) and pruned ≥ 1000×, beside
-# the same network from Sculpt's native builder under the same settings; each stage timed. Both run at once,
-# one libtorch thread each, so their times compare.
-# Usage: bench/deeplab-onnx.sh [OUT_DIR]     (needs Debian's python3-torch and python3-torchvision for the export)
+# Issue 12: torchvision's full-size DeepLabV3-ResNet50 as a clinical group brings it — trained in PyTorch
+# (bench/train-torchvision.py: 1 epoch on synthetic echo, grey frames in all three channels) and exported with
+# torch.onnx defaults (batch norm folded) — imported, checked against PyTorch's Dice, and pruned ≥ 1000×; beside
+# the same network from Sculpt's native builder trained by `sculpt train` under the same budget. Every stage is
+# timed. The two pipelines run at once, one thread each, so their times compare.
+# Usage: bench/deeplab-onnx.sh [OUT_DIR] [imported|native|both]   (needs Debian's python3-torch, -torchvision, -skimage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/deeplab-onnx}"
@@ -19,12 +20,18 @@ run() { # name, then the command; its wall time goes to $out/times.txt
   "$@"
   echo "$name $(( $(stamp) - t0 )) s" >> "$out/times.txt"
 }
-[[ -f "$out/deeplab.onnx" ]] || run export /usr/bin/python3 bench/export-torchvision.py deeplabv3_resnet50 "$out/deeplab.onnx" 112
-[[ -f "$out/imported.sculpt" ]] || run import $s import --onnx "$out/deeplab.onnx" --out "$out/imported.sculpt"
-pipeline() { # prefix, starting model (or empty for the native builder)
-  local p="$1" start="$2" train=(--arch deeplabv3_resnet50)
-  [[ -n "$start" ]] && train=(--init "$start")
-  [[ -f "$out/$p-dense.sculpt" ]] || run "$p-train" $s train --data "$data" "${train[@]}" --epochs "$epochs" --seed 0 --threads 1 --out "$out/$p-dense.sculpt"
+which="${2:-both}"
+pipeline() { # prefix
+  local p="$1"
+  if [[ $p == imported ]]; then
+    [[ -f "$out/torch.onnx" ]] || run torch-train-and-export /usr/bin/python3 bench/train-torchvision.py "$data" "$out/torch.onnx" --epochs "$epochs" --threads 1
+    local mean std
+    mean=$(python3 -c "import json; print(json.load(open('$out/torch.onnx.json'))['mean'])")
+    std=$(python3 -c "import json; print(json.load(open('$out/torch.onnx.json'))['std'])")
+    [[ -f "$out/$p-dense.sculpt" ]] || run import $s import --onnx "$out/torch.onnx" --mean "$mean" --std "$std" --out "$out/$p-dense.sculpt"
+  else
+    [[ -f "$out/$p-dense.sculpt" ]] || run "$p-train" $s train --data "$data" --arch deeplabv3_resnet50 --epochs "$epochs" --seed 0 --threads 1 --out "$out/$p-dense.sculpt"
+  fi
   [[ -f "$out/$p-1000x.json" ]] || run "$p-prune" $s prune --model "$out/$p-dense.sculpt" --data "$data" --compression 1000 --criterion l1 \
     --head-input ranked --max-step-ratio 1.5 --epochs 1 --ft-samples 16 --final-epochs 20 --seed 0 --threads 1 \
     --out "$out/$p-1000x.sculpt" --run "$out/$p-prune" --json > "$out/$p-1000x.json"
@@ -32,7 +39,7 @@ pipeline() { # prefix, starting model (or empty for the native builder)
     $s eval --model "$out/$p-$m.sculpt" --data "$data" --split test --json > "$out/$p-$m.eval.json"
   done
 }
-pipeline imported "$out/imported.sculpt" > "$out/imported.log" 2>&1 &
-pipeline native "" > "$out/native.log" 2>&1 &
+[[ $which == native ]] || pipeline imported > "$out/imported.log" 2>&1 &
+[[ $which == imported ]] || pipeline native > "$out/native.log" 2>&1 &
 wait
 cat "$out/times.txt"

@@ -6,6 +6,7 @@ EchoNet-Dynamic's model: deeplabv3_resnet50(num_classes=1, aux_loss=False) on 3�
 """
 import sys
 
+import numpy as np
 import torch
 import torchvision
 
@@ -30,7 +31,11 @@ def main():
     kwargs = dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) if keep_bn else {}
     torch.onnx.export(model, x, path, opset_version=17, input_names=["input"], output_names=["out"],
                       dynamic_axes={"input": {0: "n"}, "out": {0: "n"}}, **kwargs)
-    print(f"{arch}: {sum(p.numel() for p in model.parameters())} parameters → {path}")
+    with torch.no_grad():
+        y = model(x)
+    np.save(path + ".input.npy", x.numpy())
+    np.save(path + ".output.npy", y.numpy())
+    print(f"{arch}: {sum(p.numel() for p in model.parameters())} parameters → {path} (and PyTorch's output on a seeded input)")
 
 
 if __name__ == "__main__":

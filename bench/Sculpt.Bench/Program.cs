@@ -13,6 +13,7 @@ using static TorchSharp.torch;
 //   train-step  GraphModule vs a hand-written TorchSharp U-Net, same configuration, timed alternately
 //   baseline    Dice of the non-learned dark-region baseline on a dataset split
 //   slice       dependency analysis + L2 scoring + allocation + weight slicing (any --arch, --compression)
+//   equal       a model's output on an .npy input against a reference output (.npy), e.g. PyTorch's for an import
 //   sensitivity validation Dice after removing a fraction of one channel group at a time (L1 order, BN re-estimated)
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
@@ -23,9 +24,24 @@ switch (args.FirstOrDefault())
     case "baseline": Baseline(); break;
     case "slice": SliceSpeed(); break;
     case "sensitivity": Sensitivity(); break;
+    case "equal": Equal(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
+
+void Equal()
+{
+    var model = ModelPackage.Load(Opt("model", ""));
+    var (x, shape) = Npy.Read(Opt("input", ""));
+    var (expected, _) = Npy.Read(Opt("expected", ""));
+    var sw = Stopwatch.StartNew();
+    using var m = new GraphModule(model.Graph, model.Weights);
+    m.eval();
+    using var _ = no_grad();
+    var got = m.forward(tensor(x, shape)).contiguous().data<float>().ToArray();
+    double diff = expected.Zip(got, (a, b) => Math.Abs(a - b)).Max(), scale = expected.Max(v => Math.Abs(v));
+    Console.WriteLine($"max |Δ| {diff:g3}, largest logit {scale:g3}, ratio {diff / scale:g3} ({got.Length} values, {sw.Elapsed.TotalSeconds:0.0} s)");
+}
 
 void TrainStep()
 {

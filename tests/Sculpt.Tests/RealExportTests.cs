@@ -121,3 +121,79 @@ public class RealExportDependencyTests
         Assert.True(pg.ParameterCount() < model.Graph.ParameterCount() * 0.8, $"{pg.ParameterCount()} of {model.Graph.ParameterCount()}");
     }
 }
+
+public class OnnxRefusalTests
+{
+    private static void AssertRefused(string onnx, string mentions, params string[] extra)
+    {
+        var outPath = Path.Combine(TestFiles.TempDir(), "never.sculpt");
+        var r = TestFiles.Cli(["import", "--onnx", onnx, "--out", outPath, .. extra]);
+        Assert.Equal(1, r.Code);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.Contains(mentions, r.Err);
+        Assert.Contains(onnx, r.Err);
+        Assert.False(File.Exists(outPath));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(outPath)!));
+    }
+
+    [Fact]
+    public void FilesOutsideTheSupportedSetFailWithOneLineAndNothingWritten()
+    {
+        var dir = TestFiles.TempDir();
+        // a real export, its operator renamed to one Sculpt does not know (same length, so the protobuf stays valid)
+        var bytes = File.ReadAllBytes(Path.Combine(RealExportTests.Dir, "nnunet.onnx"));
+        var from = System.Text.Encoding.ASCII.GetBytes("InstanceNormalization");
+        var to = System.Text.Encoding.ASCII.GetBytes("InstanceNormalizatioX");
+        int hits = 0;
+        for (int i = 0; i + from.Length <= bytes.Length; i++)
+            if (bytes.AsSpan(i, from.Length).SequenceEqual(from)) { to.CopyTo(bytes, i); hits++; }
+        Assert.True(hits > 0);
+        var renamed = Path.Combine(dir, "renamed.onnx");
+        File.WriteAllBytes(renamed, bytes);
+        AssertRefused(renamed, "unsupported ONNX operators: InstanceNormalizatioX at /enc.0/enc.0.1/InstanceNormalizatioX, /enc.0/enc.0.4/InstanceNormalizatioX, /enc.1/enc.1.1/InstanceNormalizatioX and 7 more");
+        // dynamic height and width without --input-size
+        AssertRefused(Path.Combine(RealExportTests.Dir, "unet_dynamic_hw.onnx"), "--input-size H,W");
+        AssertRefused(Path.Combine(RealExportTests.Dir, "unet.onnx"), "disagrees", "--input-size", "32,32");
+        // truncated, empty, a device that never ends, a folder
+        var cut = Path.Combine(dir, "cut.onnx");
+        File.WriteAllBytes(cut, File.ReadAllBytes(Path.Combine(RealExportTests.Dir, "unet.onnx"))[..20000]);
+        AssertRefused(cut, "truncated");
+        var empty = Path.Combine(dir, "empty.onnx");
+        File.WriteAllBytes(empty, []);
+        AssertRefused(empty, "empty, or not a regular file");
+        AssertRefused("/dev/zero", "not a regular file");
+        AssertRefused(dir, "is a folder");
+    }
+
+    [Fact]
+    public void SculptsOwnDeepLabExportReimportsExactly()
+    {
+        var g = Models.DeepLabV3.Build(new Models.DeepLabConfig { InChannels = 3, Classes = 2, InputSize = 32, Width = 4, Blocks = [1, 1, 1, 1], AsppChannels = 6, AsppRates = [2, 3, 4] });
+        var pkg = new ModelPackage(g, TestFiles.WithBnStatistics(g, 3), new ModelMeta());
+        var path = Path.Combine(TestFiles.TempDir(), "deeplab.onnx");
+        OnnxExport.Save(pkg, path);
+        var back = OnnxImport.Read(path);
+        var x = Enumerable.Range(0, 2 * 3 * 32 * 32).Select(i => (float)Math.Sin(i * 0.37)).ToArray();
+        var a = RealExportTests.RunTorch(g, pkg.Weights, x, [2, 3, 32, 32]);
+        var b = RealExportTests.RunTorch(back.Graph, back.Weights, x, [2, 3, 32, 32]);
+        Assert.True(a.Zip(b, (p, q) => Math.Abs(p - q)).Max() <= 1e-4);
+        // the final resize to the input's size stays a resize to the input's size
+        Assert.Contains(back.Graph.Nodes.OfType<UpsampleNode>(), u => u.Inputs.Count == 2 && back.Graph[u.Inputs[1]] is InputNode);
+    }
+}
+
+public class LayerTests
+{
+    /// <summary>The graph IR and its operator definitions are pure C#: no TorchSharp, ONNX Runtime or ONNX codec.</summary>
+    [Fact]
+    public void GraphDependsOnNothingAboveIt()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
+        var offenders = Directory.GetFiles(Path.Combine(root, "src", "Sculpt", "Graph"), "*.cs", SearchOption.AllDirectories)
+            .SelectMany(f => File.ReadLines(f).Where(l => l.StartsWith("using ") && (l.Contains("TorchSharp") || l.Contains("OnnxRuntime")
+                || l.Contains("Sculpt.") && !l.Contains("Sculpt.Graph"))).Select(l => $"{Path.GetFileName(f)}: {l}"))
+            .ToList();
+        Assert.Empty(offenders);
+    }
+}

@@ -38,6 +38,9 @@ public static class OnnxImport
         ["BatchNormalization"] = "",
     };
 
+    /// <summary>ONNX's own limit for a single-file model (protobuf's 2 GiB); larger files use external data.</summary>
+    public const long MaxFileBytes = int.MaxValue;
+
     /// <param name="inputSize">Height and width to evaluate shape computations at, required where the file leaves them dynamic.</param>
     public static ModelPackage Read(string path, (int Height, int Width)? inputSize = null)
     {
@@ -45,10 +48,16 @@ public static class OnnxImport
         try
         {
             var info = new FileInfo(path);
+            if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not an ONNX file");
             if (!info.Exists) throw new InvalidDataException($"{path}: file not found");
-            if ((info.Attributes & FileAttributes.Directory) != 0) throw new InvalidDataException($"{path}: is a folder, not an ONNX file");
-            bytes = File.ReadAllBytes(path);
+            // devices and FIFOs report no length: refuse them before reading (/dev/zero would never end, a FIFO blocks)
+            if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
+            if (info.Length > MaxFileBytes) throw new InvalidDataException($"{path}: {info.Length:N0} bytes is beyond ONNX's 2 GiB single-file limit");
+            bytes = new byte[info.Length];
+            using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
+                stream.ReadExactly(bytes);
         }
+        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: shorter than its size (changed while read?)"); }
         catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
         catch (UnauthorizedAccessException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
         var model = new ProtoMessage(bytes, path);
