@@ -32,13 +32,9 @@ public sealed class BatchNorm2dNode : ShapePreservingNode
         ops.BatchNorm(ctx[0], ctx.Weight("running_mean"), ctx.Weight("running_var"), ctx.Weight("weight"), ctx.Weight("bias"), Eps, Momentum);
 }
 
-/// <summary>
-/// Instance norm (nnU-Net, MONAI): each channel of each image normalised over its own pixels, so channels are
-/// independent and prune like batch norm; the optional affine γ, β follow the channels.
-/// </summary>
-public sealed class InstanceNorm2dNode : ShapePreservingNode
+/// <summary>A normalisation over each image's own pixels with an optional per-channel affine γ, β (axis 0).</summary>
+public abstract class ImageNormNode : ShapePreservingNode
 {
-    [JsonIgnore] public override string Op => "instance_norm2d";
     public int Channels { get; set; }
     public double Eps { get; set; } = 1e-5;
     public bool Affine { get; set; } = true;
@@ -58,40 +54,40 @@ public sealed class InstanceNorm2dNode : ShapePreservingNode
         if (Affine) deps.Member(Role.Norm, inputs[0]);
         return inputs[0];
     }
-    public override void SetChannels(int input, int output) => Channels = input;
-    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) =>
-        ops.InstanceNorm(ctx[0], Affine ? ctx.Weight("weight") : null, Affine ? ctx.Weight("bias") : null, Eps);
+    protected T? Gamma<T>(OpContext<T> ctx) where T : class => Affine ? ctx.Weight("weight") : null;
+    protected T? Beta<T>(OpContext<T> ctx) where T : class => Affine ? ctx.Weight("bias") : null;
 }
 
 /// <summary>
-/// Group norm: statistics over groups of <see cref="Channels"/>/<see cref="Groups"/> consecutive channels. Removing
-/// one channel would change its group-mates' statistics, so the rule prunes whole groups: the channel space is
-/// removed in blocks of the group size and <see cref="Groups"/> shrinks with it.
+/// Instance norm (nnU-Net, MONAI): each channel of each image normalised over its own pixels, so channels are
+/// independent and prune like batch norm.
 /// </summary>
-public sealed class GroupNormNode : ShapePreservingNode
+public sealed class InstanceNorm2dNode : ImageNormNode
+{
+    [JsonIgnore] public override string Op => "instance_norm2d";
+    public override void SetChannels(int input, int output) => Channels = input;
+    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) => ops.InstanceNorm(ctx[0], Gamma(ctx), Beta(ctx), Eps);
+}
+
+/// <summary>
+/// Group norm: statistics over groups of <see cref="ImageNormNode.Channels"/>/<see cref="Groups"/> consecutive
+/// channels. Removing one channel would change its group-mates' statistics, so the rule prunes whole groups: the
+/// channel space is removed in blocks of the group size and <see cref="Groups"/> shrinks with it.
+/// </summary>
+public sealed class GroupNormNode : ImageNormNode
 {
     [JsonIgnore] public override string Op => "group_norm";
     public int Groups { get; set; } = 1;
-    public int Channels { get; set; }
-    public double Eps { get; set; } = 1e-5;
-    public bool Affine { get; set; } = true;
     [JsonIgnore] public int GroupSize => Channels / Groups;
     public override void ValidateAttributes()
     {
-        if (Channels < 1 || Groups < 1 || Channels % Groups != 0) throw Error($"groups={Groups} must divide channels={Channels}");
-        if (!(Eps > 0)) throw Error($"eps must be > 0, got {Eps}");
+        base.ValidateAttributes();
+        if (Groups < 1 || Channels % Groups != 0) throw Error($"groups={Groups} must divide channels={Channels}");
     }
-    public override Shape InferShape(IReadOnlyList<Shape> inputs) { RequireChannels(inputs[0], Channels); return inputs[0]; }
-    public override IEnumerable<WeightSpec> Weights() => !Affine ? [] :
-    [
-        new("weight", [Channels], 0, 0) { Fill = 1 },
-        new("bias", [Channels], 0, 0) { Fill = 0, IsShift = true },
-    ];
     public override List<Segment> ChannelRule(IDependencyBuilder deps, IReadOnlyList<List<Segment>> inputs)
     {
-        if (Affine) deps.Member(Role.Norm, inputs[0]);
         deps.Blocks(inputs[0], GroupSize);
-        return inputs[0];
+        return base.ChannelRule(deps, inputs);
     }
     public override void SetChannels(int input, int output)
     {
@@ -99,6 +95,5 @@ public sealed class GroupNormNode : ShapePreservingNode
         Channels = input;
         Groups = input / size;
     }
-    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) =>
-        ops.GroupNorm(ctx[0], Groups, Affine ? ctx.Weight("weight") : null, Affine ? ctx.Weight("bias") : null, Eps);
+    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) => ops.GroupNorm(ctx[0], Groups, Gamma(ctx), Beta(ctx), Eps);
 }
