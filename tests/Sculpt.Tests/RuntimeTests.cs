@@ -80,6 +80,7 @@ public class RuntimeTests
         using var gm = new GraphModule(graph);
         var meta = new ModelMeta { Architecture = "unet", Metrics = { ["val_dice"] = 0.5 } };
         meta.Task.Normalization = new Normalization { Mean = new[] { 0.25 }, Std = new[] { 0.125 } };
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
         var pkg = new ModelPackage(graph, gm.ExportWeights(), meta);
         var dir = TestFiles.TempDir();
         var p1 = Path.Combine(dir, "a.sculpt");

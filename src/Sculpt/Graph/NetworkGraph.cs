@@ -15,6 +15,8 @@ public sealed record NodeInfo(Node Node, IReadOnlyList<Shape> InputShapes, Shape
 public sealed class NetworkGraph
 {
     public const int FormatVersion = 1;
+    /// <summary>The most values one weight tensor may hold (a .NET array of float32).</summary>
+    public const long MaxTensorElements = int.MaxValue / 4;
     public List<Node> Nodes { get; set; } = new();
 
     public NetworkGraph() { }
@@ -82,7 +84,15 @@ public sealed class NetworkGraph
             var ins = n.Inputs.Select(i => shapes[i]).ToArray();
             var outShape = n.InferShape(ins);
             shapes[n.Name] = outShape;
-            infos.Add(new NodeInfo(n, ins, outShape, n.ParameterCount(), n.MacCount(ins, outShape)));
+            long parameters;
+            try
+            {
+                parameters = n.ParameterCount();
+                foreach (var w in n.Weights())
+                    if (w.Count > MaxTensorElements) throw new GraphException($"node '{n.Name}' ({n.Op}): tensor {w.Name} of {w.Count:N0} values is too large");
+            }
+            catch (OverflowException) { throw new GraphException($"node '{n.Name}' ({n.Op}): its weights are impossibly large"); }
+            infos.Add(new NodeInfo(n, ins, outShape, parameters, n.MacCount(ins, outShape)));
         }
         return infos;
     }
@@ -130,9 +140,12 @@ public sealed class NetworkGraph
             throw new GraphException($"invalid graph JSON: {msg}");
         }
         catch (NotSupportedException) { throw new GraphException("invalid graph JSON: unknown or missing 'op' in a node"); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException) { throw new GraphException($"invalid graph JSON: {e.Message.Split('\n')[0]}"); }
         if (doc is null || doc.Format != "sculpt-graph") throw new GraphException("invalid graph JSON: not a sculpt-graph document");
         if (doc.Version > FormatVersion) throw new GraphException($"graph format version {doc.Version} is newer than this Sculpt ({FormatVersion})");
-        if (doc.Nodes.Any(n => n is null)) throw new GraphException("invalid graph JSON: null node");
+        if (doc.Nodes is null || doc.Nodes.Any(n => n is null)) throw new GraphException("invalid graph JSON: null node");
+        if (doc.Nodes.FirstOrDefault(n => n.Inputs is null || n.Inputs.Any(i => i is null)) is { } bad)
+            throw new GraphException($"invalid graph JSON: node '{bad.Name}' has null inputs");
         var g = new NetworkGraph(doc.Nodes);
         g.Validate();
         return g;

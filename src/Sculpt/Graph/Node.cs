@@ -24,7 +24,7 @@ public sealed record WeightSpec(string Name, long[] Shape, int InAxis = -1, int 
     public bool IsShift { get; init; }
     /// <summary>The initial value of every element; null: PyTorch's default U(±1/√fan_in) with fan_in = Π shape[1..].</summary>
     public double? Fill { get; init; }
-    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
+    public long Count => Shape.Aggregate(1L, (a, b) => checked(a * b));
 }
 
 /// <summary>
@@ -74,7 +74,7 @@ public abstract class Node
 
     /// <summary>Output shape, or throws <see cref="GraphException"/> naming this node.</summary>
     public abstract Shape InferShape(IReadOnlyList<Shape> inputs);
-    public long ParameterCount() => Weights().Where(w => !w.IsBuffer).Sum(w => w.Count);
+    public long ParameterCount() => checked(Weights().Where(w => !w.IsBuffer).Sum(w => w.Count));
     public virtual long MacCount(IReadOnlyList<Shape> inputs, Shape output) => 0;
     /// <summary>Checks of attributes that need no shapes.</summary>
     public virtual void ValidateAttributes() { }

@@ -31,6 +31,29 @@ public sealed class TaskInfo
 
     [JsonIgnore] public int OutputChannels => Mode == "binary" ? 1 : Labels.Count;
 
+    /// <summary>Every field typed and in range, and consistent with the graph it describes; throws naming <paramref name="source"/>.</summary>
+    public void Check(NetworkGraph graph, string source)
+    {
+        InvalidDataException Bad(string what) => new($"{source}: task {what}");
+        if (Mode is not ("binary" or "multiclass")) throw Bad($"mode must be binary or multiclass, got '{Mode}'");
+        if (Labels is null || Labels.Count < 2 || Labels.Any(string.IsNullOrWhiteSpace)) throw Bad("needs at least two non-empty labels");
+        if (Mode == "binary" && Labels.Count != 2) throw Bad($"binary mode has 2 labels, got {Labels.Count}");
+        if (InputChannels is < 1 or > 64) throw Bad($"input_channels must be 1 to 64, got {InputChannels}");
+        if (InputHeight is < 1 or > 8192 || InputWidth is < 1 or > 8192) throw Bad($"input size must be 1 to 8192, got {InputHeight}×{InputWidth}");
+        var n = Normalization;
+        if (n?.Mean is null || n.Std is null) throw Bad("normalization needs mean and std");
+        foreach (var v in new[] { n.Mean, n.Std })
+            if (v.Length != 1 && v.Length != InputChannels) throw Bad($"normalization needs 1 or {InputChannels} values, got {v.Length}");
+        if (n.Mean.Any(v => !double.IsFinite(v)) || n.Std.Any(v => !(v > 0) || !double.IsFinite(v))) throw Bad("normalization must be finite with std > 0");
+        if (PixelSpacingMm is { } mm && !(mm > 0 && double.IsFinite(mm))) throw Bad($"pixel_spacing_mm must be > 0, got {mm}");
+        if (graph.InputNodes.Count() != 1 || graph.OutputNodes.Count() != 1) throw Bad("needs a graph with one input and one output");
+        var input = graph.InputNodes.Single();
+        if (input.Channels != InputChannels || input.Height != InputHeight || input.Width != InputWidth)
+            throw Bad($"input {InputChannels}×{InputHeight}×{InputWidth} does not match the graph's {input.Channels}×{input.Height}×{input.Width}");
+        int outputs = graph.Validate().Single(i => i.Node is OutputNode).Output.C;
+        if (outputs != OutputChannels) throw Bad($"has {OutputChannels} output channel(s) for {Mode} with {Labels.Count} labels, the graph {outputs}");
+    }
+
     /// <summary>Label names for a model with this many output channels when its source names none (1 channel: binary LV).</summary>
     public static List<string> DefaultLabels(int outputChannels) =>
         outputChannels == 1 ? new() { "background", "lv" } : Enumerable.Range(0, outputChannels).Select(i => i == 0 ? "background" : $"class{i}").ToList();
@@ -92,29 +115,55 @@ public sealed class ModelPackage
         s.Write(data);
     }
 
-    /// <summary>Loads and checks a package; any defect becomes an <see cref="InvalidDataException"/> naming the file.</summary>
+    /// <summary>
+    /// Largest entries a package may hold, checked against the zip's declared sizes before inflating and against
+    /// the bytes actually inflated: graph and metadata are text of a few hundred KB; 2 GiB of weights is about
+    /// 500 M float32 parameters (a 40 M-parameter DeepLabV3 is 160 MB).
+    /// </summary>
+    public const long MaxGraphBytes = 64L << 20, MaxMetaBytes = 16L << 20, MaxWeightBytes = int.MaxValue - 64;
+
+    /// <summary>Loads and checks a package as a whole; any defect becomes an <see cref="InvalidDataException"/> naming the file.</summary>
     public static ModelPackage Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a model file");
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"{path}: model file not found");
+        // devices and FIFOs report no length: refuse them before opening (a FIFO would block forever)
+        if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
         try
         {
             using var zip = ZipFile.OpenRead(path);
-            byte[] Entry(string name)
+            byte[] Entry(string name, long max)
             {
                 var e = zip.GetEntry(name) ?? throw new InvalidDataException($"{path}: not a Sculpt model (no {name} inside)");
+                if (e.Length > max) throw new InvalidDataException($"{path}: {name} declares {e.Length:N0} bytes, more than the {max:N0} allowed");
                 using var s = e.Open();
-                using var ms = new MemoryStream();
-                s.CopyTo(ms);
-                return ms.ToArray();
+                var data = new byte[e.Length];
+                int read = 0;
+                while (read < data.Length)
+                {
+                    int n = s.Read(data, read, data.Length - read);
+                    if (n == 0) throw new InvalidDataException($"{path}: {name} is shorter than the zip declares (truncated?)");
+                    read += n;
+                }
+                if (s.ReadByte() >= 0) throw new InvalidDataException($"{path}: {name} is longer than the zip declares");
+                // .NET does not check stored entries' CRC-32: a flipped bit in the weights would pass unnoticed
+                if (Crc32.Of(data) != e.Crc32) throw new InvalidDataException($"{path}: {name} fails its CRC-32 check (the file is corrupt)");
+                return data;
             }
             NetworkGraph graph;
-            try { graph = NetworkGraph.FromJson(Encoding.UTF8.GetString(Entry("graph.json"))); }
+            try { graph = NetworkGraph.FromJson(Encoding.UTF8.GetString(Entry("graph.json", MaxGraphBytes))); }
             catch (GraphException e) { throw new InvalidDataException($"{path}: graph.json: {e.Message}"); }
-            var weights = Safetensors.Read(Entry("weights.safetensors"), $"{path}: weights.safetensors");
+            var weights = Safetensors.Read(Entry("weights.safetensors", MaxWeightBytes), $"{path}: weights.safetensors");
             ModelMeta meta;
-            try { meta = JsonSerializer.Deserialize<ModelMeta>(Entry("meta.json"), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+            try { meta = JsonSerializer.Deserialize<ModelMeta>(Entry("meta.json", MaxMetaBytes), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
             catch (JsonException e) { throw new InvalidDataException($"{path}: meta.json is invalid: {e.Message.Split('\n')[0]}"); }
+            catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException)
+            {
+                throw new InvalidDataException($"{path}: meta.json is invalid: {e.Message.Split('\n')[0]}");
+            }
             WeightLayout.Check(graph, weights, path);
+            meta.Task.Check(graph, $"{path}: meta.json");
             return new ModelPackage(graph, weights, meta);
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith(path))
@@ -123,8 +172,30 @@ public sealed class ModelPackage
         }
         catch (IOException e) when (e is not FileNotFoundException)
         {
+            throw new InvalidDataException($"{path}: cannot read model: {e.Message.Split('\n')[0]}");
+        }
+        catch (UnauthorizedAccessException e)
+        {
             throw new InvalidDataException($"{path}: cannot read model: {e.Message}");
         }
+    }
+}
+
+/// <summary>CRC-32 (IEEE 802.3, reflected, as zip uses it).</summary>
+internal static class Crc32
+{
+    private static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
+    {
+        uint c = (uint)n;
+        for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        return c;
+    }).ToArray();
+
+    public static uint Of(ReadOnlySpan<byte> data)
+    {
+        uint c = 0xFFFFFFFFu;
+        foreach (var b in data) c = Table[(c ^ b) & 0xFF] ^ (c >> 8);
+        return c ^ 0xFFFFFFFFu;
     }
 }
 

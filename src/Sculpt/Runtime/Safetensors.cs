@@ -42,30 +42,48 @@ public static class Safetensors
         return result;
     }
 
+    /// <summary>Largest header accepted: names, dtypes, shapes and offsets of a few thousand tensors.</summary>
+    public const int MaxHeaderBytes = 100 << 20;
+
+    /// <summary>
+    /// Reads to the format's specification, strictly: a JSON object of {dtype, shape, data_offsets} entries, every
+    /// field of its type, offsets within the data, tensors contiguous and covering the data without holes or
+    /// overlaps (as the specification requires), and all sizes computed with checked arithmetic.
+    /// </summary>
     public static WeightSet Read(byte[] bytes, string source)
     {
-        if (bytes.Length < 8) throw new InvalidDataException($"{source}: safetensors data is truncated");
+        InvalidDataException Bad(string what) => new($"{source}: {what}");
+        if (bytes.Length < 8) throw Bad("safetensors data is truncated");
         ulong headerLen = BitConverter.ToUInt64(bytes, 0);
-        if (headerLen > (ulong)(bytes.Length - 8)) throw new InvalidDataException($"{source}: safetensors header length {headerLen} exceeds the data");
+        if (headerLen > (ulong)(bytes.Length - 8) || headerLen > MaxHeaderBytes) throw Bad($"safetensors header length {headerLen} exceeds the data");
         JsonObject header;
-        try { header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLen))!.AsObject(); }
-        catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new InvalidDataException($"{source}: safetensors header is not valid JSON"); }
-        long dataStart = 8 + (long)headerLen;
+        try
+        {
+            header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLen)) as JsonObject ?? throw Bad("safetensors header is not a JSON object");
+            _ = header.Count; // duplicate names surface here
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException) { throw Bad("safetensors header is not valid JSON"); }
+        long dataStart = 8 + (long)headerLen, dataLength = bytes.Length - dataStart;
         var result = new WeightSet();
+        var spans = new List<(long Begin, long End, string Name)>();
         foreach (var (name, node) in header)
         {
             if (name == "__metadata__") continue;
-            var entry = node!.AsObject();
-            string dtype = entry["dtype"]!.GetValue<string>();
-            var shape = entry["shape"]!.AsArray().Select(s => s!.GetValue<long>()).ToArray();
-            var offs = entry["data_offsets"]!.AsArray().Select(s => s!.GetValue<long>()).ToArray();
-            long begin = dataStart + offs[0], end = dataStart + offs[1];
-            if (offs[0] < 0 || end > bytes.Length || begin > end) throw new InvalidDataException($"{source}: tensor '{name}' lies outside the data (truncated file?)");
-            long count = shape.Aggregate(1L, (a, b) => a * b);
-            int width = dtype switch { "F32" => 4, "F16" or "BF16" => 2, "F64" => 8, _ => throw new InvalidDataException($"{source}: tensor '{name}' has unsupported dtype {dtype}") };
-            if (end - begin != count * width) throw new InvalidDataException($"{source}: tensor '{name}' has {end - begin} bytes, its shape needs {count * width}");
+            if (node is not JsonObject entry) throw Bad($"tensor '{name}' is not an object");
+            string dtype = String(entry, "dtype") ?? throw Bad($"tensor '{name}' has no string dtype");
+            var shape = Longs(entry, "shape") ?? throw Bad($"tensor '{name}' has no integer shape");
+            var offs = Longs(entry, "data_offsets");
+            if (offs is not { Length: 2 } || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLength)
+                throw Bad($"tensor '{name}' lies outside the data (truncated file?)");
+            if (shape.Any(d => d < 0)) throw Bad($"tensor '{name}' has a negative dimension");
+            int width = dtype switch { "F32" => 4, "F16" or "BF16" => 2, "F64" => 8, _ => throw Bad($"tensor '{name}' has unsupported dtype {dtype}") };
+            long count;
+            try { count = shape.Aggregate(1L, (a, b) => checked(a * b)); _ = checked(count * width); }
+            catch (OverflowException) { throw Bad($"tensor '{name}' has an impossible shape [{string.Join(", ", shape)}]"); }
+            if (offs[1] - offs[0] != count * width) throw Bad($"tensor '{name}' has {offs[1] - offs[0]} bytes, its shape needs {count * width}");
+            spans.Add((offs[0], offs[1], name));
             var data = new float[count];
-            var src = bytes.AsSpan((int)begin, (int)(end - begin));
+            var src = bytes.AsSpan((int)(dataStart + offs[0]), (int)(offs[1] - offs[0]));
             switch (dtype)
             {
                 case "F32": System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src).CopyTo(data); break;
@@ -75,6 +93,26 @@ public static class Safetensors
             }
             result[name] = new TensorData(shape, data);
         }
+        long at = 0;
+        foreach (var (begin, end, name) in spans.OrderBy(s => s.Begin).ThenBy(s => s.End))
+        {
+            if (begin != at) throw Bad(begin < at ? $"tensor '{name}' overlaps another" : $"the data has a hole before tensor '{name}'");
+            at = end;
+        }
+        if (at != dataLength) throw Bad($"{dataLength - at} bytes after the last tensor");
+        return result;
+    }
+
+    private static string? String(JsonObject o, string key) =>
+        o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    private static long[]? Longs(JsonObject o, string key)
+    {
+        if (o[key] is not JsonArray a) return null;
+        var result = new long[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            if (a[i] is JsonValue v && v.TryGetValue<long>(out var x)) result[i] = x;
+            else return null;
         return result;
     }
 }
