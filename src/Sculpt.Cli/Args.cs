@@ -45,6 +45,13 @@ public sealed class Args
         return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var r) ? r : throw new UsageException($"--{name} must be an integer, got '{v}'");
     }
 
+    /// <summary>An integer option that must lie in [<paramref name="min"/>, <paramref name="max"/>] (a usage error otherwise).</summary>
+    public int Int(string name, int fallback, int min, int max)
+    {
+        int v = Int(name, fallback);
+        return v >= min && v <= max ? v : throw new UsageException($"--{name} must be {min} to {max}, got {v}");
+    }
+
     public double Double(string name, double fallback)
     {
         var v = Get(name);
@@ -67,5 +74,14 @@ public sealed class Args
         var unknown = _values.Keys.Where(k => !_used.Contains(k)).ToList();
         if (unknown.Count > 0) throw new UsageException($"unknown option --{unknown[0]}");
         if (Positional.Count > 0) throw new UsageException($"unexpected argument '{Positional[0]}'");
+    }
+
+    /// <summary>Refuses an output that is one of the inputs (it would be overwritten, and the run would read a half-written file).</summary>
+    public static void RefuseOverwrite(string output, params string?[] inputs)
+    {
+        var target = Path.GetFullPath(output);
+        foreach (var input in inputs)
+            if (input is not null && string.Equals(Path.GetFullPath(input), target, StringComparison.Ordinal))
+                throw new UsageException($"the output {output} is also an input; choose another path");
     }
 }

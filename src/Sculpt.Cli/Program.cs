@@ -44,12 +44,25 @@ namespace Sculpt.Cli
             {
                 return cmd.Run(rest);
             }
-            catch (UsageException e) { Console.Error.WriteLine($"sculpt {args[0]}: {e.Message} (see sculpt {args[0]} --help)"); return 2; }
+            catch (UsageException e) { Console.Error.WriteLine($"sculpt {args[0]}: {OneLine(e.Message)} (see sculpt {args[0]} --help)"); return 2; }
             catch (Exception e) when (e is Sculpt.Pruning.PruneException or DatasetException or GraphException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine($"sculpt {args[0]}: error: {e.Message.Split('\n')[0]}");
+                Console.Error.WriteLine($"sculpt {args[0]}: error: {OneLine(e.Message)}");
                 return 1;
             }
+            catch (Exception e)
+            {
+                // a net, not the fix: every reader raises its own clear error; this keeps a batch job's log to one line
+                Console.Error.WriteLine($"sculpt {args[0]}: internal error ({e.GetType().Name}): {OneLine(e.Message)}");
+                return 1;
+            }
+        }
+
+        /// <summary>The first line of a message, without control characters (a decoder's NUL padding, escape codes).</summary>
+        private static string OneLine(string message)
+        {
+            var first = message.Split('\n')[0];
+            return new string(first.Where(c => !char.IsControl(c)).ToArray()).TrimEnd();
         }
     }
 }

@@ -271,3 +271,43 @@ public class FuzzTests(ITestOutputHelper log)
         Refused("/dev/zero", "not a regular file");
     }
 }
+
+public class CliInputTests
+{
+    [Fact]
+    public void OutOfRangeOptionsAndOutputsThatAreInputsAreUsageErrors()
+    {
+        var dir = TestFiles.TempDir();
+        foreach (var args in new[]
+        {
+            new[] { "synth", "--out", Path.Combine(dir, "s"), "--frames", "0", "--videos", "1" },
+            ["synth", "--out", Path.Combine(dir, "s"), "--size", "100000"],
+            ["inspect", "--arch", "unet", "--size", "2000000000"],
+        })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(2, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains("must be", r.Err);
+        }
+        Assert.False(Directory.Exists(Path.Combine(dir, "s")));
+        var model = Path.Combine(dir, "m.sculpt");
+        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 16 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
+        new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(model);
+        var before = File.ReadAllBytes(model);
+        foreach (var args in new[]
+        {
+            new[] { "prune", "--model", model, "--data", dir, "--compression", "2", "--out", model },
+            ["export", "--model", model, "--onnx", model],
+            ["import", "--onnx", model, "--out", model],
+        })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("is also an input", r.Err);
+        }
+        Assert.Equal(before, File.ReadAllBytes(model));
+    }
+}

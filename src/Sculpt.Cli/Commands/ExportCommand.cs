@@ -24,6 +24,7 @@ public static class ExportCommand
         var a = new Args(argv, new HashSet<string> { "json" });
         var modelPath = a.Required("model");
         var onnxPath = a.Required("onnx");
+        Args.RefuseOverwrite(onnxPath, modelPath);
         bool json = a.Flag("json");
         a.EnsureAllUsed();
         var pkg = ModelPackage.Load(modelPath);

@@ -40,6 +40,7 @@ public static class ImportCommand
         var checkpoint = a.Required("pytorch");
         var arch = a.Required("arch");
         var outPath = a.Required("out");
+        Args.RefuseOverwrite(outPath, checkpoint);
         int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1), classes = a.Int("classes", 1), size = a.Int("size", 112);
         var (mean, std) = NormalizationOptions(a, inChannels);
         var labels = a.Get("labels")?.Split(',').ToList() ?? TaskInfo.DefaultLabels(classes);
@@ -60,6 +61,7 @@ public static class ImportCommand
     private static int FromOnnx(Args a, string onnx)
     {
         var outPath = a.Required("out");
+        Args.RefuseOverwrite(outPath, onnx);
         (int, int)? size = null;
         if (a.Get("input-size") is { } text)
         {

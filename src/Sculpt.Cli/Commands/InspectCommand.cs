@@ -23,8 +23,8 @@ public static class InspectCommand
         var a = new Args(argv, new HashSet<string> { "json", "groups" });
         var modelPath = a.Get("model");
         var arch = a.Get("arch");
-        int? size = a.Has("size") ? a.Int("size", 112) : null;
-        int inCh = a.Int("in-channels", 1), classes = a.Int("classes", 1);
+        int? size = a.Has("size") ? a.Int("size", 112, 16, 8192) : null;
+        int inCh = a.Int("in-channels", 1, 1, 64), classes = a.Int("classes", 1, 1, 255);
         bool json = a.Flag("json"), showGroups = a.Flag("groups");
         a.EnsureAllUsed();
         if ((modelPath == null) == (arch == null)) throw new UsageException("give exactly one of --model or --arch");
