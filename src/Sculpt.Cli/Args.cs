@@ -76,7 +76,7 @@ public sealed class Args
         if (Positional.Count > 0) throw new UsageException($"unexpected argument '{Positional[0]}'");
     }
 
-    /// <summary>Refuses an output that is one of the inputs (it would be overwritten, and the run would read a half-written file).</summary>
+    /// <summary>Refuses an output that is one of the inputs (it would be overwritten while being read).</summary>
     public static void RefuseOverwrite(string output, params string?[] inputs)
     {
         var target = Path.GetFullPath(output);

@@ -44,7 +44,11 @@ namespace Sculpt.Cli
             {
                 return cmd.Run(rest);
             }
-            catch (UsageException e) { Console.Error.WriteLine($"sculpt {args[0]}: {OneLine(e.Message)} (see sculpt {args[0]} --help)"); return 2; }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"sculpt {args[0]}: {OneLine(e.Message)} (see sculpt {args[0]} --help)");
+                return 2;
+            }
             catch (Exception e) when (e is Sculpt.Pruning.PruneException or DatasetException or GraphException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or IOException or UnauthorizedAccessException)
             {
                 Console.Error.WriteLine($"sculpt {args[0]}: error: {OneLine(e.Message)}");

@@ -51,7 +51,8 @@ public static class ImportCommand
             Labels = labels, Mode = classes == 1 ? "binary" : "multiclass", InputChannels = inChannels, InputHeight = size, InputWidth = size,
             Normalization = new Normalization { Mean = mean.Select(m => m / 255).ToArray(), Std = std.Select(s => s / 255).ToArray() },
         };
-        if (task.Labels.Count != (classes == 1 ? 2 : classes)) throw new UsageException($"--labels needs {(classes == 1 ? 2 : classes)} names");
+        if (task.Labels.Count != (classes == 1 ? 2 : classes))
+            throw new UsageException($"--labels needs {(classes == 1 ? 2 : classes)} names");
         var model = Importer.FromPyTorch(checkpoint, graph, task, arch);
         model.Save(outPath);
         Console.WriteLine($"imported {checkpoint} as {arch} ({model.Graph.ParameterCount():N0} params) → {outPath}");
@@ -97,7 +98,8 @@ public static class ImportCommand
             var v = a.Get(name);
             if (v == null) return Enumerable.Repeat(fallback, channels).ToArray();
             var list = v.Split(',').Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name}: '{s}' is not a number")).ToArray();
-            if (list.Length != 1 && list.Length != channels) throw new UsageException($"--{name} needs 1 or {channels} values, got {list.Length}");
+            if (list.Length != 1 && list.Length != channels)
+                throw new UsageException($"--{name} needs 1 or {channels} values, got {list.Length}");
             return list.Length == 1 ? Enumerable.Repeat(list[0], channels).ToArray() : list;
         }
         var std = Values("std", 255);

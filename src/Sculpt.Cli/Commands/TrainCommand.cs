@@ -54,19 +54,22 @@ public static class TrainCommand
         TrainResult result;
         if (init is not null)
         {
-            if (a.Has("arch") || width.HasValue || depth.HasValue || bilinear || noBn) throw new UsageException("--init trains the model it names: give no --arch or U-Net options");
+            if (a.Has("arch") || width.HasValue || depth.HasValue || bilinear || noBn)
+                throw new UsageException("--init trains the model it names: give no --arch or U-Net options");
             var start = Sculpt.Runtime.ModelPackage.Load(init);
             (pkg, result) = Run(progress => TrainJob.Continue(ds, start, options, progress));
         }
         else if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")
         {
-            if (width.HasValue || depth.HasValue || bilinear || noBn) throw new UsageException("--width, --depth, --bilinear and --no-bn apply to the U-Net architectures only");
+            if (width.HasValue || depth.HasValue || bilinear || noBn)
+                throw new UsageException("--width, --depth, --bilinear and --no-bn apply to the U-Net architectures only");
             var graph = Architectures.Build(arch, ds.Channels, classes, ds.Height);
             (pkg, result) = Run(progress => TrainJob.Run(ds, "deeplabv3_resnet50", graph, null, options, progress));
         }
         else
         {
-            if (!Architectures.Names.Contains(arch)) throw new UsageException($"unknown --arch '{arch}' ({string.Join(", ", Architectures.Names)})");
+            if (!Architectures.Names.Contains(arch))
+                throw new UsageException($"unknown --arch '{arch}' ({string.Join(", ", Architectures.Names)})");
             var config = UNet.Preset(arch, ds.Channels, classes, ds.Height);
             if (width.HasValue) config = config with { BaseWidth = width.Value };
             if (depth.HasValue) config = config with { Depth = depth.Value };

@@ -80,7 +80,8 @@ public sealed class ChannelGroups
             foreach (var s in channels)
             {
                 // a block must not straddle two spaces of a concatenation
-                if (s.Offset % block != 0 || s.Length % block != 0) Fix(new[] { s }, $"groups of {block} channels in '{Current}' straddle its inputs");
+                if (s.Offset % block != 0 || s.Length % block != 0)
+                    Fix(new[] { s }, $"groups of {block} channels in '{Current}' straddle its inputs");
                 else { int r = Find(s.Space); Block[r] = Lcm(Block[r], block); }
             }
         }

@@ -89,7 +89,8 @@ public sealed class NetworkGraph
             {
                 parameters = n.ParameterCount();
                 foreach (var w in n.Weights())
-                    if (w.Count > MaxTensorElements) throw new GraphException($"node '{n.Name}' ({n.Op}): tensor {w.Name} of {w.Count:N0} values is too large");
+                    if (w.Count > MaxTensorElements)
+                        throw new GraphException($"node '{n.Name}' ({n.Op}): tensor {w.Name} of {w.Count:N0} values is too large");
             }
             catch (OverflowException) { throw new GraphException($"node '{n.Name}' ({n.Op}): its weights are impossibly large"); }
             infos.Add(new NodeInfo(n, ins, outShape, parameters, n.MacCount(ins, outShape)));
@@ -140,9 +141,13 @@ public sealed class NetworkGraph
             throw new GraphException($"invalid graph JSON: {msg}");
         }
         catch (NotSupportedException) { throw new GraphException("invalid graph JSON: unknown or missing 'op' in a node"); }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException) { throw new GraphException($"invalid graph JSON: {e.Message.Split('\n')[0]}"); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new GraphException($"invalid graph JSON: {e.Message.Split('\n')[0]}");
+        }
         if (doc is null || doc.Format != "sculpt-graph") throw new GraphException("invalid graph JSON: not a sculpt-graph document");
-        if (doc.Version > FormatVersion) throw new GraphException($"graph format version {doc.Version} is newer than this Sculpt ({FormatVersion})");
+        if (doc.Version > FormatVersion)
+            throw new GraphException($"graph format version {doc.Version} is newer than this Sculpt ({FormatVersion})");
         if (doc.Nodes is null || doc.Nodes.Any(n => n is null)) throw new GraphException("invalid graph JSON: null node");
         if (doc.Nodes.FirstOrDefault(n => n.Inputs is null || n.Inputs.Any(i => i is null)) is { } bad)
             throw new GraphException($"invalid graph JSON: node '{bad.Name}' has null inputs");

@@ -89,7 +89,7 @@ public abstract class Node
     /// </summary>
     public virtual List<Segment> ChannelRule(IDependencyBuilder deps, IReadOnlyList<List<Segment>> inputs) => inputs[0];
 
-    /// <summary>After slicing: the node now reads <paramref name="input"/> channels (first input) and writes <paramref name="output"/>.</summary>
+    /// <summary>After slicing: the node reads <paramref name="input"/> channels (first input), writes <paramref name="output"/>.</summary>
     public virtual void SetChannels(int input, int output) { }
 
     /// <summary>The node's computation, written once for every backend.</summary>
@@ -180,7 +180,10 @@ public interface ITensorOps<T> where T : class
     T BatchNorm(T x, T mean, T variance, T gamma, T beta, double eps, double momentum);
     T InstanceNorm(T x, T? gamma, T? beta, double eps);
     T GroupNorm(T x, int groups, T? gamma, T? beta, double eps);
-    /// <summary>Relu, Sigmoid, Tanh, Silu, HardSwish; LeakyRelu (a = slope); HardSigmoid (clamp(a·x + b, 0, 1)); Clip (a, b); Softmax over channels.</summary>
+    /// <summary>
+    /// Relu, Sigmoid, Tanh, Silu, HardSwish; LeakyRelu (a = slope); HardSigmoid (clamp(a·x + b, 0, 1)); Clip (a, b);
+    /// Softmax over channels.
+    /// </summary>
     T Unary(UnaryKind kind, T x, double a = 0, double b = 0);
     T PRelu(T x, T slope);
     T Binary(BinaryKind kind, T a, T b);

@@ -40,7 +40,8 @@ public static class OnnxExport
             {
                 InputNode => InputName,
                 OutputNode => writer.Emit("Identity", [ins[0]], OutputName),
-                _ => node.Forward(writer, new OpContext<string>(ins, info.InputShapes, info.Output, w => writer.Weight($"{node.Name}.{w}"))),
+                _ => node.Forward(writer, 
+                    new OpContext<string>(ins, info.InputShapes, info.Output, w => writer.Weight($"{node.Name}.{w}"))),
             };
         }
         var g = writer.Graph;
@@ -209,11 +210,13 @@ public static class OnnxExport
                 IntsAttr("pads", Pads(padding)), IntsAttr("dilations", dilation), Int("group", groups));
         }
 
-        public string ConvTranspose(string x, string w, string? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation, int groups)
+        public string ConvTranspose(string x, string w, string? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation,
+            int groups)
         {
             var k = ShapeOf(w);
-            return Emit("ConvTranspose", b is null ? [x, w] : [x, w, b], null, IntsAttr("kernel_shape", k[2], k[3]), IntsAttr("strides", stride),
-                IntsAttr("pads", Pads(padding)), IntsAttr("dilations", dilation), Int("group", groups), IntsAttr("output_padding", outputPadding));
+            return Emit("ConvTranspose", b is null ? [x, w] : [x, w, b], null, IntsAttr("kernel_shape", k[2], k[3]),
+                IntsAttr("strides", stride), IntsAttr("pads", Pads(padding)), IntsAttr("dilations", dilation), Int("group", groups),
+                IntsAttr("output_padding", outputPadding));
         }
 
         public string BatchNorm(string x, string mean, string variance, string gamma, string beta, double eps, double momentum) =>
@@ -231,9 +234,9 @@ public static class OnnxExport
         {
             // opset 17 has no GroupNormalization: instance norm over [N, G, C/G·H·W], then the per-channel affine
             var grouped = Emit("Reshape", [x, Ints("groups", 0, groups, -1)]);
-            var normed = Emit("InstanceNormalization",
-                [grouped, Constant("one", [groups], Enumerable.Repeat(1f, groups).ToArray()), Constant("zero", [groups], new float[groups])],
-                null, Float("epsilon", eps));
+            var ones = Constant("one", [groups], Enumerable.Repeat(1f, groups).ToArray());
+            var zeros = Constant("zero", [groups], new float[groups]);
+            var normed = Emit("InstanceNormalization", [grouped, ones, zeros], null, Float("epsilon", eps));
             var y = Emit("Reshape", [normed, Emit("Shape", [x])]);
             if (gamma is not null) y = Binary(BinaryKind.Mul, y, PerChannel(gamma));
             if (beta is not null) y = Binary(BinaryKind.Add, y, PerChannel(beta));
@@ -249,7 +252,8 @@ public static class OnnxExport
             UnaryKind.Silu => Emit("Mul", [x, Emit("Sigmoid", [x])]),
             UnaryKind.HardSwish => Emit("HardSwish", [x]),
             UnaryKind.HardSigmoid => Emit("HardSigmoid", [x], null, Float("alpha", a), Float("beta", b)),
-            UnaryKind.Clip => Emit("Clip", [x, double.IsNegativeInfinity(a) ? "" : Scalar(a), double.IsPositiveInfinity(b) ? "" : Scalar(b)]),
+            UnaryKind.Clip => Emit("Clip", [x, double.IsNegativeInfinity(a) ? "" : Scalar(a),
+                double.IsPositiveInfinity(b) ? "" : Scalar(b)]),
             UnaryKind.Softmax => Emit("Softmax", [x], null, Int("axis", 1)),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
@@ -274,7 +278,8 @@ public static class OnnxExport
         {
             if (outputSize[0] == 1 && outputSize[1] == 1) return Emit("GlobalAveragePool", [x]);
             if (input.H % outputSize[0] != 0 || input.W % outputSize[1] != 0)
-                throw new GraphException($"node '{Current}': adaptive pooling {input.H}×{input.W} → {outputSize[0]}×{outputSize[1]} has no fixed-window ONNX equivalent");
+                throw new GraphException($"node '{Current}': adaptive pooling {input.H}×{input.W} → {outputSize[0]}×{outputSize[1]}"
+                    + " has no fixed-window ONNX equivalent");
             var k = new[] { input.H / outputSize[0], input.W / outputSize[1] };
             return Emit("AveragePool", [x], null, IntsAttr("kernel_shape", k), IntsAttr("strides", k));
         }
@@ -283,7 +288,11 @@ public static class OnnxExport
         {
             var attrs = !bilinear
                 ? new[] { Str("mode", "nearest"), Str("coordinate_transformation_mode", "asymmetric"), Str("nearest_mode", "floor") }
-                : new[] { Str("mode", "linear"), Str("coordinate_transformation_mode", alignCorners ? "align_corners" : "pytorch_half_pixel") };
+                : new[]
+                {
+                    Str("mode", "linear"),
+                    Str("coordinate_transformation_mode", alignCorners ? "align_corners" : "pytorch_half_pixel"),
+                };
             if (scale is { } s) return Emit("Resize", [x, "", Constant("scales", [4], [1f, 1f, (float)s, (float)s])], null, attrs);
             // sizes = shape(x)[0:2] ++ (fixed size | shape(reference)[2:4])
             var nc = Emit("Slice", [Emit("Shape", [x]), Ints("0", 0), Ints("2", 2)]);
@@ -291,7 +300,8 @@ public static class OnnxExport
             return Emit("Resize", [x, "", "", Emit("Concat", [nc, hw], null, Int("axis", 0))], null, attrs);
         }
 
-        public string Pad(string x, int[] pads) => Emit("Pad", [x, Ints("pads", 0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3])], null, Str("mode", "constant"));
+        public string Pad(string x, int[] pads) =>
+            Emit("Pad", [x, Ints("pads", 0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3])], null, Str("mode", "constant"));
 
         public string Concat(IReadOnlyList<string> xs) => Emit("Concat", xs, null, Int("axis", 1));
 

@@ -52,7 +52,8 @@ public static class OnnxImport
             if (!info.Exists) throw new InvalidDataException($"{path}: file not found");
             // devices and FIFOs report no length: refuse them before reading (/dev/zero would never end, a FIFO blocks)
             if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
-            if (info.Length > MaxFileBytes) throw new InvalidDataException($"{path}: {info.Length:N0} bytes is beyond ONNX's 2 GiB single-file limit");
+            if (info.Length > MaxFileBytes)
+                throw new InvalidDataException($"{path}: {info.Length:N0} bytes is beyond ONNX's 2 GiB single-file limit");
             bytes = new byte[info.Length];
             using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
                 stream.ReadExactly(bytes);
@@ -77,13 +78,20 @@ public static class OnnxImport
         task.Mode = classes == 1 ? "binary" : "multiclass";
         task.Labels = TaskInfo.DefaultLabels(classes);
         if (input.Channels != 1)
-            task.Normalization = new Normalization { Mean = new double[input.Channels], Std = Enumerable.Repeat(1.0, input.Channels).ToArray() };
+            task.Normalization = new Normalization
+            {
+                Mean = new double[input.Channels], Std = Enumerable.Repeat(1.0, input.Channels).ToArray(),
+            };
         // a model exported by Sculpt carries its task in metadata_props
-        var props = model.Messages(ModelField.MetadataProps, path).ToDictionary(p => p.String(EntryField.Key), p => p.String(EntryField.Value));
+        var props = model.Messages(ModelField.MetadataProps, path)
+            .ToDictionary(p => p.String(EntryField.Key), p => p.String(EntryField.Value));
         if (props.TryGetValue("sculpt.task", out var taskJson))
         {
             try { meta.Task = System.Text.Json.JsonSerializer.Deserialize<TaskInfo>(taskJson, NetworkGraph.JsonOptions) ?? meta.Task; }
-            catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}: metadata 'sculpt.task' is not valid: {e.Message.Split('\n')[0]}"); }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new InvalidDataException($"{path}: metadata 'sculpt.task' is not valid: {e.Message.Split('\n')[0]}");
+            }
         }
         meta.Training = new System.Text.Json.Nodes.JsonObject { ["imported_from"] = Path.GetFullPath(path), ["format"] = "onnx" };
         return new ModelPackage(ir, weights, meta);
@@ -125,7 +133,8 @@ public static class OnnxImport
         public (NetworkGraph, WeightSet) Build()
         {
             var nodes = graph.Messages(GraphField.Node, path).ToList();
-            var missing = nodes.Select(n => (Op: n.String(NodeField.OpType), Name: n.String(NodeField.Name), Domain: n.String(NodeField.Domain)))
+            var missing = nodes
+                .Select(n => (Op: n.String(NodeField.OpType), Name: n.String(NodeField.Name), Domain: n.String(NodeField.Domain)))
                 .Where(n => n.Domain is not ("" or "ai.onnx") || !Supported.Contains(n.Op)).GroupBy(n => n.Op).ToList();
             if (missing.Count > 0)
             {
@@ -152,7 +161,8 @@ public static class OnnxImport
                 _values[outs[0]] = result;
             }
             var outputs = graph.Messages(GraphField.Output, path).Select(v => v.String(ValueInfoField.Name)).ToList();
-            if (outputs.Count != 1) throw new InvalidDataException($"{path}: the graph has {outputs.Count} outputs; Sculpt needs exactly one (the logits)");
+            if (outputs.Count != 1)
+                throw new InvalidDataException($"{path}: the graph has {outputs.Count} outputs; Sculpt needs exactly one (the logits)");
             if (!_values.TryGetValue(outputs[0], out var o) || o is not Data { Rank: 4 } od)
                 throw new InvalidDataException($"{path}: output '{outputs[0]}' is not a feature map computed from the input");
             _nodes.Add(new OutputNode { Name = Unique("output"), Inputs = { od.Node } });
@@ -167,21 +177,25 @@ public static class OnnxImport
         private void ReadInput()
         {
             var inputs = graph.Messages(GraphField.Input, path).Where(v => !_values.ContainsKey(v.String(ValueInfoField.Name))).ToList();
-            if (inputs.Count != 1) throw new InvalidDataException($"{path}: expected one graph input (besides initializers), found {inputs.Count}");
+            if (inputs.Count != 1)
+                throw new InvalidDataException($"{path}: expected one graph input (besides initializers), found {inputs.Count}");
             var dims = inputs[0].Messages(ValueInfoField.Type, path).SelectMany(t => t.Messages(TypeField.Tensor, path))
                 .SelectMany(tt => tt.Messages(TensorTypeField.Shape, path)).SelectMany(s => s.Messages(ShapeField.Dim, path))
                 .Select(d => d.Int(DimField.Value, -1)).ToList();
             string Text() => string.Join(", ", dims.Select(d => d <= 0 ? "?" : d.ToString()));
-            if (dims.Count != 4 || dims[1] <= 0 || dims[1] > 64) throw new InvalidDataException($"{path}: the input must be N×C×H×W with a fixed C; found [{Text()}]");
+            if (dims.Count != 4 || dims[1] <= 0 || dims[1] > 64)
+                throw new InvalidDataException($"{path}: the input must be N×C×H×W with a fixed C; found [{Text()}]");
             int h = (int)Math.Min(dims[2], int.MaxValue), w = (int)Math.Min(dims[3], int.MaxValue);
             if (inputSize is { } size)
             {
                 if (h > 0 && w > 0 && (h != size.Height || w != size.Width))
-                    throw new InvalidDataException($"{path}: the file fixes the input at {h}×{w}; --input-size {size.Height},{size.Width} disagrees");
+                    throw new InvalidDataException(
+                        $"{path}: the file fixes the input at {h}×{w}; --input-size {size.Height},{size.Width} disagrees");
                 (h, w) = size;
             }
             else if (h <= 0 || w <= 0)
-                throw new InvalidDataException($"{path}: the input's height and width are dynamic [{Text()}]; give the size to evaluate the model at (--input-size H,W)");
+                throw new InvalidDataException(
+                    $"{path}: the input's height and width are dynamic [{Text()}]; give the size to evaluate it at (--input-size H,W)");
             if (h > 8192 || w > 8192) throw new InvalidDataException($"{path}: input size {h}×{w} is larger than 8192×8192");
             var node = new InputNode { Name = Unique("input"), Channels = (int)dims[1], Height = h, Width = w };
             Add(node, new Shape(node.Channels, h, w));
@@ -203,22 +217,32 @@ public static class OnnxImport
 
         private object Value(int i) => i < _ins.Count && _ins[i].Length > 0 ? _values[_ins[i]] : throw Fail($"needs input {i + 1}");
         private bool Has(int i) => i < _ins.Count && _ins[i].Length > 0;
-        private Const C(int i) => Value(i) as Const ?? throw Fail($"input {i + 1} must be a constant (an initializer or computed from shapes)");
+        private Const C(int i) =>
+            Value(i) as Const ?? throw Fail($"input {i + 1} must be a constant (an initializer or computed from shapes)");
         private Data D(int i) => Value(i) as Data ?? throw Fail($"input {i + 1} must be a feature map");
 
         private long IntAttr(string k, long d) => _attrs.TryGetValue(k, out var a) ? a.Int(AttributeField.I, d) : d;
         private double FloatAttr(string k, double d) => _attrs.TryGetValue(k, out var a) ? a.Float(AttributeField.F) : d;
         private long[]? IntsAttr(string k) => _attrs.TryGetValue(k, out var a) ? a.Ints(AttributeField.Ints).ToArray() : null;
-        private string StrAttr(string k, string d) => _attrs.TryGetValue(k, out var a) ? Encoding.UTF8.GetString(a.Bytes(AttributeField.S).LastOrDefault().Span) : d;
+        private string StrAttr(string k, string d) =>
+            _attrs.TryGetValue(k, out var a) ? Encoding.UTF8.GetString(a.Bytes(AttributeField.S).LastOrDefault().Span) : d;
 
         private object ConstantNode()
         {
-            if (_attrs.TryGetValue("value", out var v)) return ReadTensor(v.Messages(AttributeField.T, path).FirstOrDefault() ?? throw Fail("has no tensor value"));
+            if (_attrs.TryGetValue("value", out var v))
+                return ReadTensor(v.Messages(AttributeField.T, path).FirstOrDefault() ?? throw Fail("has no tensor value"));
             if (_attrs.TryGetValue("value_float", out var f)) return Const.Of([], [f.Float(AttributeField.F)], false);
             if (_attrs.TryGetValue("value_int", out var i)) return Const.Of([], [i.Int(AttributeField.I)], true);
-            if (_attrs.TryGetValue("value_ints", out var ii)) { var x = ii.Ints(AttributeField.Ints); return Const.Of([x.Count], x.Select(v => (double)v).ToArray(), true); }
-            if (_attrs.TryGetValue("value_floats", out var ff)) { var x = ff.Floats(AttributeField.Floats); return Const.Of([x.Count], x.Select(v => (double)v).ToArray(), false); }
+            if (_attrs.TryGetValue("value_ints", out var ii)) return Vector(ii.Ints(AttributeField.Ints).Select(v => (double)v), true);
+            if (_attrs.TryGetValue("value_floats", out var ff))
+                return Vector(ff.Floats(AttributeField.Floats).Select(v => (double)v), false);
             throw Fail("has no value this importer reads (value, value_float(s), value_int(s))");
+        }
+
+        private static Const Vector(IEnumerable<double> values, bool isInt)
+        {
+            var v = values.ToArray();
+            return Const.Of([v.Length], v, isInt);
         }
 
         private Const ShapeOf(Data d)
@@ -237,7 +261,8 @@ public static class OnnxImport
                 _ => [new Dim(d.Node, 0), null, null],
             };
             int start = (int)Norm(IntAttr("start", 0), full.Length, true), end = (int)Norm(IntAttr("end", full.Length), full.Length, true);
-            return Const.Of([Math.Max(0, end - start)], full[start..Math.Max(start, end)].Select(v => (double)v).ToArray(), true, sym[start..Math.Max(start, end)]);
+            end = Math.Max(start, end);
+            return Const.Of([end - start], full[start..end].Select(v => (double)v).ToArray(), true, sym[start..end]);
         }
 
         private static long Norm(long axis, long rank, bool clamp = false)
@@ -280,7 +305,7 @@ public static class OnnxImport
                 case "Squeeze":
                 {
                     var x = C(0);
-                    var axes = (Has(1) ? C(1).Values.Select(v => (long)v).ToArray() : IntsAttr("axes"))?.Select(a => Norm(a, x.Rank)).ToHashSet();
+                    var axes = Axes()?.Select(a => Norm(a, x.Rank)).ToHashSet();
                     return x with { Dims = x.Dims.Where((d, i) => axes is null ? d != 1 : !axes.Contains(i)).ToArray() };
                 }
                 case "Reshape": return x0Reshape(C(0), C(1));
@@ -308,7 +333,11 @@ public static class OnnxImport
                     var shape = C(0).Values.Select(v => (long)v).ToArray();
                     long n = CheckedCount(shape);
                     double fill = 0; bool isInt = false;
-                    if (_attrs.TryGetValue("value", out var v)) { var t = ReadTensor(v.Messages(AttributeField.T, path).First()); fill = t.Values.FirstOrDefault(); isInt = t.IsInt; }
+                    if (_attrs.TryGetValue("value", out var v))
+                    {
+                        var t = ReadTensor(v.Messages(AttributeField.T, path).First());
+                        (fill, isInt) = (t.Values.FirstOrDefault(), t.IsInt);
+                    }
                     return Const.Of(shape, Enumerable.Repeat(fill, (int)n).ToArray(), isInt);
                 }
                 case "Range":
@@ -355,7 +384,8 @@ public static class OnnxImport
             return n;
         }
 
-        private static Const Map(Const x, Func<double, double> f) => x with { Values = x.Values.Select(f).ToArray(), Dims0 = new Dim?[x.Values.Length] };
+        private static Const Map(Const x, Func<double, double> f) =>
+            x with { Values = x.Values.Select(f).ToArray(), Dims0 = new Dim?[x.Values.Length] };
 
         private Const x0Reshape(Const x, Const shapeConst)
         {
@@ -370,7 +400,8 @@ public static class OnnxImport
                 else known *= target[i];
             }
             if (infer >= 0) target[infer] = known == 0 ? 0 : x.Count / known;
-            if (target.Aggregate(1L, (a, b) => a * b) != x.Count) throw Fail($"cannot reshape {x.Count} values to [{string.Join(", ", target)}]");
+            if (target.Aggregate(1L, (a, b) => a * b) != x.Count)
+                throw Fail($"cannot reshape {x.Count} values to [{string.Join(", ", target)}]");
             return x with { Dims = target };
         }
 
@@ -380,11 +411,16 @@ public static class OnnxImport
             if (axis < 0 || axis >= data.Rank) throw Fail($"axis {axis} out of range");
             long outer = data.Dims[..axis].Aggregate(1L, (a, b) => a * b), n = data.Dims[axis];
             long inner = data.Dims[(axis + 1)..].Aggregate(1L, (a, b) => a * b);
-            var idx = indices.Values.Select(v => { long i = (long)v; if (i < 0) i += n; return i >= 0 && i < n ? i : throw Fail($"index {v} out of range 0..{n - 1}"); }).ToArray();
+            var idx = indices.Values.Select(v => (long)v < 0 ? (long)v + n : (long)v)
+                .Select(i => i >= 0 && i < n ? i : throw Fail($"index out of range 0..{n - 1}")).ToArray();
             var values = new List<double>(); var sym = new List<Dim?>();
             for (long o = 0; o < outer; o++)
                 foreach (var i in idx)
-                    for (long k = 0; k < inner; k++) { long at = (o * n + i) * inner + k; values.Add(data.Values[at]); sym.Add(data.Dims0[at]); }
+                    for (long at = (o * n + i) * inner, end = at + inner; at < end; at++)
+                    {
+                        values.Add(data.Values[at]);
+                        sym.Add(data.Dims0[at]);
+                    }
             var dims = data.Dims[..axis].Concat(indices.Dims).Concat(data.Dims[(axis + 1)..]).ToArray();
             return Const.Of(dims, values.ToArray(), data.IsInt, sym.ToArray());
         }
@@ -416,7 +452,8 @@ public static class OnnxImport
             {
                 starts = C(1).Values.Select(v => (long)Math.Clamp(v, long.MinValue / 2, long.MaxValue / 2)).ToArray();
                 ends = C(2).Values.Select(v => (long)Math.Clamp(v, long.MinValue / 2, long.MaxValue / 2)).ToArray();
-                axes = Has(3) ? C(3).Values.Select(v => (long)v).ToArray() : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
+                axes = Has(3) ? C(3).Values.Select(v => (long)v).ToArray()
+                    : Enumerable.Range(0, starts.Length).Select(i => (long)i).ToArray();
                 steps = Has(4) ? C(4).Values.Select(v => (long)v).ToArray() : Enumerable.Repeat(1L, starts.Length).ToArray();
             }
             else
@@ -495,7 +532,8 @@ public static class OnnxImport
             for (int d = 0; d < rank; d++)
             {
                 long x = Dim(a, d), y = Dim(b, d);
-                dims[d] = x == y || y == 1 ? x : x == 1 ? y : throw Fail($"shapes [{string.Join(", ", a.Dims)}] and [{string.Join(", ", b.Dims)}] do not broadcast");
+                dims[d] = x == y || y == 1 ? x : x == 1 ? y
+                    : throw Fail($"shapes [{string.Join(", ", a.Dims)}] and [{string.Join(", ", b.Dims)}] do not broadcast");
             }
             long n = CheckedCount(dims);
             var values = new double[n];
@@ -535,7 +573,11 @@ public static class OnnxImport
                 case "Tanh": return Unary(new TanhNode());
                 case "HardSwish": return Unary(new HardSwishNode());
                 case "LeakyRelu": return Unary(new LeakyReluNode { NegativeSlope = Math.Round(FloatAttr("alpha", 0.01), 7) });
-                case "HardSigmoid": return Unary(new HardSigmoidNode { Alpha = Math.Round(FloatAttr("alpha", 0.2), 7), Beta = Math.Round(FloatAttr("beta", 0.5), 7) });
+                case "HardSigmoid":
+                    return Unary(new HardSigmoidNode
+                    {
+                        Alpha = Math.Round(FloatAttr("alpha", 0.2), 7), Beta = Math.Round(FloatAttr("beta", 0.5), 7),
+                    });
                 case "Clip": return Clip();
                 case "PRelu": return PRelu();
                 case "Softmax":
@@ -548,8 +590,10 @@ public static class OnnxImport
                 case "Add" or "Sub" or "Mul" or "Div": return Elementwise();
                 case "Concat":
                 {
-                    var parts = _ins.Where(i => i.Length > 0).Select(i => _values[i] as Data ?? throw Fail("concatenates a constant with feature maps")).ToList();
-                    if (Norm(IntAttr("axis", 1), parts[0].Rank) != 1) throw Fail($"concatenates along axis {IntAttr("axis", 1)}; only channels are supported");
+                    var parts = _ins.Where(i => i.Length > 0)
+                        .Select(i => _values[i] as Data ?? throw Fail("concatenates a constant with feature maps")).ToList();
+                    if (Norm(IntAttr("axis", 1), parts[0].Rank) != 1)
+                        throw Fail($"concatenates along axis {IntAttr("axis", 1)}; only channels are supported");
                     return Emit(new ConcatNode { Inputs = parts.Select(p => p.Node).ToList() }, parts[0].Rank, "concat");
                 }
                 case "MaxPool" or "AveragePool": return Pool();
@@ -557,23 +601,25 @@ public static class OnnxImport
                 case "ReduceMean":
                 {
                     var x = Rank4(0);
-                    var axes = (Has(1) ? C(1).Values.Select(v => (long)v).ToArray() : IntsAttr("axes"))?.Select(a => Norm(a, 4)).Order().ToArray();
+                    var axes = Axes()?.Select(a => Norm(a, 4)).Order().ToArray();
                     if (axes is null || !axes.SequenceEqual([2L, 3L])) throw Fail("reduces axes other than height and width");
-                    return Emit(new AdaptiveAvgPool2dNode { Inputs = { x.Node }, OutputSize = [1, 1] }, IntAttr("keepdims", 1) == 1 ? 4 : 2);
+                    var pooled = new AdaptiveAvgPool2dNode { Inputs = { x.Node }, OutputSize = [1, 1] };
+                    return Emit(pooled, IntAttr("keepdims", 1) == 1 ? 4 : 2);
                 }
                 case "Resize" or "Upsample": return Resize();
                 case "Pad": return Pad();
                 case "Flatten":
                 {
                     var x = D(0);
-                    if (Norm(IntAttr("axis", 1), x.Rank) != 1 || x.Shape.H * x.Shape.W != 1) throw Fail("flattens a feature map larger than 1×1 (only pooled features can be flattened)");
+                    if (Norm(IntAttr("axis", 1), x.Rank) != 1 || x.Shape.H * x.Shape.W != 1)
+                        throw Fail("flattens a feature map larger than 1×1 (only pooled features can be flattened)");
                     return x with { Rank = 2 };
                 }
                 case "Squeeze" or "Unsqueeze":
                 {
                     var x = D(0);
                     if (x.Shape.H * x.Shape.W != 1 || x.Groups > 0) throw Fail("changes the rank of a feature map larger than 1×1");
-                    var axes = (Has(1) ? C(1).Values.Select(v => (long)v).ToArray() : IntsAttr("axes"))?.ToArray();
+                    var axes = Axes();
                     int rank = _op == "Squeeze" ? (axes is null ? 2 : x.Rank - axes.Length) : x.Rank + (axes?.Length ?? 0);
                     if (rank is not (2 or 4)) throw Fail($"makes a rank-{rank} feature map");
                     return x with { Rank = rank };
@@ -600,7 +646,8 @@ public static class OnnxImport
         /// <summary>PyTorch's module path: from a weight initializer, else from the exporter's node scope.</summary>
         private string BaseName(string fallback)
         {
-            var w = _ins.Skip(1).FirstOrDefault(i => i.Length > 0 && _values.GetValueOrDefault(i) is Const && (i.EndsWith(".weight") || i.EndsWith(".scale")) && !i.StartsWith("onnx::"));
+            var w = _ins.Skip(1).FirstOrDefault(i => i.Length > 0 && _values.GetValueOrDefault(i) is Const
+                && (i.EndsWith(".weight") || i.EndsWith(".scale")) && !i.StartsWith("onnx::"));
             if (w != null) return w[..w.LastIndexOf('.')];
             var segments = _n.String(NodeField.Name).Split('/', StringSplitOptions.RemoveEmptyEntries).ToList();
             if (segments.Count > 1) segments.RemoveAt(segments.Count - 1); // the operator ("Conv", "Relu_1")
@@ -639,7 +686,8 @@ public static class OnnxImport
         private void Weight(string key, Const c, long[]? shape = null)
         {
             shape ??= c.Dims;
-            if (c.Count != shape.Aggregate(1L, (a, b) => a * b)) throw Fail($"{key} holds {c.Count} values for shape [{string.Join(", ", shape)}]");
+            if (c.Count != shape.Aggregate(1L, (a, b) => a * b))
+                throw Fail($"{key} holds {c.Count} values for shape [{string.Join(", ", shape)}]");
             _weights[key] = new TensorData(shape, c.Values.Select(v => (float)v).ToArray());
         }
 
@@ -649,7 +697,8 @@ public static class OnnxImport
         private (int[] Symmetric, int[]? Explicit) Pads()
         {
             var p = IntsAttr("pads");
-            if (StrAttr("auto_pad", "NOTSET") is not ("NOTSET" or "" or "VALID")) throw Fail($"uses auto_pad {StrAttr("auto_pad", "")}, which is not supported");
+            if (StrAttr("auto_pad", "NOTSET") is not ("NOTSET" or "" or "VALID"))
+                throw Fail($"uses auto_pad {StrAttr("auto_pad", "")}, which is not supported");
             if (p is null) return ([0, 0], null);
             if (p.Length != 4 || p.Any(v => v < 0 || v > 4096)) throw Fail($"has pads [{string.Join(", ", p)}]");
             if (p[0] == p[2] && p[1] == p[3]) return ([(int)p[0], (int)p[1]], null);
@@ -674,7 +723,8 @@ public static class OnnxImport
             conv.OutChannels = transposed ? checked((int)w.Dims[1] * groups) : (int)w.Dims[0];
             conv.Kernel = [(int)w.Dims[2], (int)w.Dims[3]];
             var k = IntsAttr("kernel_shape");
-            if (k != null && (k.Length != 2 || k[0] != w.Dims[2] || k[1] != w.Dims[3])) throw Fail($"kernel_shape [{string.Join(", ", k)}] disagrees with its weight");
+            if (k != null && (k.Length != 2 || k[0] != w.Dims[2] || k[1] != w.Dims[3]))
+                throw Fail($"kernel_shape [{string.Join(", ", k)}] disagrees with its weight");
             conv.Stride = Pair(IntsAttr("strides"), 1); conv.Padding = pads; conv.Dilation = Pair(IntsAttr("dilations"), 1);
             conv.Groups = groups; conv.Bias = Has(2);
             conv.Name = Unique(BaseName(_op.ToLowerInvariant()));
@@ -712,7 +762,10 @@ public static class OnnxImport
             var x = D(0);
             var b = C(1);
             if (x.Rank != 2 || b.Rank != 2) throw Fail("multiplies anything but a pooled vector by a 2-D constant");
-            var conv = new Conv2dNode { Inputs = { x.Node }, InChannels = (int)b.Dims[0], OutChannels = (int)b.Dims[1], Kernel = [1, 1], Bias = false };
+            var conv = new Conv2dNode
+            {
+                Inputs = { x.Node }, InChannels = (int)b.Dims[0], OutChannels = (int)b.Dims[1], Kernel = [1, 1], Bias = false,
+            };
             conv.Name = Unique(BaseName("linear"));
             Weight($"{conv.Name}.weight", Transpose(b, [1, 0]), [b.Dims[1], b.Dims[0], 1, 1]);
             return Emit(conv, 2);
@@ -741,7 +794,8 @@ public static class OnnxImport
             if (x.Groups > 0)
             {
                 // group norm as torch.onnx writes it: reshape to [N, G, -1], instance norm with unit affine, reshape back, then γ, β
-                if (scale.Values.Any(v => v != 1) || bias.Values.Any(v => v != 0)) throw Fail("normalises a grouped view with an affine transform");
+                if (scale.Values.Any(v => v != 1) || bias.Values.Any(v => v != 0))
+                    throw Fail("normalises a grouped view with an affine transform");
                 var gn = new GroupNormNode { Inputs = { x.Node }, Groups = x.Groups, Channels = x.Shape.C, Eps = eps, Affine = false };
                 var made = Emit(gn, 4, "group_norm");
                 return made with { Rank = 3, Groups = x.Groups };
@@ -807,7 +861,9 @@ public static class OnnxImport
                 int channelAxis = c.Rank - (x.Rank - 1);
                 bool perChannel = channelAxis >= 0 && c.Dims[channelAxis] == x.Shape.C
                     && c.Dims.Select((d, i) => i == channelAxis || d == 1).All(ok => ok) && c.Rank <= x.Rank;
-                if (!perChannel) throw Fail($"a constant of shape [{string.Join(", ", c.Dims)}] with a {x.Shape} feature map (only scalars and per-channel constants are supported)");
+                if (!perChannel)
+                    throw Fail($"a constant of shape [{string.Join(", ", c.Dims)}] with a {x.Shape} feature map"
+                        + " (only scalars and per-channel constants are supported)");
                 node.ConstantChannels = x.Shape.C;
                 node.Name = Unique(BaseName(kind));
                 Weight($"{node.Name}.constant", c, [x.Shape.C]);
@@ -836,13 +892,17 @@ public static class OnnxImport
             string mode = StrAttr("mode", "nearest");
             string transform = StrAttr("coordinate_transformation_mode", _op == "Upsample" ? "asymmetric" : "half_pixel");
             var up = new UpsampleNode { Inputs = { x.Node } };
-            up.Mode = mode switch { "nearest" => "nearest", "linear" or "bilinear" => "bilinear", _ => throw Fail($"mode '{mode}' is not supported") };
+            up.Mode = mode switch
+            {
+                "nearest" => "nearest", "linear" or "bilinear" => "bilinear", _ => throw Fail($"mode '{mode}' is not supported"),
+            };
             up.AlignCorners = transform == "align_corners";
             if (up.Mode == "bilinear" && transform is not ("half_pixel" or "pytorch_half_pixel" or "align_corners"))
                 throw Fail($"linear resizing with coordinate_transformation_mode '{transform}' is not supported");
             if (up.Mode == "nearest" && (transform is not ("asymmetric") || StrAttr("nearest_mode", "round_prefer_floor") != "floor")
                 && !(transform == "asymmetric" && _op == "Upsample"))
-                throw Fail($"nearest resizing with coordinate_transformation_mode '{transform}' and nearest_mode '{StrAttr("nearest_mode", "round_prefer_floor")}' is not supported (PyTorch writes asymmetric/floor)");
+                throw Fail($"nearest resizing with coordinate_transformation_mode '{transform}' and nearest_mode"
+                    + $" '{StrAttr("nearest_mode", "round_prefer_floor")}' is not supported (PyTorch writes asymmetric/floor)");
             // Upsample-9: (X, scales); Resize-11+: (X, roi, scales[, sizes])
             int scalesAt = _op == "Upsample" ? 1 : 2;
             if (Has(3))
@@ -855,8 +915,10 @@ public static class OnnxImport
                     up.Inputs.Add(rh.Node);
                 else up.Size = [checked((int)sizes.Values[2]), checked((int)sizes.Values[3])];
             }
-            else if (Has(scalesAt) && C(scalesAt).Values is { Length: 4 } sc && sc[0] == 1 && sc[1] == 1 && sc[2] == sc[3]) up.Scale = sc[2];
-            else if (_attrs.TryGetValue("scales", out var sa) && sa.Floats(AttributeField.Floats) is { Count: 4 } s && s[2] == s[3]) up.Scale = s[2];
+            else if (Has(scalesAt) && C(scalesAt).Values is { Length: 4 } sc && sc[0] == 1 && sc[1] == 1 && sc[2] == sc[3])
+                up.Scale = sc[2];
+            else if (_attrs.TryGetValue("scales", out var sa) && sa.Floats(AttributeField.Floats) is { Count: 4 } s && s[2] == s[3])
+                up.Scale = s[2];
             else throw Fail("needs equal height and width scales, or sizes");
             return Emit(up, 4, "upsample");
         }
@@ -886,7 +948,8 @@ public static class OnnxImport
             if (x.Groups > 0)
             {
                 // back from group norm's [N, G, −1] view to the map's own shape
-                if (target.Length == 4 && BatchDim(0) && target[1] == s.C && target[2] == s.H && target[3] == s.W) return x with { Rank = 4, Groups = 0 };
+                if (target.Length == 4 && BatchDim(0) && target[1] == s.C && target[2] == s.H && target[3] == s.W)
+                    return x with { Rank = 4, Groups = 0 };
                 throw Fail($"reshapes a grouped view to [{string.Join(", ", target)}]");
             }
             if (target.Length == 3 && x.Rank == 4 && BatchDim(0) && target[1] > 0 && s.C % target[1] == 0
@@ -898,18 +961,25 @@ public static class OnnxImport
                 long known = rest.Where(v => v > 0).Aggregate(1L, (a, b) => a * b);
                 int unknown = rest.Count(v => v < 0);
                 if (unknown == 0 && known == s.C && (rest.Length == 1 || rest[0] == s.C)) return x with { Rank = target.Length };
-                if (unknown == 1 && rest[0] is -1 or var _ && (rest.Length == 1 || rest.Skip(1).All(v => v == 1))) return x with { Rank = target.Length };
+                if (unknown == 1 && rest[0] is -1 or var _ && (rest.Length == 1 || rest.Skip(1).All(v => v == 1)))
+                    return x with { Rank = target.Length };
             }
-            throw Fail($"reshapes a {s} feature map to [{string.Join(", ", target)}] (only pooled vectors and group norm's view can be reshaped)");
+            throw Fail($"reshapes a {s} feature map to [{string.Join(", ", target)}]"
+                + " (only pooled vectors and group norm's view can be reshaped)");
         }
 
-        /// <summary>A group norm without affine followed by a per-channel Mul and Add (torch.onnx's decomposition) becomes one group norm with γ, β.</summary>
+        /// <summary>
+        /// A group norm without affine followed by a per-channel Mul and Add (torch.onnx's decomposition) becomes one
+        /// group norm with γ, β.
+        /// </summary>
         private void FuseGroupNormAffine()
         {
             var consumers = _nodes.SelectMany(n => n.Inputs.Select(i => (i, n))).ToLookup(p => p.i, p => p.n);
             foreach (var gn in _nodes.OfType<GroupNormNode>().Where(g => !g.Affine).ToList())
             {
-                if (consumers[gn.Name].ToList() is not [ElementwiseNode { Kind: "mul", ConstantChannels: not null, ConstantFirst: false } mul]) continue;
+                var scale = consumers[gn.Name].ToList();
+                if (scale is not [ElementwiseNode { Kind: "mul", ConstantChannels: not null, ConstantFirst: false } mul])
+                    continue;
                 if (consumers[mul.Name].ToList() is not [ElementwiseNode { Kind: "add", ConstantChannels: not null } add]) continue;
                 gn.Affine = true;
                 _weights[$"{gn.Name}.weight"] = _weights[$"{mul.Name}.constant"];
@@ -922,15 +992,26 @@ public static class OnnxImport
 
         // ---------- tensors ----------
 
+        private InvalidDataException Truncated(string name, string holds, long[] dims) =>
+            new($"{path}: tensor '{name}' holds {holds} for shape [{string.Join(", ", dims)}] (truncated?)");
+
+        private long[]? Axes() => Has(1) ? C(1).Values.Select(v => (long)v).ToArray() : IntsAttr("axes");
+
         private Const ReadTensor(ProtoMessage t)
         {
             string name = t.String(TensorField.Name);
             var dims = t.Ints(TensorField.Dims).ToArray();
             if (dims.Any(d => d < 0)) throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension");
             long count = 1;
-            foreach (var d in dims) { count = checked(count * d); if (count > int.MaxValue / 8) throw new InvalidDataException($"{path}: tensor '{name}' is too large"); }
+            foreach (var d in dims)
+            {
+                count = checked(count * d);
+                if (count > int.MaxValue / 8) throw new InvalidDataException($"{path}: tensor '{name}' is too large");
+            }
             var type = (DataType)t.Int(TensorField.DataType, 1);
-            if (t.Int(TensorField.DataLocation) == 1) throw new InvalidDataException($"{path}: tensor '{name}' uses external data, which is not supported (save the model as one file)");
+            if (t.Int(TensorField.DataLocation) == 1)
+                throw new InvalidDataException(
+                    $"{path}: tensor '{name}' uses external data, which is not supported (save the model as one file)");
             var raw = t.Bytes(TensorField.RawData).LastOrDefault();
             bool isInt = type is not (DataType.Float or DataType.Double or DataType.Float16);
             double[] values;
@@ -942,7 +1023,8 @@ public static class OnnxImport
                     DataType.Float16 or DataType.Int16 or DataType.UInt16 => 2, DataType.Int8 or DataType.UInt8 or DataType.Bool => 1,
                     _ => throw new InvalidDataException($"{path}: tensor '{name}' has ONNX data type {(int)type}, which is not supported"),
                 };
-                if (raw.Length != count * size) throw new InvalidDataException($"{path}: tensor '{name}' holds {raw.Length} bytes for shape [{string.Join(", ", dims)}] (truncated?)");
+                if (raw.Length != count * size)
+                    throw Truncated(name, $"{raw.Length} bytes", dims);
                 var s = raw.Span;
                 values = new double[count];
                 for (int i = 0; i < count; i++)
@@ -974,7 +1056,8 @@ public static class OnnxImport
                 DataType.Float16 => t.Ints(TensorField.Int32Data).Select(v => (double)BitConverter.UInt16BitsToHalf((ushort)v)).ToArray(),
                 _ => throw new InvalidDataException($"{path}: tensor '{name}' has ONNX data type {(int)type} without raw data"),
             };
-            if (values.Length != count) throw new InvalidDataException($"{path}: tensor '{name}' holds {values.Length} values for shape [{string.Join(", ", dims)}] (truncated?)");
+            if (values.Length != count)
+                throw Truncated(name, $"{values.Length} values", dims);
             return Const.Of(dims, values, isInt);
         }
     }

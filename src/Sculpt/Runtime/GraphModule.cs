@@ -210,7 +210,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
         public Tensor Conv(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] dilation, int groups) =>
             Keep(F.conv2d(x, w, b, L(stride), L(padding), L(dilation), groups));
-        public Tensor ConvTranspose(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation, int groups) =>
+        public Tensor ConvTranspose(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation,
+            int groups) =>
             Keep(F.conv_transpose2d(x, w, b, L(stride), L(padding), L(outputPadding), L(dilation), groups));
         public Tensor BatchNorm(Tensor x, Tensor mean, Tensor variance, Tensor gamma, Tensor beta, double eps, double momentum) =>
             Keep(F.batch_norm(x, mean, variance, gamma, beta, module.training, module.BatchNormMomentumOverride ?? momentum, eps));

@@ -31,7 +31,7 @@ public sealed class TaskInfo
 
     [JsonIgnore] public int OutputChannels => Mode == "binary" ? 1 : Labels.Count;
 
-    /// <summary>Every field typed and in range, and consistent with the graph it describes; throws naming <paramref name="source"/>.</summary>
+    /// <summary>Every field in range and consistent with the graph it describes; throws naming <paramref name="source"/>.</summary>
     public void Check(NetworkGraph graph, string source)
     {
         InvalidDataException Bad(string what) => new($"{source}: task {what}");
@@ -39,19 +39,22 @@ public sealed class TaskInfo
         if (Labels is null || Labels.Count < 2 || Labels.Any(string.IsNullOrWhiteSpace)) throw Bad("needs at least two non-empty labels");
         if (Mode == "binary" && Labels.Count != 2) throw Bad($"binary mode has 2 labels, got {Labels.Count}");
         if (InputChannels is < 1 or > 64) throw Bad($"input_channels must be 1 to 64, got {InputChannels}");
-        if (InputHeight is < 1 or > 8192 || InputWidth is < 1 or > 8192) throw Bad($"input size must be 1 to 8192, got {InputHeight}×{InputWidth}");
+        if (InputHeight is < 1 or > 8192 || InputWidth is < 1 or > 8192)
+            throw Bad($"input size must be 1 to 8192, got {InputHeight}×{InputWidth}");
         var n = Normalization;
         if (n?.Mean is null || n.Std is null) throw Bad("normalization needs mean and std");
         foreach (var v in new[] { n.Mean, n.Std })
             if (v.Length != 1 && v.Length != InputChannels) throw Bad($"normalization needs 1 or {InputChannels} values, got {v.Length}");
-        if (n.Mean.Any(v => !double.IsFinite(v)) || n.Std.Any(v => !(v > 0) || !double.IsFinite(v))) throw Bad("normalization must be finite with std > 0");
+        if (n.Mean.Any(v => !double.IsFinite(v)) || n.Std.Any(v => !(v > 0) || !double.IsFinite(v)))
+            throw Bad("normalization must be finite with std > 0");
         if (PixelSpacingMm is { } mm && !(mm > 0 && double.IsFinite(mm))) throw Bad($"pixel_spacing_mm must be > 0, got {mm}");
         if (graph.InputNodes.Count() != 1 || graph.OutputNodes.Count() != 1) throw Bad("needs a graph with one input and one output");
         var input = graph.InputNodes.Single();
         if (input.Channels != InputChannels || input.Height != InputHeight || input.Width != InputWidth)
             throw Bad($"input {InputChannels}×{InputHeight}×{InputWidth} does not match the graph's {input.Channels}×{input.Height}×{input.Width}");
         int outputs = graph.Validate().Single(i => i.Node is OutputNode).Output.C;
-        if (outputs != OutputChannels) throw Bad($"has {OutputChannels} output channel(s) for {Mode} with {Labels.Count} labels, the graph {outputs}");
+        if (outputs != OutputChannels)
+            throw Bad($"has {OutputChannels} output channel(s) for {Mode} with {Labels.Count} labels, the graph {outputs}");
     }
 
     /// <summary>Label names for a model with this many output channels when its source names none (1 channel: binary LV).</summary>
@@ -136,7 +139,8 @@ public sealed class ModelPackage
             byte[] Entry(string name, long max)
             {
                 var e = zip.GetEntry(name) ?? throw new InvalidDataException($"{path}: not a Sculpt model (no {name} inside)");
-                if (e.Length > max) throw new InvalidDataException($"{path}: {name} declares {e.Length:N0} bytes, more than the {max:N0} allowed");
+                if (e.Length > max)
+                    throw new InvalidDataException($"{path}: {name} declares {e.Length:N0} bytes, more than the {max:N0} allowed");
                 using var s = e.Open();
                 var data = new byte[e.Length];
                 int read = 0;
@@ -148,7 +152,8 @@ public sealed class ModelPackage
                 }
                 if (s.ReadByte() >= 0) throw new InvalidDataException($"{path}: {name} is longer than the zip declares");
                 // .NET does not check stored entries' CRC-32: a flipped bit in the weights would pass unnoticed
-                if (Crc32.Of(data) != e.Crc32) throw new InvalidDataException($"{path}: {name} fails its CRC-32 check (the file is corrupt)");
+                if (Crc32.Of(data) != e.Crc32)
+                    throw new InvalidDataException($"{path}: {name} fails its CRC-32 check (the file is corrupt)");
                 return data;
             }
             NetworkGraph graph;
@@ -156,7 +161,11 @@ public sealed class ModelPackage
             catch (GraphException e) { throw new InvalidDataException($"{path}: graph.json: {e.Message}"); }
             var weights = Safetensors.Read(Entry("weights.safetensors", MaxWeightBytes), $"{path}: weights.safetensors");
             ModelMeta meta;
-            try { meta = JsonSerializer.Deserialize<ModelMeta>(Entry("meta.json", MaxMetaBytes), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+            try
+            {
+                meta = JsonSerializer.Deserialize<ModelMeta>(Entry("meta.json", MaxMetaBytes), NetworkGraph.JsonOptions)
+                    ?? throw new JsonException("empty");
+            }
             catch (JsonException e) { throw new InvalidDataException($"{path}: meta.json is invalid: {e.Message.Split('\n')[0]}"); }
             catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException)
             {

@@ -55,14 +55,19 @@ public static class Safetensors
         InvalidDataException Bad(string what) => new($"{source}: {what}");
         if (bytes.Length < 8) throw Bad("safetensors data is truncated");
         ulong headerLen = BitConverter.ToUInt64(bytes, 0);
-        if (headerLen > (ulong)(bytes.Length - 8) || headerLen > MaxHeaderBytes) throw Bad($"safetensors header length {headerLen} exceeds the data");
+        if (headerLen > (ulong)(bytes.Length - 8) || headerLen > MaxHeaderBytes)
+            throw Bad($"safetensors header length {headerLen} exceeds the data");
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLen)) as JsonObject ?? throw Bad("safetensors header is not a JSON object");
+            header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLen)) as JsonObject
+                ?? throw Bad("safetensors header is not a JSON object");
             _ = header.Count; // duplicate names surface here
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException) { throw Bad("safetensors header is not valid JSON"); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
+        {
+            throw Bad("safetensors header is not valid JSON");
+        }
         long dataStart = 8 + (long)headerLen, dataLength = bytes.Length - dataStart;
         var result = new WeightSet();
         var spans = new List<(long Begin, long End, string Name)>();
@@ -76,11 +81,15 @@ public static class Safetensors
             if (offs is not { Length: 2 } || offs[0] < 0 || offs[1] < offs[0] || offs[1] > dataLength)
                 throw Bad($"tensor '{name}' lies outside the data (truncated file?)");
             if (shape.Any(d => d < 0)) throw Bad($"tensor '{name}' has a negative dimension");
-            int width = dtype switch { "F32" => 4, "F16" or "BF16" => 2, "F64" => 8, _ => throw Bad($"tensor '{name}' has unsupported dtype {dtype}") };
+            int width = dtype switch
+            {
+                "F32" => 4, "F16" or "BF16" => 2, "F64" => 8, _ => throw Bad($"tensor '{name}' has unsupported dtype {dtype}"),
+            };
             long count;
             try { count = shape.Aggregate(1L, (a, b) => checked(a * b)); _ = checked(count * width); }
             catch (OverflowException) { throw Bad($"tensor '{name}' has an impossible shape [{string.Join(", ", shape)}]"); }
-            if (offs[1] - offs[0] != count * width) throw Bad($"tensor '{name}' has {offs[1] - offs[0]} bytes, its shape needs {count * width}");
+            if (offs[1] - offs[0] != count * width)
+                throw Bad($"tensor '{name}' has {offs[1] - offs[0]} bytes, its shape needs {count * width}");
             spans.Add((offs[0], offs[1], name));
             var data = new float[count];
             var src = bytes.AsSpan((int)(dataStart + offs[0]), (int)(offs[1] - offs[0]));

@@ -44,7 +44,8 @@ public static class TrainJob
         if (input.Channels != ds.Channels && ds.Channels != 1)
             throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
         if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
-        return Run(ds, start.Meta.Architecture, start.Graph, start.Weights, start.Meta.Training?["architecture"]?.DeepClone(), options, progress);
+        var config = start.Meta.Training?["architecture"]?.DeepClone();
+        return Run(ds, start.Meta.Architecture, start.Graph, start.Weights, config, options, progress);
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,

@@ -20,7 +20,8 @@ public class Conv2dNode : Node
     public int Groups { get; set; } = 1;
     public bool Bias { get; set; } = true;
 
-    [JsonIgnore] public bool IsDepthwise => this is not ConvTranspose2dNode && Groups > 1 && Groups == InChannels && OutChannels == InChannels;
+    [JsonIgnore]
+    public bool IsDepthwise => this is not ConvTranspose2dNode && Groups > 1 && Groups == InChannels && OutChannels == InChannels;
 
     protected override void CloneArrays()
     {

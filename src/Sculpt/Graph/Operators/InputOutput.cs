@@ -22,7 +22,8 @@ public sealed class InputNode : Node
         return space;
     }
     /// <summary>Never called: the runtime feeds the input itself.</summary>
-    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) => throw new InvalidOperationException("the input node has no computation");
+    public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) =>
+        throw new InvalidOperationException("the input node has no computation");
 }
 
 /// <summary>A graph output; its channels are fixed (they are the task's classes).</summary>

@@ -29,7 +29,8 @@ public sealed class BatchNorm2dNode : ShapePreservingNode
     }
     public override void SetChannels(int input, int output) => Channels = input;
     public override T Forward<T>(ITensorOps<T> ops, OpContext<T> ctx) =>
-        ops.BatchNorm(ctx[0], ctx.Weight("running_mean"), ctx.Weight("running_var"), ctx.Weight("weight"), ctx.Weight("bias"), Eps, Momentum);
+        ops.BatchNorm(ctx[0], ctx.Weight("running_mean"), ctx.Weight("running_var"), ctx.Weight("weight"), ctx.Weight("bias"), Eps,
+            Momentum);
 }
 
 /// <summary>A normalisation over each image's own pixels with an optional per-channel affine γ, β (axis 0).</summary>
