@@ -311,3 +311,49 @@ public class CliInputTests
         Assert.Equal(before, File.ReadAllBytes(model));
     }
 }
+
+public class HostilePickleTests
+{
+    /// <summary>A legacy torch.save file (five pickles in a row) whose object pickle is <paramref name="root"/>.</summary>
+    private static string Legacy(byte[] root)
+    {
+        var magic = System.Numerics.BigInteger.Parse("119547037146038801333356").ToByteArray();
+        byte[] Pickle(params byte[][] parts) => [0x80, 0x02, .. parts.SelectMany(p => p), (byte)'.'];
+        var file = new List<byte>();
+        file.AddRange(Pickle([0x8a, (byte)magic.Length], magic));            // LONG1 magic number
+        file.AddRange(Pickle([(byte)'M', 0xe9, 0x03]));                     // BININT2 1001: protocol version
+        file.AddRange(Pickle([(byte)'}']));                                 // sys_info
+        file.AddRange(root);
+        file.AddRange(Pickle([(byte)']']));                                 // storage keys
+        var path = Path.Combine(TestFiles.TempDir(), "hostile.pt");
+        File.WriteAllBytes(path, file.ToArray());
+        return path;
+    }
+
+    [Fact]
+    public void DeeplyNestedPicklesAreReadWithoutRecursion()
+    {
+        // 200,000 empty lists, each appended into the one below: a nesting no recursive walk survives
+        const int depth = 200_000;
+        var root = new List<byte> { 0x80, 0x02 };
+        for (int i = 0; i < depth; i++) root.Add((byte)']');
+        for (int i = 1; i < depth; i++) root.Add((byte)'a');
+        root.Add((byte)'.');
+        var path = Legacy(root.ToArray());
+        var e = Assert.Throws<InvalidDataException>(() => Import.PyTorchCheckpoint.StateDict(Import.PyTorchCheckpoint.Read(path), path));
+        Assert.Contains("not a dict", e.Message);
+    }
+
+    [Fact]
+    public void DeclaredLengthsBeyondTheFileAreRefusedBeforeAllocating()
+    {
+        // BINUNICODE8 claiming 2^40 bytes, BINBYTES claiming 4 GB
+        foreach (var op in new byte[][] { [0x8d, 0, 0, 0, 0, 0, 1, 0, 0], [(byte)'B', 0xff, 0xff, 0xff, 0xff] })
+        {
+            var path = Legacy([0x80, 0x02, .. op, (byte)'.']);
+            var e = Assert.Throws<InvalidDataException>(() => Import.PyTorchCheckpoint.Read(path));
+            Assert.Contains("more than the file holds", e.Message);
+            Assert.StartsWith(path, e.Message);
+        }
+    }
+}

@@ -24,6 +24,9 @@ public sealed class PickleReader(Stream stream, string source)
     public Func<object?, object?>? PersistentLoad { get; init; }
     public Resolver? Reduce { get; init; }
 
+    /// <summary>Largest single string or bytes value read from a stream that cannot say how much it holds.</summary>
+    public const long MaxUnseekableBytes = 256L << 20;
+
     private sealed class Mark;
     private static readonly Mark MarkObject = new();
 
@@ -42,7 +45,16 @@ public sealed class PickleReader(Stream stream, string source)
             return items;
         }
         string Line() { var sb = new StringBuilder(); int c; while ((c = stream.ReadByte()) >= 0 && c != '\n') sb.Append((char)c); return sb.ToString(); }
-        byte[] Bytes(long n) { var b = r.ReadBytes(checked((int)n)); if (b.Length != n) throw Bad("truncated"); return b; }
+        byte[] Bytes(long n)
+        {
+            // a declared length is checked against the bytes left before anything is allocated for it
+            if (n < 0) throw Bad($"negative length {n}");
+            if (stream.CanSeek ? n > stream.Length - stream.Position : n > MaxUnseekableBytes)
+                throw Bad($"declares {n:N0} bytes, more than the file holds (truncated or corrupt)");
+            var b = r.ReadBytes((int)n);
+            if (b.Length != n) throw Bad("truncated");
+            return b;
+        }
 
         try
         {

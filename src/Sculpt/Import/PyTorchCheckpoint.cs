@@ -137,7 +137,10 @@ public static class PyTorchCheckpoint
             if (!storages.TryGetValue(key, out var st)) throw new InvalidDataException($"{path}: data for unknown storage {key}");
             long numel;
             try { numel = r.ReadInt64(); } catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated (storage {key} missing)"); }
-            var bytes = r.ReadBytes(checked((int)(numel * st.ElementSize)));
+            // the declared element count is checked against the bytes left before anything is allocated for it
+            if (numel < 0 || numel > (f.Length - f.Position) / st.ElementSize)
+                throw new InvalidDataException($"{path}: storage {key} declares {numel:N0} elements, more than the file holds (truncated?)");
+            var bytes = r.ReadBytes((int)(numel * st.ElementSize));
             if (bytes.Length != numel * st.ElementSize) throw new InvalidDataException($"{path}: truncated (storage {key} has {bytes.Length} of {numel * st.ElementSize} bytes)");
             st.Bytes = bytes;
         }
@@ -196,25 +199,25 @@ public static class PyTorchCheckpoint
     private static object? Finish(object? root, List<(PendingTensor T, Holder H)> pending, string path)
     {
         foreach (var (t, h) in pending) h.Value = t.Materialize(path);
-        return Resolve(root, new HashSet<object>(ReferenceEqualityComparer.Instance));
-    }
-
-    private static object? Resolve(object? o, HashSet<object> seen)
-    {
-        switch (o)
+        if (root is Holder top) return top.Value;
+        // iterative, so that a deeply nested (hostile) pickle cannot overflow the stack
+        var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        var work = new Stack<object>();
+        if (root is not null) work.Push(root);
+        object? Swap(object? o)
         {
-            case Holder h: return h.Value;
-            case Dictionary<object, object?> d when seen.Add(d):
-                foreach (var k in d.Keys.ToList()) d[k] = Resolve(d[k], seen);
-                return d;
-            case List<object?> l when seen.Add(l):
-                for (int i = 0; i < l.Count; i++) l[i] = Resolve(l[i], seen);
-                return l;
-            case PyTuple t when seen.Add(t):
-                for (int i = 0; i < t.Items.Length; i++) t.Items[i] = Resolve(t.Items[i], seen);
-                return t;
-            default: return o;
+            if (o is Holder h) return h.Value;
+            if (o is Dictionary<object, object?> or List<object?> or PyTuple && seen.Add(o)) work.Push(o);
+            return o;
         }
+        while (work.Count > 0)
+            switch (work.Pop())
+            {
+                case Dictionary<object, object?> d: foreach (var k in d.Keys.ToList()) d[k] = Swap(d[k]); break;
+                case List<object?> l: for (int i = 0; i < l.Count; i++) l[i] = Swap(l[i]); break;
+                case PyTuple t: for (int i = 0; i < t.Items.Length; i++) t.Items[i] = Swap(t.Items[i]); break;
+            }
+        return root;
     }
 
     /// <summary>
