@@ -357,3 +357,84 @@ public class HostilePickleTests
         }
     }
 }
+
+public class HostileImageTests
+{
+    private static uint Crc(byte[] data)
+    {
+        uint c = 0xFFFFFFFF;
+        foreach (var b in data) { c ^= b; for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1; }
+        return ~c;
+    }
+
+    private static byte[] Chunk(string type, byte[] data)
+    {
+        var typed = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+        byte[] Be(uint v) => [(byte)(v >> 24), (byte)(v >> 16), (byte)(v >> 8), (byte)v];
+        return [.. Be((uint)data.Length), .. typed, .. Be(Crc(typed))];
+    }
+
+    [Fact]
+    public void APngDeclaringGigapixelsIsRefusedBeforeDecoding()
+    {
+        // a valid PNG signature and IHDR (CRC correct) declaring 5,000 × 5,000 grey pixels, and no real data
+        byte[] ihdr = [0, 0, 0x13, 0x88, 0, 0, 0x13, 0x88, 8, 0, 0, 0, 0];
+        byte[] png = [0x89, (byte)'P', (byte)'N', (byte)'G', 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", [0x78, 0x9c, 3, 0, 0, 0, 0, 1]), .. Chunk("IEND", [])];
+        var path = Path.Combine(TestFiles.TempDir(), "huge.png");
+        File.WriteAllBytes(path, png);
+        var e = Assert.Throws<InvalidDataException>(() => Data.ImageIO.Read(path));
+        Assert.Contains("5000×5000 pixels is larger than", e.Message);
+        Assert.StartsWith(path, e.Message);
+    }
+
+    [Fact]
+    public void MetaImageHeadersAreCheckedAndDataFilesStayInTheirFolder()
+    {
+        var dir = TestFiles.TempDir();
+        File.WriteAllBytes(Path.Combine(dir, "x.raw"), new byte[16]);
+        void Refused(string header, string mentions)
+        {
+            var path = Path.Combine(dir, "x.mhd");
+            File.WriteAllText(path, "ObjectType = Image\nNDims = 2\n" + header);
+            var e = Assert.Throws<InvalidDataException>(() => Data.MedicalVolume.Read(path));
+            Assert.StartsWith(path, e.Message);
+            Assert.Contains(mentions, e.Message);
+        }
+        const string ok = "DimSize = 4 4\nElementType = MET_UCHAR\n";
+        Refused(ok + "ElementDataFile = ../../../../../../etc/passwd\n", "outside the header's folder");
+        Refused(ok + "ElementDataFile = /dev/zero\n", "outside the header's folder");
+        Refused("DimSize = -5 4\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "not positive");
+        Refused("DimSize = 4 abc\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "not an integer");
+        Refused("DimSize = 100000 100000\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "larger than");
+        Refused("ElementSpacing = 0 1\n" + ok + "ElementDataFile = x.raw\n", "positive numbers");
+        // the valid header reads
+        File.WriteAllText(Path.Combine(dir, "y.mhd"), "ObjectType = Image\nNDims = 2\n" + ok + "ElementDataFile = x.raw\n");
+        Assert.Equal(16, Data.MedicalVolume.Read(Path.Combine(dir, "y.mhd")).Pixels.Length);
+    }
+
+    [Fact]
+    public void ACompressedVolumeBombIsStoppedAtTheLimit()
+    {
+        var path = Path.Combine(TestFiles.TempDir(), "bomb.nii.gz");
+        using (var f = File.Create(path))
+        using (var z = new GZipStream(f, CompressionLevel.Fastest))
+        {
+            var zeros = new byte[1 << 20];
+            for (long written = 0; written <= Data.InputLimits.MaxFileBytes; written += zeros.Length) z.Write(zeros);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => Data.MedicalVolume.Read(path));
+        Assert.Contains("decompresses to more than", e.Message);
+    }
+}
+
+public class RealSizeInputTests
+{
+    /// <summary>The limits must not reject real data: a 1024 × 1024 frame written by skimage reads whole.</summary>
+    [Fact]
+    public void AFullSizeFrameStillReads()
+    {
+        var img = Data.ImageIO.Read(Path.Combine(AppContext.BaseDirectory, "Fixtures", "frame-1024.png"));
+        Assert.Equal((1024, 1024, 1), (img.Width, img.Height, img.Channels));
+        Assert.Equal((byte)((700 + 300) % 256), img[300, 700]);
+    }
+}

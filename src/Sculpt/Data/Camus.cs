@@ -57,7 +57,7 @@ public static class Camus
                 }
                 // anisotropic pixels are resampled to square ones first (the finer spacing), so that padding to a
                 // square and resizing keep one spacing for both axes and HD95 in mm stays exact
-                (image, labels) = Isotropic(image, labels);
+                (image, labels) = Isotropic(image, labels, imagePath);
                 // pad to a square around the image (zeros), then resize: isotropic spacing survives
                 int side = Math.Max(image.Width, image.Height);
                 int ox = (side - image.Width) / 2, oy = (side - image.Height) / 2;
@@ -92,11 +92,15 @@ public static class Camus
         };
     }
 
-    private static (MedicalImage, byte[]) Isotropic(MedicalImage image, byte[] labels)
+    private static (MedicalImage, byte[]) Isotropic(MedicalImage image, byte[] labels, string source)
     {
         if (Math.Abs(image.SpacingX - image.SpacingY) <= 1e-6 * Math.Max(image.SpacingX, image.SpacingY)) return (image, labels);
         double s = Math.Min(image.SpacingX, image.SpacingY);
-        int w = Math.Max(1, (int)Math.Round(image.Width * image.SpacingX / s)), h = Math.Max(1, (int)Math.Round(image.Height * image.SpacingY / s));
+        double wd = Math.Round(image.Width * image.SpacingX / s), hd = Math.Round(image.Height * image.SpacingY / s);
+        // a tiny spacing on one axis would resample to gigapixels
+        if (!(wd * hd <= InputLimits.MaxImagePixels))
+            throw new InvalidDataException($"{source}: pixel spacing {image.SpacingX}×{image.SpacingY} mm would resample to {wd}×{hd} pixels");
+        int w = Math.Max(1, (int)wd), h = Math.Max(1, (int)hd);
         var pixels = ImageIO.ResizeBilinear(image.Pixels, 1, image.Height, image.Width, h, w);
         return (new MedicalImage(w, h, pixels, s, s), ImageIO.ResizeNearest(labels, image.Height, image.Width, h, w));
     }
@@ -130,12 +134,11 @@ public static class MedicalVolume
         byte[] b;
         try
         {
-            using var file = File.OpenRead(path);
-            using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            b = ms.ToArray();
+            var raw = InputLimits.ReadFile(path, "NIfTI file");
+            b = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
+                ? InputLimits.ReadBounded(new GZipStream(new MemoryStream(raw), CompressionMode.Decompress), path) : raw;
         }
+        catch (InvalidDataException e) when (e.Message.StartsWith(path)) { throw; }
         catch (Exception e) when (e is InvalidDataException or IOException) { throw new InvalidDataException($"{path}: truncated or corrupt gzip stream ({e.Message})"); }
         if (b.Length < 348) throw new InvalidDataException($"{path}: truncated NIfTI header ({b.Length} of 348 bytes)");
         bool little = BinaryPrimitives.ReadInt32LittleEndian(b) == 348;
@@ -145,10 +148,13 @@ public static class MedicalVolume
         int ndim = I16(40);
         if (ndim < 2 || ndim > 7) throw new InvalidDataException($"{path}: NIfTI dim[0] = {ndim}");
         int nx = I16(42), ny = I16(44);
+        InputLimits.CheckPixels(nx, ny, path);
         for (int d = 3; d <= ndim; d++) if (I16(40 + 2 * d) > 1) throw new InvalidDataException($"{path}: a 2-D image was expected, dimension {d} has {I16(40 + 2 * d)} entries");
         short datatype = I16(70);
         double sx = Math.Abs(F32(80)), sy = Math.Abs(F32(84));
-        int offset = (int)F32(108);
+        float voxOffset = F32(108);
+        if (!(voxOffset >= 0 && voxOffset < b.Length)) throw new InvalidDataException($"{path}: NIfTI vox_offset {voxOffset} lies outside the file");
+        int offset = (int)voxOffset;
         float slope = F32(112), inter = F32(116);
         string magic = System.Text.Encoding.ASCII.GetString(b, 344, 3);
         if (magic is not ("n+1" or "ni1")) throw new InvalidDataException($"{path}: NIfTI magic is '{magic}'");
@@ -165,9 +171,7 @@ public static class MedicalVolume
 
     public static MedicalImage ReadMetaImage(string path)
     {
-        byte[] all;
-        try { all = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
+        var all = InputLimits.ReadFile(path, "MetaImage file");
         var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         int at = 0, dataStart = -1;
         while (at < all.Length)
@@ -183,9 +187,16 @@ public static class MedicalVolume
             if (key.Equals("ElementDataFile", StringComparison.OrdinalIgnoreCase)) { dataStart = at; break; } // always the last header field
         }
         string Field(string k) => fields.TryGetValue(k, out var v) ? v : throw new InvalidDataException($"{path}: MetaImage header lacks {k}");
-        var dims = Field("DimSize").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
-        if (dims.Length < 2 || dims.Skip(2).Any(d => d > 1)) throw new InvalidDataException($"{path}: a 2-D image was expected, DimSize = {Field("DimSize")}");
-        var spacing = (fields.GetValueOrDefault("ElementSpacing") ?? fields.GetValueOrDefault("ElementSize") ?? "1 1").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        long Number(string text, string key) =>
+            long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
+            : throw new InvalidDataException($"{path}: MetaImage {key} '{text}' is not an integer");
+        var dims = Field("DimSize").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(v => Number(v, "DimSize")).ToArray();
+        if (dims.Length < 2 || dims.Skip(2).Any(d => d != 1)) throw new InvalidDataException($"{path}: a 2-D image was expected, DimSize = {Field("DimSize")}");
+        InputLimits.CheckPixels(dims[0], dims[1], path);
+        var spacingText = fields.GetValueOrDefault("ElementSpacing") ?? fields.GetValueOrDefault("ElementSize") ?? "1 1";
+        var spacing = spacingText.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d > 0 && double.IsFinite(d) ? d
+                : throw new InvalidDataException($"{path}: MetaImage ElementSpacing '{spacingText}' is not a list of positive numbers")).ToArray();
         if (fields.TryGetValue("ElementNumberOfChannels", out var ch) && ch != "1") throw new InvalidDataException($"{path}: {ch}-channel MetaImage is not supported");
         bool msb = (fields.GetValueOrDefault("BinaryDataByteOrderMSB") ?? fields.GetValueOrDefault("ElementByteOrderMSB") ?? "False").Equals("True", StringComparison.OrdinalIgnoreCase);
         bool compressed = (fields.GetValueOrDefault("CompressedData") ?? "False").Equals("True", StringComparison.OrdinalIgnoreCase);
@@ -194,20 +205,24 @@ public static class MedicalVolume
         if (dataFile.Equals("LOCAL", StringComparison.OrdinalIgnoreCase)) data = all[dataStart..];
         else
         {
-            var rawPath = Path.Combine(Path.GetDirectoryName(path)!, dataFile);
+            // the data file must lie beside the header, inside the dataset: not ../../etc/passwd, not /dev/zero
+            var folder = Path.GetFullPath(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            var rawPath = Path.GetFullPath(Path.Combine(folder, dataFile));
+            if (Path.IsPathRooted(dataFile) || !rawPath.StartsWith(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new InvalidDataException($"{path}: ElementDataFile '{dataFile}' lies outside the header's folder");
             if (!File.Exists(rawPath)) throw new InvalidDataException($"{path}: data file {rawPath} not found");
-            data = File.ReadAllBytes(rawPath);
+            data = InputLimits.ReadFile(rawPath, "MetaImage data file");
         }
         if (compressed)
         {
-            try { using var z = new ZLibStream(new MemoryStream(data), CompressionMode.Decompress); using var ms = new MemoryStream(); z.CopyTo(ms); data = ms.ToArray(); }
-            catch (InvalidDataException e) { throw new InvalidDataException($"{path}: corrupt compressed data ({e.Message})"); }
+            try { data = InputLimits.ReadBounded(new ZLibStream(new MemoryStream(data), CompressionMode.Decompress), path); }
+            catch (InvalidDataException e) when (!e.Message.StartsWith(path)) { throw new InvalidDataException($"{path}: corrupt compressed data ({e.Message})"); }
         }
         int headerSize = int.TryParse(fields.GetValueOrDefault("HeaderSize"), out var hs) ? hs : 0;
-        int count = dims[0] * dims[1];
+        int count = (int)(dims[0] * dims[1]);
         if (headerSize == -1) headerSize = data.Length - count * ElementSize(Field("ElementType"), path); // -1: data are the file's last bytes
         var pixels = Decode(data, headerSize, count, Field("ElementType"), msb, path);
-        return new MedicalImage(dims[0], dims[1], pixels, spacing.Length > 0 ? spacing[0] : 1, spacing.Length > 1 ? spacing[1] : 1);
+        return new MedicalImage((int)dims[0], (int)dims[1], pixels, spacing.Length > 0 ? spacing[0] : 1, spacing.Length > 1 ? spacing[1] : 1);
     }
 
     private static int ElementSize(string type, string path) => type.ToUpperInvariant() switch

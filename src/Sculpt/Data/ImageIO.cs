@@ -14,10 +14,7 @@ public static class ImageIO
     /// <summary>Reads PNG (or JPEG/BMP) keeping its channels (1 = grey, 3 = RGB; alpha dropped).</summary>
     public static Image8 Read(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read image: {e.Message}"); }
-        return Decode(bytes, path);
+        return Decode(InputLimits.ReadFile(path, "image"), path);
     }
 
     public static Image8 Decode(byte[] bytes, string source)
@@ -25,6 +22,8 @@ public static class ImageIO
         try
         {
             var info = ImageInfo.FromStream(new MemoryStream(bytes)) ?? throw new InvalidDataException("unknown image format");
+            // the header's size is checked before a single pixel is decoded (a 389 KB PNG can declare gigapixels)
+            InputLimits.CheckPixels(info.Width, info.Height, source);
             var want = info.ColorComponents switch
             {
                 StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha => StbImageSharp.ColorComponents.Grey,

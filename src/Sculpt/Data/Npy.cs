@@ -9,9 +9,7 @@ public static partial class Npy
 {
     public static (float[] Data, long[] Shape) Read(string path)
     {
-        byte[] b;
-        try { b = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
+        var b = InputLimits.ReadFile(path, ".npy file");
         if (b.Length < 10 || b[0] != 0x93 || Encoding.ASCII.GetString(b, 1, 5) != "NUMPY") throw new InvalidDataException($"{path}: not a .npy file");
         int major = b[6];
         int headerLen, start;

@@ -10,6 +10,9 @@ namespace Sculpt.Data;
 /// </summary>
 public static class Video
 {
+    /// <summary>All decoded frames of one video together (an EchoNet loop of 200 frames at 112×112 RGB is 7.5 MB).</summary>
+    public const long MaxDecodedBytes = 2L << 30;
+
     public static List<Image8> ReadFrames(string path)
     {
         if (!File.Exists(path)) throw new InvalidDataException($"{path}: video not found");
@@ -18,7 +21,20 @@ public static class Video
         if (Encoding.ASCII.GetString(head, 0, 4) == "RIFF" && Encoding.ASCII.GetString(head, 8, 4) == "AVI ")
         {
             var avi = Avi.Read(path);
-            if (avi.IsMotionJpeg) return avi.Frames.Select((jpeg, i) => Jpeg.Decode(jpeg, $"{path} frame {i}")).ToList();
+            if (avi.IsMotionJpeg)
+            {
+                var frames = new List<Image8>();
+                long decoded = 0;
+                foreach (var jpeg in avi.Frames)
+                {
+                    var frame = Jpeg.Decode(jpeg, $"{path} frame {frames.Count}");
+                    // a loop of many large frames must not exhaust memory either
+                    decoded += frame.Pixels.Length;
+                    if (decoded > MaxDecodedBytes) throw new InvalidDataException($"{path}: decodes to more than {MaxDecodedBytes:N0} bytes of frames");
+                    frames.Add(frame);
+                }
+                return frames;
+            }
         }
         return ReadWithFfmpeg(path);
     }
@@ -56,9 +72,7 @@ public sealed record Avi(int Width, int Height, string Codec, double Fps, List<b
     /// </summary>
     public static Avi Read(string path)
     {
-        byte[] b;
-        try { b = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read video: {e.Message}"); }
+        var b = InputLimits.ReadFile(path, "video");
         int width = 0, height = 0, videoStream = -1, streamIndex = -1;
         string codec = "";
         double fps = 0;
