@@ -438,3 +438,52 @@ public class RealSizeInputTests
         Assert.Equal((byte)((700 + 300) % 256), img[300, 700]);
     }
 }
+
+public class CorruptResumeTests
+{
+    [Fact]
+    public void CorruptOrOutOfRangeResumeStateIsOneLineNamingTheFile()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "12", "--size", "32", "--seed", "4").Code);
+        var model = Path.Combine(dir, "m.sculpt");
+        var ckpt = model + ".ckpt";
+        void TrainRefuses(string state, string mentions)
+        {
+            Directory.CreateDirectory(ckpt);
+            File.WriteAllText(Path.Combine(ckpt, "state.json"), state);
+            var r = TestFiles.Cli("train", "--data", data, "--arch", "unet-small", "--epochs", "2", "--resume", "--out", model);
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains(Path.Combine(ckpt, "state.json"), r.Err);
+            Assert.Contains(mentions, r.Err);
+            Assert.False(File.Exists(model));
+        }
+        TrainRefuses("{", "corrupt resume state");
+        TrainRefuses("{\"epoch\": -3, \"best_epoch\": 0, \"best_val_dice\": 0.5, \"history\": []}", "out of range");
+        TrainRefuses("{\"epoch\": \"one\", \"best_epoch\": 0, \"best_val_dice\": 0.5, \"history\": []}", "not an integer");
+        TrainRefuses("[1, 2]", "not an object");
+
+        var run = Path.Combine(dir, "run");
+        Directory.CreateDirectory(run);
+        var g = Models.UNet.Build(new Models.UNetConfig { Depth = 1, BaseWidth = 4, InputSize = 32 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 32;
+        new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(model);
+        void PruneRefuses(string file, string text, string named, string mentions)
+        {
+            File.WriteAllText(Path.Combine(run, file), text);
+            var r = TestFiles.Cli("prune", "--model", model, "--data", data, "--compression", "2", "--run", run, "--resume",
+                "--out", Path.Combine(dir, "p.sculpt"));
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains(Path.Combine(run, named), r.Err);
+            Assert.Contains(mentions, r.Err);
+            Assert.False(File.Exists(Path.Combine(dir, "p.sculpt")));
+        }
+        PruneRefuses("state.json", "{\"completed_step\": -1}", "state.json", "out of range");
+        PruneRefuses("state.json", "{\"completed_step\": 1}", "steps.jsonl", "corrupt resume state"); // no steps.jsonl
+        PruneRefuses("steps.jsonl", "{\"step\": \"x\"}\n", "steps.jsonl", "corrupt resume state");
+    }
+}

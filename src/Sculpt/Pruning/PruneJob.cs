@@ -107,9 +107,20 @@ public static class PruneJob
 
         if (resume && File.Exists(statePath))
         {
-            var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
-            int done = state["completed_step"]!.GetValue<int>();
-            records = File.ReadAllLines(stepsPath).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<StepRecord>(l, NetworkGraph.JsonOptions)!).Where(r => r.Step <= done).ToList();
+            int done = 0;
+            ResumeState.Read(statePath, () =>
+            {
+                var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new JsonException("not an object");
+                done = ResumeState.Int(state, "completed_step");
+                if (done < 0 || done > 100_000) throw new JsonException($"completed_step {done} is out of range");
+            });
+            ResumeState.Read(stepsPath, () =>
+            {
+                records = File.ReadAllLines(stepsPath).Where(l => l.Length > 0)
+                    .Select(l => JsonSerializer.Deserialize<StepRecord>(l, NetworkGraph.JsonOptions) ?? throw new JsonException("null record"))
+                    .Where(r => r.Step <= done).ToList();
+                if (records.Count == 0 || records[0].Step != 0) throw new JsonException("the dense model's record (step 0) is missing");
+            });
             if (done > 0) current = ModelPackage.Load(StepModelPath(runDir, done));
             firstStep = done + 1;
         }

@@ -54,14 +54,25 @@ public static class Trainer
 
         if (o.Resume && o.CheckpointDir != null && File.Exists(Path.Combine(o.CheckpointDir, "state.json")))
         {
-            var state = JsonNode.Parse(File.ReadAllText(Path.Combine(o.CheckpointDir, "state.json")))!.AsObject();
-            startEpoch = state["epoch"]!.GetValue<int>() + 1;
-            best = state["best_val_dice"]!.GetValue<double>();
-            bestEpoch = state["best_epoch"]!.GetValue<int>();
-            history = JsonSerializer.Deserialize<List<EpochRecord>>(state["history"]!.ToJsonString()) ?? new();
-            model.LoadWeights(Safetensors.Read(File.ReadAllBytes(Path.Combine(o.CheckpointDir, "last.safetensors")), "checkpoint"), "checkpoint");
-            bestWeights = Safetensors.Read(File.ReadAllBytes(Path.Combine(o.CheckpointDir, "best.safetensors")), "checkpoint");
-            ((TorchSharp.Modules.OptimizerHelper)opt).load_state_dict(Path.Combine(o.CheckpointDir, "optimizer.bin"));
+            var statePath = Path.Combine(o.CheckpointDir, "state.json");
+            ResumeState.Read(statePath, () =>
+            {
+                var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new JsonException("not an object");
+                int epoch = ResumeState.Int(state, "epoch");
+                bestEpoch = ResumeState.Int(state, "best_epoch");
+                best = state["best_val_dice"]?.GetValue<double>() ?? throw new JsonException("best_val_dice missing");
+                if (epoch < 0 || epoch >= o.Epochs || bestEpoch < 0 || bestEpoch > epoch || !(best >= 0 && best <= 1))
+                    throw new JsonException($"epoch {epoch}, best epoch {bestEpoch} or best Dice {best} out of range for {o.Epochs} epochs");
+                startEpoch = epoch + 1;
+                history = JsonSerializer.Deserialize<List<EpochRecord>>(state["history"]?.ToJsonString() ?? "null")
+                    ?? throw new JsonException("history missing");
+            });
+            string last = Path.Combine(o.CheckpointDir, "last.safetensors"), bestPath = Path.Combine(o.CheckpointDir, "best.safetensors");
+            model.LoadWeights(Safetensors.Read(Data.InputLimits.ReadFile(last, "checkpoint"), last), last);
+            bestWeights = Safetensors.Read(Data.InputLimits.ReadFile(bestPath, "checkpoint"), bestPath);
+            WeightLayout.Check(model.Graph, bestWeights, bestPath);
+            var optimizerPath = Path.Combine(o.CheckpointDir, "optimizer.bin");
+            ResumeState.Read(optimizerPath, () => ((TorchSharp.Modules.OptimizerHelper)opt).load_state_dict(optimizerPath));
         }
 
         var clock = Stopwatch.StartNew();
