@@ -309,6 +309,14 @@ public class CliInputTests
             Assert.Contains("is also an input", r.Err);
         }
         Assert.Equal(before, File.ReadAllBytes(model));
+        // an output that cannot be written is reported before any training
+        var t = TestFiles.Cli("train", "--data", dir, "--out", "/proc/sculpt-cannot/m.sculpt");
+        Assert.Equal(1, t.Code);
+        Assert.Contains("/proc/sculpt-cannot/m.sculpt: cannot be written", t.Err);
+        // --lenient, as the help of data export says
+        var data = Path.Combine(dir, "d");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "4", "--size", "32").Code);
+        Assert.Equal(0, TestFiles.Cli("data", "export", "--data", data, "--out", Path.Combine(dir, "e"), "--lenient").Code);
     }
 }
 

@@ -75,8 +75,9 @@ public static class DataCommand
         var outDir = a.Required("out");
         var split = a.Get("split");
         int limit = a.Int("limit", int.MaxValue);
+        bool lenient = a.Flag("lenient");
         a.EnsureAllUsed();
-        var ds = SegmentationDataset.Load(dir, lenient: a.Flag("lenient"));
+        var ds = SegmentationDataset.Load(dir, lenient: lenient);
         var samples = ds.Samples.Where(s => split == null || s.Split == split).Take(limit).ToList();
         if (samples.Count == 0) throw new DatasetException($"{dir}: no samples{(split != null ? $" in split '{split}'" : "")}");
         int hw = ds.Height * ds.Width;

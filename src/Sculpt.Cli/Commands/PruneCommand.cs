@@ -47,6 +47,7 @@ public static class PruneCommand
         var data = a.Required("data");
         var outPath = a.Required("out");
         Args.RefuseOverwrite(outPath, modelPath);
+        AtomicFile.CheckWritable(outPath);
         var runDir = a.Get("run", outPath + ".run");
         bool json = a.Flag("json"), resume = a.Flag("resume");
         double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0) : null;

@@ -45,7 +45,7 @@ public static class Video
         var dir = Directory.CreateTempSubdirectory("sculpt-frames-").FullName;
         try
         {
-            var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", path, Path.Combine(dir, "frame_%05d.png") }) { RedirectStandardError = true, RedirectStandardOutput = true };
+            var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", path, "-frames:v", "20000", Path.Combine(dir, "frame_%05d.png") }) { RedirectStandardError = true, RedirectStandardOutput = true };
             Process? p;
             try { p = Process.Start(psi); }
             catch (System.ComponentModel.Win32Exception) { throw new InvalidDataException($"{path}: this video is not Motion-JPEG AVI; decoding it needs FFmpeg (apt-get install ffmpeg), which is not installed"); }

@@ -208,17 +208,64 @@ internal static class Crc32
     }
 }
 
-/// <summary>Writes go to a temporary file in the same folder and are renamed into place only when complete.</summary>
+/// <summary>
+/// Writes go to a temporary file in the same folder and are renamed into place only when complete. Temporaries
+/// still in flight are removed when the process is stopped by SIGINT or SIGTERM.
+/// </summary>
 public static class AtomicFile
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> InFlight = new();
+    private static readonly System.Runtime.InteropServices.PosixSignalRegistration[] Handlers =
+    [
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, _ => CleanUp()),
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, _ => CleanUp()),
+    ];
+
+    /// <summary>A temporary file or folder to remove if the process is stopped before it is renamed into place.</summary>
+    public static void Track(string path) { _ = Handlers; InFlight[path] = true; }
+    public static void Untrack(string path) => InFlight.TryRemove(path, out _);
+
+    private static void CleanUp()
+    {
+        foreach (var path in InFlight.Keys)
+        {
+            try
+            {
+                if (File.Exists(path)) File.Delete(path);
+                else if (Directory.Exists(path)) Directory.Delete(path, true);
+            }
+            catch (IOException) { } // best effort while the process ends
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>Fails now, before long work, when <paramref name="path"/> cannot be written (its folder is created).</summary>
+    public static void CheckWritable(string path)
+    {
+        var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
+        var probe = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.probe");
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { }
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{path}: cannot be written ({e.Message.Split('\n')[0]})");
+        }
+    }
+
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
         var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        Track(tmp);
         try
         {
+            Directory.CreateDirectory(dir);
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
             {
                 write(fs);
@@ -226,9 +273,15 @@ public static class AtomicFile
             }
             File.Move(tmp, full, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // name the file the user asked for, not the hidden temporary
+            throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
+        }
         finally
         {
             if (File.Exists(tmp)) File.Delete(tmp);
+            Untrack(tmp);
         }
     }
 
@@ -242,6 +295,7 @@ public static class AtomicFile
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
             throw new IOException($"{dir}: output folder exists and is not empty");
         var tmp = full + $".tmp-{Guid.NewGuid():N}";
+        Track(tmp);
         try
         {
             Directory.CreateDirectory(tmp);
@@ -252,6 +306,7 @@ public static class AtomicFile
         finally
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+            Untrack(tmp);
         }
     }
 
