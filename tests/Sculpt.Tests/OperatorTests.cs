@@ -140,3 +140,34 @@ public class OperatorTests
         Assert.True(OnnxTests.MaxDiffOrtVsTorch(new ModelPackage(pg, pw!, new ModelMeta()), 2, 12, 12) <= 1e-5);
     }
 }
+
+public class BatchNormRestoreTests
+{
+    [Fact]
+    public void RestoredBatchNormsLeaveAFoldedImportComputingExactlyWhatItDid()
+    {
+        var (model, x, shape, _) = RealExportTests.Load("deeplabv3_resnet");
+        Assert.DoesNotContain(model.Graph.Nodes, n => n is BatchNorm2dNode);
+        int candidates = BatchNormRestore.Candidates(model.Graph).Count;
+        Assert.True(candidates > 10);
+        var calibration = new[] { tensor(x, shape) };
+        var restored = BatchNormRestore.Apply(model, calibration);
+        Assert.Equal(candidates, restored.Graph.Nodes.OfType<BatchNorm2dNode>().Count());
+        // the head and the ASPP projection's output layer get none: the output layer stays as it is
+        Assert.DoesNotContain(restored.Graph.Nodes, n => n.Name.StartsWith("classifier.4"));
+        var before = RealExportTests.RunTorch(model.Graph, model.Weights, x, shape);
+        var after = RealExportTests.RunTorch(restored.Graph, restored.Weights, x, shape);
+        double scale = before.Max(v => Math.Abs(v));
+        Assert.True(before.Zip(after, (a, b) => Math.Abs(a - b)).Max() <= 1e-4 * Math.Max(1, scale));
+        // in training mode each restored norm normalises its batch: on the calibration batch itself that is again the identity
+        using var m = new GraphModule(restored.Graph, restored.Weights);
+        m.train();
+        using var _ = no_grad();
+        var bn = restored.Graph.Nodes.OfType<BatchNorm2dNode>().First();
+        float[]? fromTrain = null, fromEval = null;
+        m.Forward(tensor(x, shape), (name, y) => { if (name == bn.Name) fromTrain = y.data<float>().ToArray(); });
+        m.eval();
+        m.Forward(tensor(x, shape), (name, y) => { if (name == bn.Name) fromEval = y.data<float>().ToArray(); });
+        Assert.True(fromTrain!.Zip(fromEval!, (a, b) => Math.Abs(a - b)).Max() <= 1e-3 * Math.Max(1, fromEval!.Max(v => Math.Abs(v))));
+    }
+}

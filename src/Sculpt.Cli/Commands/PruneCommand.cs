@@ -14,7 +14,7 @@ public static class PruneCommand
                      [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
-                     [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration]
+                     [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
                      [--collapse-drop D]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
@@ -36,13 +36,17 @@ public static class PruneCommand
         --max-latency-ms: a batch-1 ONNX Runtime latency on this machine (T threads, default 1); the architecture
         is timed at uniform widths 1, 1/2, 1/4, 1/8, latency fitted as a fixed cost plus a cost per MAC, and the
         target becomes the MAC budget that model predicts; the pruned model's latency is measured and reported.
+        --restore-bn: for a model imported from an export that folded its batch norms (torch.onnx's default): a
+        batch norm goes back after every convolution that lacks one, with statistics measured on calibration
+        batches and an affine that makes it the identity, so the model computes exactly what it did and fine-tunes
+        as a network with batch norms does.
 
         example: sculpt prune --model dense.sculpt --data data/echo --compression 300 --steps 6 --out small.sculpt
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration" });
+        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration", "restore-bn" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var outPath = a.Required("out");
@@ -68,7 +72,7 @@ public static class PruneCommand
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
-            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();

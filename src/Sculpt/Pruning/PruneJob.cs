@@ -40,6 +40,8 @@ public sealed record PruneOptions
     public int CalibrationBatches { get; init; } = 8;
     /// <summary>Re-estimate batch-norm statistics on calibration batches right after slicing.</summary>
     public bool RecalibrateBatchNorm { get; init; } = true;
+    /// <summary>Give a network exported with folded batch norms batch norms back first (<see cref="BatchNormRestore"/>).</summary>
+    public bool RestoreBatchNorm { get; init; }
     public int BatchSize { get; init; } = 8;
     public double LearningRate { get; init; } = 1e-3;
     public int Seed { get; init; }
@@ -89,11 +91,13 @@ public static class PruneJob
         bool resume = false, Action<PruneProgress>? progress = null)
     {
         CheckReachable(dense.Graph, o);
-        var budget = TargetBudget(dense.Graph, o);
         var task = dense.Meta.Task;
         var train = ds.Split("train");
         var val = ds.Split("val");
         if (train.Count == 0 || val.Count == 0) throw new DatasetException($"{ds.Source}: pruning needs non-empty train and val splits");
+        if (o.RestoreBatchNorm) dense = BatchNormRestore.Apply(dense, CalibrationBatches(train, task, o.CalibrationBatches, o.BatchSize, o.Seed));
+        // the budget counts the model as given: restored batch norms are part of what pruning must fit in it
+        var budget = TargetBudget(dense.Graph, o);
         double denseParams = dense.Graph.ParameterCount();
         double start = budget.Measure(dense.Graph);
         long startMacs = dense.Graph.MacCount();
