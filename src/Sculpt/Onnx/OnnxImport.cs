@@ -960,9 +960,9 @@ public static class OnnxImport
                 var rest = target.Skip(1).Select((v, i) => v == 0 && i + 1 < x.Rank ? (i == 0 ? s.C : 1) : v).ToArray();
                 long known = rest.Where(v => v > 0).Aggregate(1L, (a, b) => a * b);
                 int unknown = rest.Count(v => v < 0);
-                if (unknown == 0 && known == s.C && (rest.Length == 1 || rest[0] == s.C)) return x with { Rank = target.Length };
-                if (unknown == 1 && rest[0] is -1 or var _ && (rest.Length == 1 || rest.Skip(1).All(v => v == 1)))
-                    return x with { Rank = target.Length };
+                // one −1 takes what the others leave of the C values; the result must be [C] or [C, 1, 1]
+                if (unknown == 1 && known > 0 && s.C % known == 0) rest = rest.Select(v => v < 0 ? s.C / known : v).ToArray();
+                if (unknown <= 1 && rest[0] == s.C && rest.Skip(1).All(v => v == 1)) return x with { Rank = target.Length };
             }
             throw Fail($"reshapes a {s} feature map to [{string.Join(", ", target)}]"
                 + " (only pooled vectors and group norm's view can be reshaped)");

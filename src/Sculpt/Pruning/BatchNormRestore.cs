@@ -32,40 +32,20 @@ public static class BatchNormRestore
         var candidates = Candidates(model.Graph);
         if (candidates.Count == 0) return model;
         var names = candidates.Select(c => c.Name).ToHashSet();
-        // per-channel sums of each candidate's output over every pixel of the calibration batches (eval mode)
-        var sums = new Dictionary<string, (double[] S, double[] S2, long N)>();
-        using (var module = new GraphModule(model.Graph, model.Weights))
-        {
-            module.eval();
-            using var _ = no_grad();
-            foreach (var x in calibration)
-            {
-                using var scope = NewDisposeScope();
-                module.Forward(x, (name, y) =>
-                {
-                    if (!names.Contains(name)) return;
-                    var a = y.transpose(0, 1).reshape(y.shape[1], -1).to_type(ScalarType.Float64);
-                    var s = a.sum(1).data<double>().ToArray();
-                    var s2 = (a * a).sum(1).data<double>().ToArray();
-                    var acc = sums.TryGetValue(name, out var v) ? v : (new double[s.Length], new double[s.Length], 0L);
-                    for (int c = 0; c < s.Length; c++) { acc.Item1[c] += s[c]; acc.Item2[c] += s2[c]; }
-                    sums[name] = (acc.Item1, acc.Item2, acc.Item3 + a.shape[1]);
-                });
-            }
-        }
+        var sums = ChannelMoments.Measure(model, names, calibration, covariance: false);
         var graph = model.Graph.Clone();
         var weights = new WeightSet();
         foreach (var (k, v) in model.Weights) weights[k] = v;
         foreach (var conv in candidates)
         {
-            if (!sums.TryGetValue(conv.Name, out var acc) || acc.N == 0) continue;
+            if (!sums.TryGetValue(conv.Name, out var acc) || acc.Pixels == 0) continue;
             string bn = Unique(graph, conv.Name + ".restored_bn");
             const double eps = 1e-5;
             int c = conv.OutChannels;
             var mean = new float[c]; var variance = new float[c]; var gamma = new float[c];
             for (int i = 0; i < c; i++)
             {
-                double m = acc.S[i] / acc.N, v = Math.Max(acc.S2[i] / acc.N - m * m, 0);
+                double m = acc.Sum[i] / acc.Pixels, v = Math.Max(acc.Products[i] / acc.Pixels - m * m, 0);
                 mean[i] = (float)m; variance[i] = (float)v; gamma[i] = (float)Math.Sqrt(v + eps);
             }
             foreach (var n in graph.Nodes) for (int i = 0; i < n.Inputs.Count; i++) if (n.Inputs[i] == conv.Name) n.Inputs[i] = bn;

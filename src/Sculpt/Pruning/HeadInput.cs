@@ -51,43 +51,19 @@ public sealed class HeadInput
     {
         var found = Find(groups);
         var observed = found.Values.Select(h => h.Inputs[0]).ToHashSet();
-        var sums = new Dictionary<string, (double[] S, double[,] S2, long N)>();
-        using (var module = new GraphModule(model.Graph, model.Weights))
-        {
-            module.eval();
-            using var _ = no_grad();
-            foreach (var x in batches)
-            {
-                using var scope = NewDisposeScope();
-                module.Forward(x, (name, y) =>
-                {
-                    if (!observed.Contains(name)) return;
-                    var a = y.transpose(0, 1).reshape(y.shape[1], -1).to_type(ScalarType.Float64);
-                    var s = a.sum(1).data<double>().ToArray();
-                    var s2 = a.matmul(a.t()).data<double>().ToArray();
-                    int c = s.Length;
-                    if (!sums.TryGetValue(name, out var acc)) acc = (new double[c], new double[c, c], 0);
-                    for (int i = 0; i < c; i++)
-                    {
-                        acc.S[i] += s[i];
-                        for (int j = 0; j < c; j++) acc.S2[i, j] += s2[i * c + j];
-                    }
-                    sums[name] = (acc.S, acc.S2, acc.N + a.shape[1]);
-                });
-            }
-        }
+        var sums = ChannelMoments.Measure(model, observed, batches, covariance: true);
         var result = new Dictionary<int, Stats>();
         foreach (var (id, head) in found)
         {
             if (!sums.TryGetValue(head.Inputs[0], out var acc)) continue;
             int width = groups.Groups[id].Width;
             var mean = new double[width];
-            for (int c = 0; c < width; c++) mean[c] = acc.S[c] / acc.N;
+            for (int c = 0; c < width; c++) mean[c] = acc.Sum[c] / acc.Pixels;
             // with a bias the mean is refitted exactly, so only the centred part has to be reconstructed
             var cov = new double[width, width];
             for (int i = 0; i < width; i++)
                 for (int j = 0; j < width; j++)
-                    cov[i, j] = acc.S2[i, j] / acc.N - (head.Bias ? mean[i] * mean[j] : 0);
+                    cov[i, j] = acc.Products[i * width + j] / acc.Pixels - (head.Bias ? mean[i] * mean[j] : 0);
             var w = HeadRows(model.Weights, head);
             result[id] = new Stats(head, mean, cov, RemovalScores(w, cov));
         }

@@ -45,7 +45,7 @@ public static class TrainJob
             throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
         if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
         var config = start.Meta.Training?["architecture"]?.DeepClone();
-        return Run(ds, start.Meta.Architecture, start.Graph, start.Weights, config, options, progress);
+        return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, start.Weights, config, options, progress);
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
