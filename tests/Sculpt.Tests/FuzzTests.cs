@@ -99,6 +99,32 @@ public class FuzzTests(ITestOutputHelper log)
         Assert.True(tally.Refused > tally.Cases / 2);
     }
 
+    [Fact]
+    public void ImageAndNpyReadersRefuseMutatedRealFilesCleanly()
+    {
+        var dir = TestFiles.TempDir();
+        var r = new Random(14);
+        // a PNG written by skimage and an .npy written by NumPy (the real tools), small enough to mutate by the hundred
+        var png = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "frame-1024.png"));
+        var npy = File.ReadAllBytes(Path.Combine(RealExportTests.Dir, "unet.output.npy"));
+        foreach (var (name, original, read) in new (string, byte[], Action<string>)[]
+        {
+            ("PNG", png, p => Data.ImageIO.Read(p)),
+            (".npy", npy, p => Data.Npy.Read(p)),
+        })
+        {
+            var tally = new Tally(name);
+            for (int i = 0; i < 300; i++)
+            {
+                var path = Path.Combine(dir, $"case-{i}{(name == "PNG" ? ".png" : ".npy")}");
+                File.WriteAllBytes(path, Mutate(original, r));
+                Case(tally, path, () => read(path), $"{name} case {i}");
+                File.Delete(path);
+            }
+            log.WriteLine(tally.ToString());
+        }
+    }
+
     private static ModelPackage SmallPackage()
     {
         var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 8 });
