@@ -62,11 +62,6 @@ namespace Sculpt.Cli
             }
         }
 
-        /// <summary>The first line of a message, without control characters (a decoder's NUL padding, escape codes).</summary>
-        private static string OneLine(string message)
-        {
-            var first = message.Split('\n')[0];
-            return new string(first.Where(c => !char.IsControl(c)).ToArray()).TrimEnd();
-        }
+        private static string OneLine(string message) => Sculpt.Common.Messages.OneLine(message).TrimEnd();
     }
 }

@@ -36,9 +36,8 @@ public static class ImageIO
         }
         catch (Exception e) when (e is not InvalidDataException || !e.Message.StartsWith(source))
         {
-            // the decoder's own messages can carry NUL padding: keep printable text only
-            var reason = new string(e.Message.Split('\n')[0].Where(c => !char.IsControl(c)).ToArray()).Trim();
-            throw new InvalidDataException($"{source}: corrupt or unsupported image ({reason})");
+            // the decoder's own messages can carry NUL padding
+            throw new InvalidDataException($"{source}: corrupt or unsupported image ({Common.Messages.OneLine(e.Message).Trim()})");
         }
     }
 

@@ -18,25 +18,8 @@ public static class InputLimits
             throw new InvalidDataException($"{source}: {what} of {width}×{height} pixels is larger than the {MaxImagePixels:N0} allowed");
     }
 
-    /// <summary>All of a regular file, refusing devices, FIFOs, empty and oversized files before reading.</summary>
-    public static byte[] ReadFile(string path, string what = "file")
-    {
-        try
-        {
-            if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a {what}");
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new InvalidDataException($"{path}: {what} not found");
-            if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
-            if (info.Length > MaxFileBytes) throw new InvalidDataException($"{path}: {info.Length:N0} bytes is larger than the {MaxFileBytes:N0} allowed");
-            var bytes = new byte[info.Length];
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            stream.ReadExactly(bytes);
-            return bytes;
-        }
-        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: shorter than its size (changed while read?)"); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
-        catch (UnauthorizedAccessException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
-    }
+    /// <summary>All of a regular file of at most <see cref="MaxFileBytes"/> (<see cref="Common.InputFile.ReadAll"/>).</summary>
+    public static byte[] ReadFile(string path, string what = "file") => Common.InputFile.ReadAll(path, what, MaxFileBytes);
 
     /// <summary>A decompressed stream read to its end, refusing it once it passes <see cref="MaxFileBytes"/> (a bomb).</summary>
     public static byte[] ReadBounded(Stream s, string source)

@@ -35,7 +35,6 @@ public static class OnnxImport
         ["If"] = "export by tracing (torch.onnx.export of the nn.Module), not a torch.jit.script module",
         ["SequenceConstruct"] = "return a tensor, not a list, from forward()",
         ["GroupNormalization"] = "export with opset_version=17 (the exporter then writes group norm as InstanceNormalization)",
-        ["BatchNormalization"] = "",
     };
 
     /// <summary>ONNX's own limit for a single-file model (protobuf's 2 GiB); larger files use external data.</summary>
@@ -44,23 +43,7 @@ public static class OnnxImport
     /// <param name="inputSize">Height and width to evaluate shape computations at, required where the file leaves them dynamic.</param>
     public static ModelPackage Read(string path, (int Height, int Width)? inputSize = null)
     {
-        byte[] bytes;
-        try
-        {
-            var info = new FileInfo(path);
-            if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not an ONNX file");
-            if (!info.Exists) throw new InvalidDataException($"{path}: file not found");
-            // devices and FIFOs report no length: refuse them before reading (/dev/zero would never end, a FIFO blocks)
-            if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
-            if (info.Length > MaxFileBytes)
-                throw new InvalidDataException($"{path}: {info.Length:N0} bytes is beyond ONNX's 2 GiB single-file limit");
-            bytes = new byte[info.Length];
-            using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
-                stream.ReadExactly(bytes);
-        }
-        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: shorter than its size (changed while read?)"); }
-        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
-        catch (UnauthorizedAccessException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
+        var bytes = Common.InputFile.ReadAll(path, "ONNX file", MaxFileBytes);
         var model = new ProtoMessage(bytes, path);
         var graphBytes = model.Bytes(ModelField.Graph).LastOrDefault();
         if (graphBytes.IsEmpty) throw new InvalidDataException($"{path}: not an ONNX model (no graph)");
@@ -141,7 +124,7 @@ public static class OnnxImport
                 var parts = missing.Select(g =>
                 {
                     var names = g.Select(n => n.Name.Length > 0 ? n.Name : "(unnamed)").ToList();
-                    var hint = Hints.TryGetValue(g.Key, out var h) && h.Length > 0 ? $" — {h}" : "";
+                    var hint = Hints.TryGetValue(g.Key, out var h) ? $" — {h}" : "";
                     return $"{g.Key} at {string.Join(", ", names.Take(3))}{(names.Count > 3 ? $" and {names.Count - 3} more" : "")}{hint}";
                 });
                 throw new InvalidDataException($"{path}: unsupported ONNX operators: {string.Join("; ", parts)}");

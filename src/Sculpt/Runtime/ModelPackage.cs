@@ -128,11 +128,8 @@ public sealed class ModelPackage
     /// <summary>Loads and checks a package as a whole; any defect becomes an <see cref="InvalidDataException"/> naming the file.</summary>
     public static ModelPackage Load(string path)
     {
-        if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a model file");
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"{path}: model file not found");
-        // devices and FIFOs report no length: refuse them before opening (a FIFO would block forever)
-        if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new FileNotFoundException($"{path}: model file not found");
+        Common.InputFile.Require(path, "model file", long.MaxValue);
         try
         {
             using var zip = ZipFile.OpenRead(path);

@@ -1,0 +1,35 @@
+namespace Sculpt.Common;
+
+/// <summary>Reading an input file whole, after checks that no hostile path can get past.</summary>
+public static class InputFile
+{
+    /// <summary>
+    /// The file's information once it is known to be a regular, non-empty file of at most <paramref name="maxBytes"/>:
+    /// devices and FIFOs report no length, so they are refused before anything opens them (/dev/zero would never
+    /// end, a FIFO blocks).
+    /// </summary>
+    public static FileInfo Require(string path, string what, long maxBytes)
+    {
+        if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a {what}");
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new InvalidDataException($"{path}: {what} not found");
+        if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
+        if (info.Length > maxBytes) throw new InvalidDataException($"{path}: {info.Length:N0} bytes is larger than the {maxBytes:N0} allowed");
+        return info;
+    }
+
+    /// <summary>All bytes of a file <see cref="Require"/> accepts; any read error is one line naming the file.</summary>
+    public static byte[] ReadAll(string path, string what, long maxBytes)
+    {
+        try
+        {
+            var bytes = new byte[Require(path, what, maxBytes).Length];
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            stream.ReadExactly(bytes);
+            return bytes;
+        }
+        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: shorter than its size (changed while read?)"); }
+        catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
+        catch (UnauthorizedAccessException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
+    }
+}
