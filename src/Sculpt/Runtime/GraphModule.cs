@@ -45,6 +45,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     private readonly int[][] _inputIndex;
     private readonly Shape[][] _shapes;
     private readonly Shape[] _outShapes;
+    /// <summary>Each node's own tensors by their name within the node, looked up once instead of on every forward.</summary>
+    private readonly Func<string, Tensor>[] _weightOf;
     private readonly string _input;
     private readonly string _output;
 
@@ -78,6 +80,11 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             _tensors[key] = t;
         }
 
+        _weightOf = _order.Select(n =>
+        {
+            var own = n.Weights().ToDictionary(w => w.Name, w => _tensors[$"{n.Name}.{w.Name}"], StringComparer.Ordinal);
+            return (Func<string, Tensor>)(w => own[w]);
+        }).ToArray();
         var index = _order.Select((n, i) => (n.Name, i)).ToDictionary(p => p.Name, p => p.i);
         _lastUse = new int[_order.Count];
         _inputIndex = _order.Select(n => n.Inputs.Select(i => index[i]).ToArray()).ToArray();
@@ -179,8 +186,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             else
             {
                 var inputs = inputIndex.Select(j => values[j]!).ToArray();
-                string prefix = node.Name + ".";
-                y = node.Forward(ops, new OpContext<Tensor>(inputs, _shapes[i], _outShapes[i], w => _tensors[prefix + w]));
+                y = node.Forward(ops, new OpContext<Tensor>(inputs, _shapes[i], _outShapes[i], _weightOf[i]));
                 ops.ReleaseTemporaries(y);
             }
             values[i] = y;
