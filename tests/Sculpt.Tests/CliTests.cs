@@ -167,3 +167,77 @@ public class CliTests
         Assert.False(File.Exists(outModel));
     }
 }
+
+/// <summary>The real CLI as a child process: what only a process can show (signals, FIFOs that would block forever).</summary>
+public class CliProcessTests
+{
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+
+    private static System.Diagnostics.Process Start(string tmp, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "Sculpt.Cli"), args)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        };
+        psi.Environment["TMPDIR"] = tmp; // the child's scratch folders land here, where the test can see them
+        return System.Diagnostics.Process.Start(psi)!;
+    }
+
+    private static string SmallModel(string dir)
+    {
+        var g = Models.UNet.Build(new Models.UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 16 });
+        var meta = new Runtime.ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
+        var path = Path.Combine(dir, "m.sculpt");
+        new Runtime.ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(path);
+        return path;
+    }
+
+    [Theory]
+    [InlineData(15)] // SIGTERM
+    [InlineData(2)]  // SIGINT
+    public void AStoppedRunLeavesNoScratchFolderBehind(int signal)
+    {
+        var dir = TestFiles.TempDir();
+        var tmp = Directory.CreateDirectory(Path.Combine(dir, "tmp")).FullName;
+        var model = SmallModel(dir);
+        using var p = Start(tmp, "bench", "--model", model, "--runs", "100000000", "--threads", "1", "--batches", "1");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // the export to ONNX lands in a scratch folder first: stop the run once it exists
+        while (Directory.GetDirectories(tmp, "sculpt-bench-*").Length == 0 && !p.HasExited && clock.Elapsed < TimeSpan.FromSeconds(60))
+            Thread.Sleep(20);
+        if (p.HasExited) Assert.Fail($"the run ended before it could be stopped: {p.StandardError.ReadToEnd()}");
+        Assert.NotEmpty(Directory.GetDirectories(tmp, "sculpt-bench-*"));
+        Thread.Sleep(300);
+        Assert.Equal(0, kill(p.Id, signal));
+        Assert.True(p.WaitForExit(30_000), "the stopped run did not end");
+        Assert.NotEqual(0, p.ExitCode);
+        Assert.Empty(Directory.GetFileSystemEntries(tmp, "sculpt-*"));
+    }
+
+    [Theory]
+    [InlineData("inspect", "--model")]
+    [InlineData("import", "--onnx")]
+    [InlineData("import", "--pytorch")]
+    [InlineData("eval", "--model")]
+    public void AFifoAsAnInputIsRefusedInsteadOfBlocking(string command, string option)
+    {
+        var dir = TestFiles.TempDir();
+        var fifo = Path.Combine(dir, "input.fifo");
+        using (var mk = System.Diagnostics.Process.Start("mkfifo", fifo)) mk.WaitForExit();
+        var args = new List<string> { command, option, fifo };
+        if (command == "import") args.AddRange(["--arch", "unet-small", "--out", Path.Combine(dir, "out.sculpt")]);
+        if (command == "eval") args.AddRange(["--data", dir]);
+        using var p = Start(dir, args.ToArray());
+        bool ended = p.WaitForExit(60_000);
+        if (!ended) p.Kill();
+        Assert.True(ended, $"{command} {option} FIFO blocked");
+        var err = p.StandardError.ReadToEnd();
+        Assert.Equal(1, p.ExitCode);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains(fifo, err);
+        Assert.Contains("not a regular file", err);
+        Assert.False(File.Exists(Path.Combine(dir, "out.sculpt")));
+    }
+}

@@ -6,6 +6,7 @@ using Sculpt.Deploy;
 using Sculpt.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 
@@ -57,123 +58,116 @@ public static class BenchCommand
         a.EnsureAllUsed();
         if (backend is not ("ort" or "torch" or "both")) throw new UsageException("--backend must be ort, torch or both");
         TorchRuntime.Initialize();
-        var tmp = Directory.CreateTempSubdirectory("sculpt-bench-");
-        try
+        using var tmp = new TempFolder("sculpt-bench-");
+        var subjects = new List<Subject> { Load(first, tmp.Path, backend) };
+        if (second != null) subjects.Add(Load(second, tmp.Path, backend));
+        var backends = backend == "both" ? new[] { "ort", "torch" } : new[] { backend };
+        var rows = new List<JsonObject>();
+        var progress = new ProgressLine();
+        var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
+        GraphOptimizationLevel Level(int k, int t)
         {
-            var subjects = new List<Subject> { Load(first, tmp.FullName, backend) };
-            if (second != null) subjects.Add(Load(second, tmp.FullName, backend));
-            var backends = backend == "both" ? new[] { "ort", "torch" } : new[] { backend };
-            var rows = new List<JsonObject>();
-            var progress = new ProgressLine();
-            var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
-            GraphOptimizationLevel Level(int k, int t)
+            if (fixedLevel is { } l) return l;
+            if (!levels.TryGetValue((k, t), out var found))
             {
-                if (fixedLevel is { } l) return l;
-                if (!levels.TryGetValue((k, t), out var found))
-                {
-                    using var fastest = OrtModel.Fastest(level => new OrtModel(subjects[k].Ort!.SourcePath, t, level));
-                    levels[(k, t)] = found = fastest.Optimization;
-                }
-                return found;
+                using var fastest = OrtModel.Fastest(level => new OrtModel(subjects[k].Ort!.SourcePath, t, level));
+                levels[(k, t)] = found = fastest.Optimization;
             }
-            foreach (var t in threads)
-            {
-                double peak = Latency.PeakGflops(t);
-                foreach (var be in backends)
-                    foreach (var b in batches)
-                    {
-                        // alternate subjects so machine noise hits both alike
-                        var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
-                        foreach (var r in runners) for (int w = 0; w < 5; w++) r();
-                        int n = b == 1 ? runs : Math.Max(10, runs / b);
-                        var stats = Latency.Alternating(runners, n, block: Math.Clamp(n / 10, 2, 10), maxSeconds: 60);
-                        progress.Update($"bench threads {t} {be} batch {b}");
-                        for (int k = 0; k < subjects.Count; k++)
-                        {
-                            double p50 = Training.Metrics.Percentile(stats[k], 50);
-                            double gflops = 2.0 * subjects[k].Macs * b / (p50 / 1000) / 1e9;
-                            rows.Add(new JsonObject
-                            {
-                                ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
-                                ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null,
-                                ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Training.Metrics.Percentile(stats[k], 95), ["p99"] = Training.Metrics.Percentile(stats[k], 99) },
-                                ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
-                                ["speedup_vs_first"] = k == 0 ? null : Training.Metrics.Percentile(stats[0], 50) / p50,
-                            });
-                        }
-                    }
-            }
-            var streamRows = new List<JsonObject>();
-            if (streams > 0)
+            return found;
+        }
+        foreach (var t in threads)
+        {
+            double peak = Latency.PeakGflops(t);
+            foreach (var be in backends)
                 foreach (var b in batches)
                 {
-                    progress.Update($"bench {streams} streams batch {b}");
-                    var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1, Level(k, 1))).ToList()).ToArray();
-                    // three alternating windows per subject; the median window counts
-                    var fps = subjects.Select(_ => new List<double>()).ToArray();
-                    for (int round = 0; round < 3; round++)
-                        for (int k = 0; k < subjects.Count; k++) fps[k].Add(Latency.ConcurrentThroughput(runners[k], b, window));
+                    // alternate subjects so machine noise hits both alike
+                    var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
+                    foreach (var r in runners) for (int w = 0; w < 5; w++) r();
+                    int n = b == 1 ? runs : Math.Max(10, runs / b);
+                    var stats = Latency.Alternating(runners, n, block: Math.Clamp(n / 10, 2, 10), maxSeconds: 60);
+                    progress.Update($"bench threads {t} {be} batch {b}");
                     for (int k = 0; k < subjects.Count; k++)
                     {
-                        double f = Training.Metrics.Percentile(fps[k], 50);
-                        streamRows.Add(new JsonObject
+                        double p50 = Training.Metrics.Percentile(stats[k], 50);
+                        double gflops = 2.0 * subjects[k].Macs * b / (p50 / 1000) / 1e9;
+                        rows.Add(new JsonObject
                         {
-                            ["model"] = subjects[k].Name, ["backend"] = "ort", ["ort_opt"] = LevelName(Level(k, 1)), ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
-                            ["speedup_vs_first"] = k == 0 ? null : f / Training.Metrics.Percentile(fps[0], 50),
+                            ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
+                            ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null,
+                            ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Training.Metrics.Percentile(stats[k], 95), ["p99"] = Training.Metrics.Percentile(stats[k], 99) },
+                            ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
+                            ["speedup_vs_first"] = k == 0 ? null : Training.Metrics.Percentile(stats[0], 50) / p50,
                         });
                     }
                 }
-            progress.Done();
-            var profiles = profile ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
-            long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
-            var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
-            var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
-            if (json)
+        }
+        var streamRows = new List<JsonObject>();
+        if (streams > 0)
+            foreach (var b in batches)
             {
-                Output.Json(new JsonObject
+                progress.Update($"bench {streams} streams batch {b}");
+                var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1, Level(k, 1))).ToList()).ToArray();
+                // three alternating windows per subject; the median window counts
+                var fps = subjects.Select(_ => new List<double>()).ToArray();
+                for (int round = 0; round < 3; round++)
+                    for (int k = 0; k < subjects.Count; k++) fps[k].Add(Latency.ConcurrentThroughput(runners[k], b, window));
+                for (int k = 0; k < subjects.Count; k++)
                 {
-                    ["model"] = first, ["compare"] = second, ["cpu_threads_available"] = Environment.ProcessorCount, ["peak_rss_bytes"] = peakRss,
-                    ["latency_ms"] = batch1["latency_ms"]!.DeepClone(), ["throughput_fps"] = best["throughput_fps"]!.GetValue<double>(),
-                    ["params"] = subjects.Select(s => s.Package?.Graph.ParameterCount()).First(), ["macs"] = subjects[0].Macs,
-                    ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
-                    ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)r).ToArray()),
-                    ["profile"] = profile ? new JsonArray(profiles.Select(p => (JsonNode)new JsonObject
+                    double f = Training.Metrics.Percentile(fps[k], 50);
+                    streamRows.Add(new JsonObject
                     {
-                        ["model"] = p.Name, ["run_ms"] = p.P.RunMs, ["kernel_ms"] = p.P.KernelMs, ["overhead_ms"] = p.P.OverheadMs, ["nodes"] = p.P.Nodes,
-                        ["by_op"] = new JsonArray(p.P.ByOp.Select(o => (JsonNode)new JsonObject { ["op"] = o.Op, ["count"] = o.Count, ["ms"] = o.Ms }).ToArray()),
-                    }).ToArray()) : null,
-                });
-                return 0;
+                        ["model"] = subjects[k].Name, ["backend"] = "ort", ["ort_opt"] = LevelName(Level(k, 1)), ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
+                        ["speedup_vs_first"] = k == 0 ? null : f / Training.Metrics.Percentile(fps[0], 50),
+                    });
+                }
             }
-            Console.Write(Output.Table(new[] { "model", "backend", "opt", "threads", "batch", "p50 ms", "p95 ms", "p99 ms", "frames/s", "GFLOP/s", "% of peak", "speed-up" },
-                rows.Select(r => new[]
-                {
-                    r["model"]!.GetValue<string>(), r["backend"]!.GetValue<string>(), r["ort_opt"]?.GetValue<string>() ?? "", r["threads"]!.ToString(), r["batch"]!.ToString(),
-                    Output.F(r["latency_ms"]!["p50"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p95"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p99"]!.GetValue<double>(), "0.000"),
-                    Output.F(r["throughput_fps"]!.GetValue<double>(), "0"), Output.F(r["gflops"]!.GetValue<double>(), "0.00"), Output.F(100 * r["fraction_of_peak"]!.GetValue<double>(), "0.0"),
-                    r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
-                }), new HashSet<int> { 0, 1, 2 }));
-            if (streamRows.Count > 0)
+        progress.Done();
+        var profiles = profile ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
+        long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
+        var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
+        var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
+        if (json)
+        {
+            Output.Json(new JsonObject
             {
-                Console.WriteLine($"\n{streams} concurrent single-threaded ONNX Runtime sessions:");
-                Console.Write(Output.Table(new[] { "model", "opt", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
+                ["model"] = first, ["compare"] = second, ["cpu_threads_available"] = Environment.ProcessorCount, ["peak_rss_bytes"] = peakRss,
+                ["latency_ms"] = batch1["latency_ms"]!.DeepClone(), ["throughput_fps"] = best["throughput_fps"]!.GetValue<double>(),
+                ["params"] = subjects.Select(s => s.Package?.Graph.ParameterCount()).First(), ["macs"] = subjects[0].Macs,
+                ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
+                ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)r).ToArray()),
+                ["profile"] = profile ? new JsonArray(profiles.Select(p => (JsonNode)new JsonObject
                 {
-                    r["model"]!.GetValue<string>(), r["ort_opt"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
-                    r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
-                }), new HashSet<int> { 0, 1 }));
-            }
-            foreach (var (name, p) in profiles)
-            {
-                Console.WriteLine($"\n{name}: ONNX Runtime profile at batch 1, {threads[^1]} thread(s): run {p.RunMs:0.000} ms = {p.KernelMs:0.000} ms in {p.Nodes} operator kernels + {p.OverheadMs:0.000} ms outside them ({100 * p.OverheadMs / p.RunMs:0}%)");
-                Console.Write(Output.Table(new[] { "operator", "nodes", "ms per run", "% of run" }, p.ByOp.Select(o => new[] { o.Op, o.Count.ToString(), Output.F(o.Ms, "0.000"), Output.F(100 * o.Ms / p.RunMs, "0.0") })));
-            }
-            Console.WriteLine($"\npeak (1024² float32 matrix multiply, ONNX Runtime GEMM): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
+                    ["model"] = p.Name, ["run_ms"] = p.P.RunMs, ["kernel_ms"] = p.P.KernelMs, ["overhead_ms"] = p.P.OverheadMs, ["nodes"] = p.P.Nodes,
+                    ["by_op"] = new JsonArray(p.P.ByOp.Select(o => (JsonNode)new JsonObject { ["op"] = o.Op, ["count"] = o.Count, ["ms"] = o.Ms }).ToArray()),
+                }).ToArray()) : null,
+            });
             return 0;
         }
-        finally
+        Console.Write(Output.Table(new[] { "model", "backend", "opt", "threads", "batch", "p50 ms", "p95 ms", "p99 ms", "frames/s", "GFLOP/s", "% of peak", "speed-up" },
+            rows.Select(r => new[]
+            {
+                r["model"]!.GetValue<string>(), r["backend"]!.GetValue<string>(), r["ort_opt"]?.GetValue<string>() ?? "", r["threads"]!.ToString(), r["batch"]!.ToString(),
+                Output.F(r["latency_ms"]!["p50"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p95"]!.GetValue<double>(), "0.000"), Output.F(r["latency_ms"]!["p99"]!.GetValue<double>(), "0.000"),
+                Output.F(r["throughput_fps"]!.GetValue<double>(), "0"), Output.F(r["gflops"]!.GetValue<double>(), "0.00"), Output.F(100 * r["fraction_of_peak"]!.GetValue<double>(), "0.0"),
+                r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
+            }), new HashSet<int> { 0, 1, 2 }));
+        if (streamRows.Count > 0)
         {
-            tmp.Delete(true);
+            Console.WriteLine($"\n{streams} concurrent single-threaded ONNX Runtime sessions:");
+            Console.Write(Output.Table(new[] { "model", "opt", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
+            {
+                r["model"]!.GetValue<string>(), r["ort_opt"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
+                r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
+            }), new HashSet<int> { 0, 1 }));
         }
+        foreach (var (name, p) in profiles)
+        {
+            Console.WriteLine($"\n{name}: ONNX Runtime profile at batch 1, {threads[^1]} thread(s): run {p.RunMs:0.000} ms = {p.KernelMs:0.000} ms in {p.Nodes} operator kernels + {p.OverheadMs:0.000} ms outside them ({100 * p.OverheadMs / p.RunMs:0}%)");
+            Console.Write(Output.Table(new[] { "operator", "nodes", "ms per run", "% of run" }, p.ByOp.Select(o => new[] { o.Op, o.Count.ToString(), Output.F(o.Ms, "0.000"), Output.F(100 * o.Ms / p.RunMs, "0.0") })));
+        }
+        Console.WriteLine($"\npeak (1024² float32 matrix multiply, ONNX Runtime GEMM): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
+        return 0;
     }
 
     private static Subject Load(string path, string tmp, string backend)

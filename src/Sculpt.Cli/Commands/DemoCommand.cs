@@ -8,6 +8,7 @@ using Sculpt.Pruning;
 using Sculpt.Report;
 using Sculpt.Runtime;
 using Sculpt.Training;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 

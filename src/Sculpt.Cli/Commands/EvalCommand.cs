@@ -6,6 +6,7 @@ using Sculpt.Data;
 using Sculpt.Graph;
 using Sculpt.Runtime;
 using Sculpt.Training;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 

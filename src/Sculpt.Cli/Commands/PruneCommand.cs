@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Sculpt.Data;
 using Sculpt.Pruning;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 

@@ -6,6 +6,7 @@ using Sculpt.Clinical;
 using Sculpt.Data;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Sculpt.Data;
 using Sculpt.Models;
 using Sculpt.Training;
+using Sculpt.Common;
 
 namespace Sculpt.Cli.Commands;
 
@@ -32,7 +33,7 @@ public static class TrainCommand
         var arch = a.Get("arch", "unet");
         var init = a.Get("init");
         Args.RefuseOverwrite(outPath, init);
-        Sculpt.Runtime.AtomicFile.CheckWritable(outPath);
+        AtomicFile.CheckWritable(outPath);
         int? width = a.Has("width") ? a.Int("width", 16) : null;
         int? depth = a.Has("depth") ? a.Int("depth", 4) : null;
         bool bilinear = a.Flag("bilinear"), noBn = a.Flag("no-bn"), json = a.Flag("json");

@@ -3,6 +3,9 @@ namespace Sculpt.Common;
 /// <summary>Reading an input file whole, after checks that no hostile path can get past.</summary>
 public static class InputFile
 {
+    /// <summary>Bytes of one text input (CSV, JSON, split lists): EchoNet's VolumeTracings.csv for 10,000 videos is about 20 MB.</summary>
+    public const long MaxTextBytes = 256L << 20;
+
     /// <summary>
     /// The file's information once it is known to be a regular, non-empty file of at most <paramref name="maxBytes"/>:
     /// devices and FIFOs report no length, so they are refused before anything opens them (/dev/zero would never
@@ -32,4 +35,15 @@ public static class InputFile
         catch (IOException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
         catch (UnauthorizedAccessException e) { throw new InvalidDataException($"{path}: cannot read: {e.Message}"); }
     }
+
+    /// <summary>A text file read whole as UTF-8 (a byte-order mark dropped), with <see cref="ReadAll"/>'s checks.</summary>
+    public static string ReadText(string path, string what, long maxBytes = MaxTextBytes)
+    {
+        var text = System.Text.Encoding.UTF8.GetString(ReadAll(path, what, maxBytes));
+        return text.Length > 0 && text[0] == '\uFEFF' ? text[1..] : text;
+    }
+
+    /// <summary>The lines of <see cref="ReadText"/> (LF or CRLF).</summary>
+    public static string[] ReadLines(string path, string what, long maxBytes = MaxTextBytes) =>
+        ReadText(path, what, maxBytes).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
 }

@@ -113,7 +113,7 @@ public static class Camus
         {
             string? split = Path.GetFileNameWithoutExtension(f).ToLowerInvariant() switch { "subgroup_training" => "train", "subgroup_validation" => "val", "subgroup_testing" => "test", _ => null };
             if (split is null) continue;
-            foreach (var line in File.ReadLines(f).Select(l => l.Trim()).Where(l => l.Length > 0)) result[line] = split;
+            foreach (var line in Common.InputFile.ReadLines(f, "split list").Select(l => l.Trim()).Where(l => l.Length > 0)) result[line] = split;
         }
         return result;
     }
@@ -157,7 +157,7 @@ public static class MedicalVolume
         int offset = (int)voxOffset;
         float slope = F32(112), inter = F32(116);
         string magic = System.Text.Encoding.ASCII.GetString(b, 344, 3);
-        if (magic is not ("n+1" or "ni1")) throw new InvalidDataException($"{path}: NIfTI magic is '{magic}'");
+        if (magic is not ("n+1" or "ni1")) throw new InvalidDataException($"{path}: NIfTI magic is '{Common.Messages.Quote(magic)}'");
         if (magic == "ni1") throw new InvalidDataException($"{path}: a two-file NIfTI (.hdr/.img) pair is not supported; convert it to .nii");
         var pixels = Decode(b, Math.Max(offset, 352), nx * ny, datatype switch
         {
@@ -189,15 +189,15 @@ public static class MedicalVolume
         string Field(string k) => fields.TryGetValue(k, out var v) ? v : throw new InvalidDataException($"{path}: MetaImage header lacks {k}");
         long Number(string text, string key) =>
             long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
-            : throw new InvalidDataException($"{path}: MetaImage {key} '{text}' is not an integer");
+            : throw new InvalidDataException($"{path}: MetaImage {key} '{Common.Messages.Quote(text)}' is not an integer");
         var dims = Field("DimSize").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(v => Number(v, "DimSize")).ToArray();
-        if (dims.Length < 2 || dims.Skip(2).Any(d => d != 1)) throw new InvalidDataException($"{path}: a 2-D image was expected, DimSize = {Field("DimSize")}");
+        if (dims.Length < 2 || dims.Skip(2).Any(d => d != 1)) throw new InvalidDataException($"{path}: a 2-D image was expected, DimSize = {Common.Messages.Quote(Field("DimSize"))}");
         InputLimits.CheckPixels(dims[0], dims[1], path);
         var spacingText = fields.GetValueOrDefault("ElementSpacing") ?? fields.GetValueOrDefault("ElementSize") ?? "1 1";
         var spacing = spacingText.Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d > 0 && double.IsFinite(d) ? d
-                : throw new InvalidDataException($"{path}: MetaImage ElementSpacing '{spacingText}' is not a list of positive numbers")).ToArray();
-        if (fields.TryGetValue("ElementNumberOfChannels", out var ch) && ch != "1") throw new InvalidDataException($"{path}: {ch}-channel MetaImage is not supported");
+                : throw new InvalidDataException($"{path}: MetaImage ElementSpacing '{Common.Messages.Quote(spacingText)}' is not a list of positive numbers")).ToArray();
+        if (fields.TryGetValue("ElementNumberOfChannels", out var ch) && ch != "1") throw new InvalidDataException($"{path}: {Common.Messages.Quote(ch)}-channel MetaImage is not supported");
         bool msb = (fields.GetValueOrDefault("BinaryDataByteOrderMSB") ?? fields.GetValueOrDefault("ElementByteOrderMSB") ?? "False").Equals("True", StringComparison.OrdinalIgnoreCase);
         bool compressed = (fields.GetValueOrDefault("CompressedData") ?? "False").Equals("True", StringComparison.OrdinalIgnoreCase);
         var dataFile = Field("ElementDataFile");
@@ -206,12 +206,15 @@ public static class MedicalVolume
         else
         {
             // the data file must lie beside the header, inside the dataset: not ../../etc/passwd, not /dev/zero
+            if (dataFile.Length == 0 || dataFile.IndexOfAny(Path.GetInvalidPathChars()) >= 0 || dataFile.Any(char.IsControl))
+                throw new InvalidDataException($"{path}: ElementDataFile '{Common.Messages.Quote(dataFile)}' is not a file name");
             var folder = Path.GetFullPath(Path.GetDirectoryName(Path.GetFullPath(path))!);
             var rawPath = Path.GetFullPath(Path.Combine(folder, dataFile));
             if (Path.IsPathRooted(dataFile) || !rawPath.StartsWith(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-                throw new InvalidDataException($"{path}: ElementDataFile '{dataFile}' lies outside the header's folder");
-            if (!File.Exists(rawPath)) throw new InvalidDataException($"{path}: data file {rawPath} not found");
-            data = InputLimits.ReadFile(rawPath, "MetaImage data file");
+                throw new InvalidDataException($"{path}: ElementDataFile '{Common.Messages.Quote(dataFile)}' lies outside the header's folder");
+            if (!File.Exists(rawPath)) throw new InvalidDataException($"{path}: data file {Common.Messages.Quote(rawPath, 300)} not found");
+            try { data = InputLimits.ReadFile(rawPath, "MetaImage data file"); }
+            catch (InvalidDataException e) { throw new InvalidDataException($"{path}: data file {e.Message}"); } // both files named
         }
         if (compressed)
         {
@@ -228,7 +231,7 @@ public static class MedicalVolume
     private static int ElementSize(string type, string path) => type.ToUpperInvariant() switch
     {
         "MET_UCHAR" or "MET_CHAR" => 1, "MET_SHORT" or "MET_USHORT" => 2, "MET_INT" or "MET_UINT" or "MET_FLOAT" => 4, "MET_DOUBLE" => 8,
-        _ => throw new InvalidDataException($"{path}: element type {type} is not supported"),
+        _ => throw new InvalidDataException($"{path}: element type {Common.Messages.Quote(type)} is not supported"),
     };
 
     private static float[] Decode(byte[] b, int offset, int count, string type, bool bigEndian, string path)

@@ -50,7 +50,7 @@ public static class EchoNetDynamic
             try { decoded = Video.ReadFrames(path); }
             catch (InvalidDataException e) { Problem(e.Message); continue; }
             var bad = frames.FirstOrDefault(f => f.Key >= decoded.Count || f.Key < 0);
-            if (bad.Value is not null) { Problem($"{Path.Combine(dir, VolumeTracings)}:{bad.Value.Line}: frame {bad.Key} of {video.FileName} is beyond the video's {decoded.Count} frames"); continue; }
+            if (bad.Value is not null) { Problem($"{Path.Combine(dir, VolumeTracings)}:{bad.Value.Line}: frame {bad.Key} of {Common.Messages.Quote(video.FileName)} is beyond the video's {decoded.Count} frames"); continue; }
             if (statsVideos.Contains(video.FileName))
                 foreach (var img in decoded) { Accumulate(img, sum, sumSq); pixels += (long)img.Width * img.Height; }
 
@@ -120,7 +120,7 @@ public static class EchoNetDynamic
         var header = rows[0].Fields;
         int Col(string name) => Array.FindIndex(header, h => h.Equals(name, StringComparison.OrdinalIgnoreCase));
         int file = Col("FileName"), split = Col("Split");
-        if (file < 0 || split < 0) throw new DatasetException($"{path}:1: header must name FileName and Split columns, found [{string.Join(", ", header)}]");
+        if (file < 0 || split < 0) throw new DatasetException($"{path}:1: header must name FileName and Split columns, found [{Common.Messages.Quote(string.Join(", ", header))}]");
         var list = new List<VideoEntry>();
         var seen = new HashSet<string>();
         foreach (var (line, f) in rows.Skip(1))
@@ -128,10 +128,13 @@ public static class EchoNetDynamic
             if (f.Length != header.Length) { problem($"{path}:{line}: expected {header.Length} fields, found {f.Length}"); continue; }
             var name = f[file];
             if (name.Length == 0) { problem($"{path}:{line}: empty FileName"); continue; }
+            // a video is a file inside Videos/: no folders, no way out of the dataset, nothing a path cannot hold
+            if (name.IndexOfAny(['/', '\\']) >= 0 || name is "." or ".." || name.Any(char.IsControl) || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            { problem($"{path}:{line}: FileName '{Common.Messages.Quote(name)}' is not a plain file name"); continue; }
             if (Path.GetExtension(name) == "") name += ".avi"; // FileList names omit the extension, VolumeTracings include it
             string? s = f[split].ToUpperInvariant() switch { "TRAIN" => "train", "VAL" => "val", "TEST" => "test", _ => null };
-            if (s is null) { problem($"{path}:{line}: Split '{f[split]}' is not TRAIN, VAL or TEST"); continue; }
-            if (!seen.Add(name)) { problem($"{path}:{line}: {name} listed twice"); continue; }
+            if (s is null) { problem($"{path}:{line}: Split '{Common.Messages.Quote(f[split])}' is not TRAIN, VAL or TEST"); continue; }
+            if (!seen.Add(name)) { problem($"{path}:{line}: {Common.Messages.Quote(name)} listed twice"); continue; }
             list.Add(new VideoEntry(name, s, line));
         }
         return list;
@@ -147,7 +150,7 @@ public static class EchoNetDynamic
     {
         var rows = Csv.Read(path);
         if (rows.Count == 0 || !rows[0].Fields.SequenceEqual(TracingHeader))
-            throw new DatasetException($"{path}:1: header must be {string.Join(",", TracingHeader)}, found {(rows.Count == 0 ? "an empty file" : string.Join(",", rows[0].Fields))}");
+            throw new DatasetException($"{path}:1: header must be {string.Join(",", TracingHeader)}, found {(rows.Count == 0 ? "an empty file" : Common.Messages.Quote(string.Join(",", rows[0].Fields)))}");
         var result = new Dictionary<string, SortedDictionary<int, TracedFrame>>(StringComparer.Ordinal);
         var reportedUnknown = new HashSet<string>();
         foreach (var (line, f) in rows.Skip(1))
@@ -155,13 +158,13 @@ public static class EchoNetDynamic
             if (f.Length != 6) { problem($"{path}:{line}: expected 6 fields, found {f.Length}"); continue; }
             var name = f[0];
             if (Path.GetExtension(name) == "") name += ".avi";
-            if (!known.ContainsKey(name)) { if (reportedUnknown.Add(name)) problem($"{path}:{line}: tracing for {name}, which {FileList} does not list"); continue; }
+            if (!known.ContainsKey(name)) { if (reportedUnknown.Add(name)) problem($"{path}:{line}: tracing for {Common.Messages.Quote(name)}, which {FileList} does not list"); continue; }
             var v = new double[4];
             int bad = -1;
             for (int k = 0; k < 4; k++)
                 if (!double.TryParse(f[k + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out v[k]) || !double.IsFinite(v[k])) { bad = k; break; }
-            if (bad >= 0) { problem($"{path}:{line}: {TracingHeader[bad + 1]} '{f[bad + 1]}' is not a number"); continue; }
-            if (!int.TryParse(f[5], NumberStyles.Integer, CultureInfo.InvariantCulture, out int frame) || frame < 0) { problem($"{path}:{line}: Frame '{f[5]}' is not a frame index"); continue; }
+            if (bad >= 0) { problem($"{path}:{line}: {TracingHeader[bad + 1]} '{Common.Messages.Quote(f[bad + 1])}' is not a number"); continue; }
+            if (!int.TryParse(f[5], NumberStyles.Integer, CultureInfo.InvariantCulture, out int frame) || frame < 0) { problem($"{path}:{line}: Frame '{Common.Messages.Quote(f[5])}' is not a frame index"); continue; }
             if (!result.TryGetValue(name, out var frames)) result[name] = frames = new();
             if (!frames.TryGetValue(frame, out var tf)) frames[frame] = tf = new TracedFrame(line);
             tf.Traces.Add((v[0], v[1], v[2], v[3]));
@@ -203,8 +206,8 @@ public static class Csv
     public static List<(int Line, string[] Fields)> Read(string path)
     {
         string text;
-        try { text = File.ReadAllText(path); }
-        catch (IOException e) { throw new DatasetException($"{path}: cannot read: {e.Message}"); }
+        try { text = Common.InputFile.ReadText(path, "CSV file"); }
+        catch (InvalidDataException e) { throw new DatasetException(e.Message); }
         var rows = new List<(int, string[])>();
         int line = 1;
         var fields = new List<string>();
@@ -233,7 +236,6 @@ public static class Csv
         }
         if (quoted) throw new DatasetException($"{path}:{rowLine}: unterminated quoted field");
         if (any || field.Length > 0) { fields.Add(field.ToString().Trim()); rows.Add((rowLine, fields.ToArray())); }
-        if (text.Length > 0 && text[0] == '\uFEFF' && rows.Count > 0) rows[0].Item2[0] = rows[0].Item2[0].TrimStart('\uFEFF');
         return rows;
     }
 }

@@ -1,5 +1,6 @@
 using StbImageSharp;
 using StbImageWriteSharp;
+using Sculpt.Common;
 
 namespace Sculpt.Data;
 
@@ -55,7 +56,7 @@ public static class ImageIO
         return ms.ToArray();
     }
 
-    public static void WritePng(string path, Image8 img) => Runtime.AtomicFile.WriteAllBytes(path, EncodePng(img));
+    public static void WritePng(string path, Image8 img) => AtomicFile.WriteAllBytes(path, EncodePng(img));
 
     /// <summary>Bilinear resize of float planes (C, H, W), pixel-centre aligned like PyTorch's align_corners=False.</summary>
     public static float[] ResizeBilinear(float[] src, int channels, int h, int w, int outH, int outW)

@@ -16,16 +16,21 @@ public static partial class Npy
         if (major == 1) { headerLen = BitConverter.ToUInt16(b, 8); start = 10; }
         else if (major is 2 or 3) { headerLen = (int)BitConverter.ToUInt32(b, 8); start = 12; }
         else throw new InvalidDataException($"{path}: unsupported .npy version {major}");
-        if (start + headerLen > b.Length) throw new InvalidDataException($"{path}: truncated .npy header");
+        if (headerLen < 0 || start + headerLen > b.Length) throw new InvalidDataException($"{path}: truncated .npy header");
         var header = Encoding.UTF8.GetString(b, start, headerLen);
         var descr = DescrRegex().Match(header).Groups[1].Value;
-        if (descr is not ("<f4" or "=f4" or "|f4")) throw new InvalidDataException($"{path}: dtype '{descr}' is not little-endian float32");
+        if (descr is not ("<f4" or "=f4" or "|f4")) throw new InvalidDataException($"{path}: dtype '{Common.Messages.Quote(descr)}' is not little-endian float32");
         if (FortranRegex().Match(header).Groups[1].Value == "True") throw new InvalidDataException($"{path}: Fortran-order arrays are not supported");
         var shapeText = ShapeRegex().Match(header).Groups[1].Value;
-        var shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        long count = shape.Aggregate(1L, (x, y) => x * y);
+        var shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var d) ? d
+                : throw new InvalidDataException($"{path}: shape ({Common.Messages.Quote(shapeText)}) is not a tuple of non-negative integers")).ToArray();
         int dataStart = start + headerLen;
-        if (b.Length - dataStart != count * 4) throw new InvalidDataException($"{path}: holds {b.Length - dataStart} data bytes, shape ({shapeText}) needs {count * 4}");
+        long count = 1;
+        foreach (var d in shape)
+            if (d > 0 && count > (b.Length - dataStart) / 4 / d + 1) count = long.MaxValue / 4; // more than the file holds: refused below
+            else count *= d;
+        if (b.Length - dataStart != count * 4) throw new InvalidDataException($"{path}: holds {b.Length - dataStart} data bytes, shape ({Common.Messages.Quote(shapeText)}) needs {count * 4}");
         var data = new float[count];
         Buffer.BlockCopy(b, dataStart, data, 0, (int)(count * 4));
         return (data, shape);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Data;
 
@@ -54,12 +55,19 @@ public sealed class SegmentationDataset
         var manifestPath = Path.Combine(dir, ManifestFile);
         if (File.Exists(manifestPath))
         {
-            try { manifest = JsonNode.Parse(File.ReadAllText(manifestPath))?.AsObject(); }
-            catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new DatasetException($"{manifestPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+            try
+            {
+                manifest = JsonNode.Parse(Common.InputFile.ReadText(manifestPath, "dataset manifest")) as JsonObject ?? throw new JsonException("not an object");
+                _ = manifest.Count; // JsonObject finds a duplicated key only when first used
+            }
+            catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException) { throw new DatasetException($"{manifestPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+            catch (InvalidDataException e) { throw new DatasetException(e.Message); }
         }
-        List<string>? labels = manifest?["labels"]?.AsArray().Select(x => x!.GetValue<string>()).ToList();
-        int channels = manifest?["channels"]?.GetValue<int>() ?? 1;
-        double? spacing = manifest?["pixel_spacing_mm"]?.GetValue<double>();
+        var fields = new ManifestFields(manifest, manifestPath);
+        List<string>? labels = fields.Labels();
+        int channels = fields.Int("channels", 1, 1, 4);
+        double? spacing = fields.Positive("pixel_spacing_mm");
+        string format = fields.Text("format") ?? "png-folder";
 
         var images = Directory.GetFiles(imagesDir, "*.png").OrderBy(p => p, StringComparer.Ordinal).ToList();
         if (images.Count == 0) throw new DatasetException($"{imagesDir}: no PNG images");
@@ -107,16 +115,48 @@ public sealed class SegmentationDataset
             var planes = ToPlanes(img, channels);
             var resized = ImageIO.ResizeBilinear(planes, channels, img.Height, img.Width, h, w);
             var resizedMask = ImageIO.ResizeNearest(mask, img.Height, img.Width, h, w);
-            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{id}'");
+            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
             double? sp = spacing.HasValue ? spacing * img.Width / w : null;
             samples.Add(new Sample(id, resized, resizedMask, split, sp));
         }
         return new SegmentationDataset
         {
             Source = dir, Labels = labels, Channels = channels, Height = h, Width = w, Samples = samples,
-            Format = manifest?["format"]?.GetValue<string>() ?? "png-folder",
+            Format = format,
             OriginalHeight = raw[0].Img.Height, OriginalWidth = raw[0].Img.Width,
         };
+    }
+
+    /// <summary>Typed, range-checked fields of manifest.json: a wrong type or value is one line naming the file and field.</summary>
+    private sealed class ManifestFields(JsonObject? manifest, string path)
+    {
+        private DatasetException Bad(string key, string expected) => new($"{path}: \"{key}\" must be {expected}");
+
+        public List<string>? Labels()
+        {
+            if (manifest?["labels"] is not { } node) return null;
+            if (node is not JsonArray a || a.Count < 2 || a.Count > 255 || a.Any(x => x is not JsonValue v || !v.TryGetValue<string>(out _)))
+                throw Bad("labels", "a list of 2 to 255 label names");
+            return a.Select(x => x!.GetValue<string>()).ToList();
+        }
+
+        public int Int(string key, int fallback, int min, int max)
+        {
+            if (manifest?[key] is not { } node) return fallback;
+            return node is JsonValue v && v.TryGetValue<int>(out var i) && i >= min && i <= max ? i : throw Bad(key, $"an integer from {min} to {max}");
+        }
+
+        public double? Positive(string key)
+        {
+            if (manifest?[key] is not { } node) return null;
+            return node is JsonValue v && v.TryGetValue<double>(out var d) && d > 0 && double.IsFinite(d) ? d : throw Bad(key, "a positive number");
+        }
+
+        public string? Text(string key)
+        {
+            if (manifest?[key] is not { } node) return null;
+            return node is JsonValue v && v.TryGetValue<string>(out var t) ? t : throw Bad(key, "a string");
+        }
     }
 
     /// <summary>Image as channel planes in [0,1]; RGB averaged for one channel, grey replicated for several.</summary>
@@ -150,15 +190,17 @@ public sealed class SegmentationDataset
         var path = Path.Combine(dir, SplitFile);
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         if (!File.Exists(path)) return result;
-        var lines = File.ReadAllLines(path);
+        string[] lines;
+        try { lines = Common.InputFile.ReadLines(path, "split list"); }
+        catch (InvalidDataException e) { throw new DatasetException(e.Message); }
         for (int i = 0; i < lines.Length; i++)
         {
             var line = lines[i].Trim();
             if (line.Length == 0 || (i == 0 && line.StartsWith("id,"))) continue;
             var parts = line.Split(',');
-            if (parts.Length != 2) throw new DatasetException($"{path}:{i + 1}: expected 'id,split', got '{line}'");
+            if (parts.Length != 2) throw new DatasetException($"{path}:{i + 1}: expected 'id,split', got '{Common.Messages.Quote(line)}'");
             var split = parts[1].Trim().ToLowerInvariant();
-            if (split is not ("train" or "val" or "test")) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{parts[1]}'");
+            if (split is not ("train" or "val" or "test")) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{Common.Messages.Quote(parts[1])}'");
             result[parts[0].Trim()] = split;
         }
         return result;

@@ -15,48 +15,55 @@ public static class Video
 
     public static List<Image8> ReadFrames(string path)
     {
-        if (!File.Exists(path)) throw new InvalidDataException($"{path}: video not found");
+        Common.InputFile.Require(path, "video", long.MaxValue); // before opening: a FIFO would block
         byte[] head = new byte[12];
         using (var f = File.OpenRead(path)) f.ReadAtLeast(head, 12, throwOnEndOfStream: false);
         if (Encoding.ASCII.GetString(head, 0, 4) == "RIFF" && Encoding.ASCII.GetString(head, 8, 4) == "AVI ")
         {
             var avi = Avi.Read(path);
-            if (avi.IsMotionJpeg)
-            {
-                var frames = new List<Image8>();
-                long decoded = 0;
-                foreach (var jpeg in avi.Frames)
-                {
-                    var frame = Jpeg.Decode(jpeg, $"{path} frame {frames.Count}");
-                    // a loop of many large frames must not exhaust memory either
-                    decoded += frame.Pixels.Length;
-                    if (decoded > MaxDecodedBytes) throw new InvalidDataException($"{path}: decodes to more than {MaxDecodedBytes:N0} bytes of frames");
-                    frames.Add(frame);
-                }
-                return frames;
-            }
+            if (avi.IsMotionJpeg) return DecodeMotionJpeg(avi, path);
         }
         return ReadWithFfmpeg(path);
+    }
+
+    /// <summary>The frames of a Motion-JPEG AVI, decoded in-process.</summary>
+    public static List<Image8> DecodeMotionJpeg(Avi avi, string path) =>
+        Bounded(avi.Frames.Select((jpeg, i) => Jpeg.Decode(jpeg, $"{path} frame {i}")), path);
+
+    /// <summary>Frames decoded one by one, stopped once they pass <see cref="MaxDecodedBytes"/>: a loop of many large frames must not exhaust memory.</summary>
+    private static List<Image8> Bounded(IEnumerable<Image8> decode, string path)
+    {
+        var frames = new List<Image8>();
+        long decoded = 0;
+        foreach (var frame in decode)
+        {
+            decoded += frame.Pixels.Length;
+            if (decoded > MaxDecodedBytes) throw new InvalidDataException($"{path}: decodes to more than {MaxDecodedBytes:N0} bytes of frames");
+            frames.Add(frame);
+        }
+        return frames;
     }
 
     /// <summary>Decodes any video FFmpeg understands to RGB frames.</summary>
     public static List<Image8> ReadWithFfmpeg(string path)
     {
-        var dir = Directory.CreateTempSubdirectory("sculpt-frames-").FullName;
-        try
+        using var scratch = new Common.TempFolder("sculpt-frames-");
+        var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", path, "-frames:v", "20000", Path.Combine(scratch.Path, "frame_%05d.png") })
         {
-            var psi = new ProcessStartInfo("ffmpeg", new[] { "-v", "error", "-i", path, "-frames:v", "20000", Path.Combine(dir, "frame_%05d.png") }) { RedirectStandardError = true, RedirectStandardOutput = true };
-            Process? p;
-            try { p = Process.Start(psi); }
-            catch (System.ComponentModel.Win32Exception) { throw new InvalidDataException($"{path}: this video is not Motion-JPEG AVI; decoding it needs FFmpeg (apt-get install ffmpeg), which is not installed"); }
-            var err = p!.StandardError.ReadToEnd();
-            p.WaitForExit();
-            var files = Directory.GetFiles(dir, "*.png").OrderBy(f => f, StringComparer.Ordinal).ToList();
-            if (p.ExitCode != 0 || files.Count == 0)
-                throw new InvalidDataException($"{path}: unreadable video ({(err.Split('\n').FirstOrDefault(l => l.Length > 0) ?? $"ffmpeg exit code {p.ExitCode}").Trim()})");
-            return files.Select(ImageIO.Read).ToList();
+            RedirectStandardError = true, RedirectStandardOutput = true,
+        };
+        Process? p;
+        try { p = Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            throw new InvalidDataException($"{path}: this video is not Motion-JPEG AVI; decoding it needs FFmpeg (apt-get install ffmpeg), which is not installed");
         }
-        finally { Directory.Delete(dir, true); }
+        var err = p!.StandardError.ReadToEnd();
+        p.WaitForExit();
+        var files = Directory.GetFiles(scratch.Path, "*.png").OrderBy(f => f, StringComparer.Ordinal).ToList();
+        if (p.ExitCode != 0 || files.Count == 0)
+            throw new InvalidDataException($"{path}: unreadable video ({Common.Messages.Quote(err.Split('\n').FirstOrDefault(l => l.Length > 0)?.Trim() ?? $"ffmpeg exit code {p.ExitCode}", 200)})");
+        return Bounded(files.Select(ImageIO.Read), path);
     }
 }
 
@@ -88,10 +95,10 @@ public sealed record Avi(int Width, int Height, string Codec, double Fps, List<b
                 string id = Tag(at);
                 long size = U32(at + 4);
                 int body = at + 8;
-                if (body + size > b.Length) throw new InvalidDataException($"{path}: truncated AVI ('{id}' chunk at byte {at} runs past the end of the file)");
+                if (body + size > b.Length) throw new InvalidDataException($"{path}: truncated AVI ('{Common.Messages.Quote(id)}' chunk at byte {at} runs past the end of the file)");
                 if (id is "RIFF" or "LIST")
                 {
-                    if (size < 4) throw new InvalidDataException($"{path}: malformed AVI ('{id}' of {size} bytes at byte {at})");
+                    if (size < 4) throw new InvalidDataException($"{path}: malformed AVI ('{Common.Messages.Quote(id)}' of {size} bytes at byte {at})");
                     string type = Tag(body);
                     if (type == "strl") streamIndex++;
                     Walk(body + 4, body + (int)size, type);
@@ -110,7 +117,7 @@ public sealed record Avi(int Width, int Height, string Codec, double Fps, List<b
                 else if (id == "strf" && streamIndex == videoStream && size >= 20 && width == 0)
                 {
                     width = BinaryPrimitives.ReadInt32LittleEndian(b.AsSpan(body + 4));
-                    height = Math.Abs(BinaryPrimitives.ReadInt32LittleEndian(b.AsSpan(body + 8)));
+                    height = (int)Math.Min(int.MaxValue, Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.AsSpan(body + 8)))); // bottom-up when negative
                     string compression = Tag(body + 16).TrimEnd('\0', ' ');
                     if (compression.Length > 0 && compression.Any(char.IsLetter)) codec = compression;
                 }
@@ -140,7 +147,7 @@ public static class Jpeg
     public static Image8 Decode(byte[] jpeg, string source)
     {
         if (jpeg.Length < 4 || jpeg[0] != 0xFF || jpeg[1] != 0xD8) throw new InvalidDataException($"{source}: not a JPEG frame");
-        return ImageIO.Decode(HasHuffmanTables(jpeg) ? jpeg : WithStandardHuffmanTables(jpeg), source);
+        return ImageIO.Decode(HasHuffmanTables(jpeg) ? jpeg : WithStandardHuffmanTables(jpeg, source), source);
     }
 
     public static bool HasHuffmanTables(byte[] jpeg) => Markers(jpeg).Any(m => m.Marker == 0xC4);
@@ -158,10 +165,10 @@ public static class Jpeg
         }
     }
 
-    public static byte[] WithStandardHuffmanTables(byte[] jpeg)
+    public static byte[] WithStandardHuffmanTables(byte[] jpeg, string source)
     {
         int sos = Markers(jpeg).Where(m => m.Marker == 0xDA).Select(m => m.Offset).DefaultIfEmpty(-1).First();
-        if (sos < 0) throw new InvalidDataException("JPEG frame has no start-of-scan marker");
+        if (sos < 0) throw new InvalidDataException($"{source}: JPEG frame has no start-of-scan marker");
         return jpeg[..sos].Concat(StandardDhtSegment.Value).Concat(jpeg[sos..]).ToArray();
     }
 

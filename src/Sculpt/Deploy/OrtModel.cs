@@ -220,44 +220,41 @@ public sealed record OrtProfile(double RunMs, double KernelMs, int Nodes, List<(
     /// <summary>Runs the model <paramref name="runs"/> times with ORT's profiler on and averages its per-node kernel times.</summary>
     public static OrtProfile Measure(string onnxPath, int batch, int runs, int threads, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
     {
-        var dir = Directory.CreateTempSubdirectory("sculpt-ortprof-").FullName;
-        try
+        using var scratch = new Common.TempFolder("sculpt-ortprof-");
+        var dir = scratch.Path;
+        var options = OrtModel.Options(threads, optimization);
+        // the prefix first: setting EnableProfiling passes the prefix of that moment to ONNX Runtime, and
+        // in the other order the profile landed in the working directory
+        options.ProfileOutputPathPrefix = Path.Combine(dir, "p");
+        options.EnableProfiling = true;
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxPath, options);
+        var name = session.InputMetadata.Keys.Single();
+        var shape = session.InputMetadata[name].Dimensions.Select(d => (long)(d < 0 ? batch : d)).ToArray();
+        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
+        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+        using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
+        var outName = session.OutputMetadata.Keys.First();
+        for (int i = 0; i < runs + 5; i++) { using var o = session.Run(runOptions, new[] { name }, new[] { value }, new[] { outName }); }
+        var file = session.EndProfiling();
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.IsPathRooted(file) ? file : Path.Combine(Environment.CurrentDirectory, file)));
+        var runDurations = new List<double>();
+        var kernels = new List<(int Run, string Op, double Us)>();
+        int run = -1;
+        foreach (var e in doc.RootElement.EnumerateArray())
         {
-            var options = OrtModel.Options(threads, optimization);
-            // the prefix first: setting EnableProfiling passes the prefix of that moment to ONNX Runtime, and
-            // in the other order the profile landed in the working directory
-            options.ProfileOutputPathPrefix = Path.Combine(dir, "p");
-            options.EnableProfiling = true;
-            using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxPath, options);
-            var name = session.InputMetadata.Keys.Single();
-            var shape = session.InputMetadata[name].Dimensions.Select(d => (long)(d < 0 ? batch : d)).ToArray();
-            var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
-            for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
-            using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, shape);
-            using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
-            var outName = session.OutputMetadata.Keys.First();
-            for (int i = 0; i < runs + 5; i++) { using var o = session.Run(runOptions, new[] { name }, new[] { value }, new[] { outName }); }
-            var file = session.EndProfiling();
-            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.IsPathRooted(file) ? file : Path.Combine(Environment.CurrentDirectory, file)));
-            var runDurations = new List<double>();
-            var kernels = new List<(int Run, string Op, double Us)>();
-            int run = -1;
-            foreach (var e in doc.RootElement.EnumerateArray())
-            {
-                string cat = e.TryGetProperty("cat", out var c) ? c.GetString() ?? "" : "", evName = e.GetProperty("name").GetString() ?? "";
-                double dur = e.TryGetProperty("dur", out var d) ? d.GetDouble() : 0;
-                if (cat == "Session" && evName == "model_run") { runDurations.Add(dur); run++; }
-                else if (cat == "Node" && evName.EndsWith("_kernel_time") && e.TryGetProperty("args", out var args) && args.TryGetProperty("op_name", out var op))
-                    kernels.Add((run + 1, op.GetString() ?? "?", dur));
-            }
-            // the first 5 runs are warm-up; kernel events precede their run's model_run event
-            var measured = Enumerable.Range(5, Math.Max(0, runDurations.Count - 5)).ToHashSet();
-            var kept = kernels.Where(k => measured.Contains(k.Run)).ToList();
-            int n = Math.Max(1, measured.Count);
-            double runMs = runDurations.Skip(5).DefaultIfEmpty(0).Average() / 1000;
-            var byOp = kept.GroupBy(k => k.Op).Select(g => (g.Key, g.Count() / n, g.Sum(k => k.Us) / n / 1000)).OrderByDescending(x => x.Item3).ToList();
-            return new OrtProfile(runMs, byOp.Sum(x => x.Item3), kept.Count / n, byOp);
+            string cat = e.TryGetProperty("cat", out var c) ? c.GetString() ?? "" : "", evName = e.GetProperty("name").GetString() ?? "";
+            double dur = e.TryGetProperty("dur", out var d) ? d.GetDouble() : 0;
+            if (cat == "Session" && evName == "model_run") { runDurations.Add(dur); run++; }
+            else if (cat == "Node" && evName.EndsWith("_kernel_time") && e.TryGetProperty("args", out var args) && args.TryGetProperty("op_name", out var op))
+                kernels.Add((run + 1, op.GetString() ?? "?", dur));
         }
-        finally { Directory.Delete(dir, true); }
+        // the first 5 runs are warm-up; kernel events precede their run's model_run event
+        var measured = Enumerable.Range(5, Math.Max(0, runDurations.Count - 5)).ToHashSet();
+        var kept = kernels.Where(k => measured.Contains(k.Run)).ToList();
+        int n = Math.Max(1, measured.Count);
+        double runMs = runDurations.Skip(5).DefaultIfEmpty(0).Average() / 1000;
+        var byOp = kept.GroupBy(k => k.Op).Select(g => (g.Key, g.Count() / n, g.Sum(k => k.Us) / n / 1000)).OrderByDescending(x => x.Item3).ToList();
+        return new OrtProfile(runMs, byOp.Sum(x => x.Item3), kept.Count / n, byOp);
     }
 }

@@ -27,6 +27,9 @@ public sealed class PickleReader(Stream stream, string source)
     /// <summary>Largest single string or bytes value read from a stream that cannot say how much it holds.</summary>
     public const long MaxUnseekableBytes = 256L << 20;
 
+    /// <summary>Longest line of a text opcode (a module name, a protocol-0 number or string).</summary>
+    public const int MaxLineChars = 1 << 16;
+
     private sealed class Mark;
     private static readonly Mark MarkObject = new();
 
@@ -44,7 +47,15 @@ public sealed class PickleReader(Stream stream, string source)
             stack.RemoveRange(m, stack.Count - m);
             return items;
         }
-        string Line() { var sb = new StringBuilder(); int c; while ((c = stream.ReadByte()) >= 0 && c != '\n') sb.Append((char)c); return sb.ToString(); }
+        string Line()
+        {
+            // text opcodes (protocol 0) hold names and numbers; a longer line is hostile (and BigInteger.Parse is quadratic)
+            var sb = new StringBuilder();
+            int c;
+            while ((c = stream.ReadByte()) >= 0 && c != '\n')
+                if (sb.Append((char)c).Length > MaxLineChars) throw Bad($"a text opcode's line is longer than {MaxLineChars:N0} characters");
+            return sb.ToString();
+        }
         byte[] Bytes(long n)
         {
             // a declared length is checked against the bytes left before anything is allocated for it
@@ -147,6 +158,7 @@ public sealed class PickleReader(Stream stream, string source)
         }
         catch (EndOfStreamException) { throw Bad("truncated"); }
         catch (InvalidCastException) { throw Bad("malformed pickle"); }
+        catch (Exception e) when (e is FormatException or OverflowException) { throw Bad("malformed number in a text opcode"); }
         catch (ArgumentOutOfRangeException) { throw Bad("malformed pickle (stack underflow)"); }
     }
 
@@ -182,5 +194,5 @@ public sealed class PickleReader(Stream stream, string source)
     private InvalidDataException Bad(string what) => new($"{source}: {what}");
 
     private InvalidDataException Refused(object? what) =>
-        new($"{source}: refused to load a pickled {(what is PyGlobal g ? $"object of type {g}" : "object")}: only tensors and plain containers (dict, list, tuple, numbers, strings) are accepted, and nothing in the file is executed");
+        new($"{source}: refused to load a pickled {(what is PyGlobal g ? $"object of type {Common.Messages.Quote(g.ToString())}" : "object")}: only tensors and plain containers (dict, list, tuple, numbers, strings) are accepted, and nothing in the file is executed");
 }

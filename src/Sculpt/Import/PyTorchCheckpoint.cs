@@ -19,6 +19,12 @@ public static class PyTorchCheckpoint
 {
     private static readonly BigInteger LegacyMagic = BigInteger.Parse("119547037146038801333356");
     private const long LegacyProtocol = 1001;
+    /// <summary>The pickled object tree (data.pkl) of a checkpoint: names and shapes, a few MB even for a 40 M-parameter model.</summary>
+    public const long MaxPickleBytes = 256L << 20;
+    /// <summary>A whole checkpoint: weights (<see cref="Runtime.ModelPackage.MaxWeightBytes"/>) plus an optimiser's state of twice that.</summary>
+    /// <summary>Elements of one tensor (float32 after reading): <see cref="Runtime.ModelPackage.MaxWeightBytes"/> worth.</summary>
+    public const long MaxTensorElements = Runtime.ModelPackage.MaxWeightBytes / 4;
+    public const long MaxCheckpointBytes = 3 * Runtime.ModelPackage.MaxWeightBytes;
 
     private static readonly Dictionary<string, (string Dtype, int Size)> StorageTypes = new()
     {
@@ -42,7 +48,22 @@ public static class PyTorchCheckpoint
         public CheckpointTensor Materialize(string source)
         {
             var bytes = storage.Bytes ?? throw new InvalidDataException($"{source}: storage {storage.Key} has no data");
-            long count = shape.Aggregate(1L, (a, b) => a * b);
+            // shape and strides come from the pickle: the whole extent is checked against the storage before
+            // anything is allocated (a stride-0 tensor of 10^12 elements over one stored value would not fit)
+            if (shape.Length != stride.Length || shape.Any(d => d < 0) || stride.Any(d => d < 0) || offset < 0)
+                throw new InvalidDataException($"{source}: tensor of shape ({string.Join(", ", shape)}) has a malformed size, stride or offset");
+            long count = 1, last = offset;
+            foreach (var (size, step) in shape.Zip(stride))
+            {
+                if (size > 0 && count > MaxTensorElements / size)
+                    throw new InvalidDataException($"{source}: tensor of shape ({string.Join(", ", shape)}) is larger than the {MaxTensorElements:N0} elements allowed");
+                count *= size;
+                if (size > 0 && step > 0 && (size - 1) > (long.MaxValue / 2 - last) / step)
+                    throw new InvalidDataException($"{source}: tensor of shape ({string.Join(", ", shape)}) runs past its storage {storage.Key}");
+                last += size > 0 ? (size - 1) * step : 0;
+            }
+            if (count > 0 && (last + 1) > (bytes.Length - storage.ByteOffset) / storage.ElementSize)
+                throw new InvalidDataException($"{source}: tensor runs past its storage {storage.Key} (truncated file?)");
             var data = new float[count];
             var index = new long[shape.Length];
             for (long i = 0; i < count; i++)
@@ -75,9 +96,15 @@ public static class PyTorchCheckpoint
     public static object? Read(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found");
+        Common.InputFile.Require(path, "checkpoint", MaxCheckpointBytes); // before opening: a FIFO would block
         byte[] head = new byte[4];
         using (var f = File.OpenRead(path)) f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-        return head[0] == 'P' && head[1] == 'K' ? ReadZip(path) : ReadLegacy(path);
+        try { return head[0] == 'P' && head[1] == 'K' ? ReadZip(path) : ReadLegacy(path); }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path))
+        {
+            throw new InvalidDataException($"{path}: not a readable torch.save file ({Common.Messages.OneLine(e.Message)})");
+        }
+        catch (IOException e) when (e is not FileNotFoundException) { throw new InvalidDataException($"{path}: cannot read: {Common.Messages.OneLine(e.Message)}"); }
     }
 
     private static object? ReadZip(string path)
@@ -93,19 +120,17 @@ public static class PyTorchCheckpoint
             var storages = new Dictionary<string, Storage>();
             var pending = new List<(PendingTensor T, Holder H)>();
             object? root;
-            using (var s = pkl.Open())
-            using (var ms = new MemoryStream())
+            long storageBytes = 0;
+            using (var ms = new MemoryStream(Common.ZipEntries.Read(pkl, MaxPickleBytes, path)))
             {
-                s.CopyTo(ms);
-                ms.Position = 0;
                 root = Unpickler(ms, path, storages, pending, id =>
                 {
                     var (type, key, _, _) = StorageId(id, path);
                     var entry = zip.GetEntry($"{prefix}data/{key}") ?? throw new InvalidDataException($"{path}: storage data/{key} missing from the archive");
-                    using var es = entry.Open();
-                    using var buffer = new MemoryStream();
-                    try { es.CopyTo(buffer); } catch (InvalidDataException e) { throw new InvalidDataException($"{path}: storage data/{key} is corrupt ({e.Message})"); }
-                    return new Storage(key, type.Dtype, type.Size) { Bytes = buffer.ToArray() };
+                    storageBytes += entry.Length;
+                    if (storageBytes > Runtime.ModelPackage.MaxWeightBytes)
+                        throw new InvalidDataException($"{path}: storages hold more than the {Runtime.ModelPackage.MaxWeightBytes:N0} bytes allowed");
+                    return new Storage(key, type.Dtype, type.Size) { Bytes = Common.ZipEntries.Read(entry, Runtime.ModelPackage.MaxWeightBytes, path) };
                 }).Load();
             }
             return Finish(root, pending, path);
@@ -133,12 +158,12 @@ public static class PyTorchCheckpoint
         var r = new BinaryReader(f);
         foreach (var k in keys)
         {
-            var key = k?.ToString() ?? "";
+            var key = StorageKey(k);
             if (!storages.TryGetValue(key, out var st)) throw new InvalidDataException($"{path}: data for unknown storage {key}");
             long numel;
             try { numel = r.ReadInt64(); } catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated (storage {key} missing)"); }
             // the declared element count is checked against the bytes left before anything is allocated for it
-            if (numel < 0 || numel > (f.Length - f.Position) / st.ElementSize)
+            if (numel < 0 || numel > Math.Min(f.Length - f.Position, Runtime.ModelPackage.MaxWeightBytes) / st.ElementSize)
                 throw new InvalidDataException($"{path}: storage {key} declares {numel:N0} elements, more than the file holds (truncated?)");
             var bytes = r.ReadBytes((int)(numel * st.ElementSize));
             if (bytes.Length != numel * st.ElementSize) throw new InvalidDataException($"{path}: truncated (storage {key} has {bytes.Length} of {numel * st.ElementSize} bytes)");
@@ -157,8 +182,9 @@ public static class PyTorchCheckpoint
         if (id is not PyTuple { Items.Length: >= 5 } t || t.Items[0] as string != "storage")
             throw new InvalidDataException($"{path}: unexpected persistent id (not a tensor storage)");
         if (t.Items[1] is not PyGlobal g || !StorageTypes.TryGetValue(g.Name, out var type))
-            throw new InvalidDataException($"{path}: unsupported storage type {t.Items[1]}");
-        return (type, t.Items[2]?.ToString() ?? "", t.Items[3]?.ToString() ?? "cpu", Convert.ToInt64(t.Items[4]));
+            throw new InvalidDataException($"{path}: unsupported storage type {Common.Messages.Quote(t.Items[1]?.ToString() ?? "None")}");
+        return (type, StorageKey(t.Items[2]), t.Items[3]?.ToString() ?? "cpu",
+            t.Items[4] is long n ? n : throw new InvalidDataException($"{path}: storage element count is not an integer"));
     }
 
     private static PickleReader Unpickler(Stream s, string path, Dictionary<string, Storage> storages, List<(PendingTensor, Holder)> pending, Func<object?, Storage> makeStorage) =>
@@ -173,7 +199,7 @@ public static class PyTorchCheckpoint
                 {
                     string viewKey = $"{key}@{view.Items[0]}";
                     if (!storages.TryGetValue(viewKey, out var v))
-                        storages[viewKey] = v = new Storage(viewKey, st.Dtype, st.ElementSize) { ByteOffset = Convert.ToInt64(view.Items[1]) * st.ElementSize };
+                        storages[viewKey] = v = new Storage(viewKey, st.Dtype, st.ElementSize) { ByteOffset = ViewOffset(view.Items[1], st.ElementSize, path) };
                     return v;
                 }
                 return st;
@@ -184,10 +210,11 @@ public static class PyTorchCheckpoint
                 switch (g.Name)
                 {
                     case "_rebuild_tensor_v2" or "_rebuild_tensor" when args.Length >= 4 && args[0] is Storage st:
-                        var shape = ((PyTuple)args[2]!).Items.Select(Convert.ToInt64).ToArray();
-                        var stride = ((PyTuple)args[3]!).Items.Select(Convert.ToInt64).ToArray();
+                        var shape = Integers(args[2], "size", path);
+                        var stride = Integers(args[3], "stride", path);
+                        var offset = args[1] is long o ? o : throw new InvalidDataException($"{path}: tensor storage offset is not an integer");
                         var holder = new Holder();
-                        pending.Add((new PendingTensor(st, Convert.ToInt64(args[1]), shape, stride), holder));
+                        pending.Add((new PendingTensor(st, offset, shape, stride), holder));
                         return holder;
                     case "_rebuild_parameter" or "_rebuild_parameter_with_state" when args.Length >= 1 && args[0] is Holder h:
                         return h;
@@ -195,6 +222,18 @@ public static class PyTorchCheckpoint
                 }
             },
         };
+
+    /// <summary>A storage's key (torch writes small integers as text): kept printable, since messages name it.</summary>
+    private static string StorageKey(object? key) => Common.Messages.Quote(key?.ToString() ?? "", 64);
+
+    private static long[] Integers(object? tuple, string what, string path) =>
+        tuple is PyTuple { Items.Length: <= 16 } t && t.Items.All(x => x is long)
+            ? t.Items.Select(x => (long)x!).ToArray()
+            : throw new InvalidDataException($"{path}: tensor {what} is not a tuple of at most 16 integers");
+
+    private static long ViewOffset(object? elements, int elementSize, string path) =>
+        elements is long n && n >= 0 && n <= Runtime.ModelPackage.MaxWeightBytes ? n * elementSize
+            : throw new InvalidDataException($"{path}: storage view offset {Common.Messages.Quote(elements?.ToString() ?? "None")} is malformed");
 
     private static object? Finish(object? root, List<(PendingTensor T, Holder H)> pending, string path)
     {
@@ -231,8 +270,17 @@ public static class PyTorchCheckpoint
         bool IsStateDict(Dictionary<object, object?> x) => x.Count > 0 && x.All(kv => kv.Key is string && kv.Value is CheckpointTensor);
         var sd = IsStateDict(d) ? d
             : new[] { "state_dict", "model_state_dict", "model" }.Select(k => d.GetValueOrDefault(k) as Dictionary<object, object?>).FirstOrDefault(x => x is not null && IsStateDict(x))
-            ?? throw new InvalidDataException($"{path}: no state dict found (top-level keys: {string.Join(", ", d.Keys.Take(10))})");
-        return sd.ToDictionary(kv => ((string)kv.Key).StartsWith("module.") ? ((string)kv.Key)["module.".Length..] : (string)kv.Key, kv => (CheckpointTensor)kv.Value!);
+            ?? throw new InvalidDataException(
+                $"{path}: no state dict found (top-level keys: {Common.Messages.Quote(string.Join(", ", d.Keys.Take(10).Select(k => k is string ? k : k.GetType().Name)), 200)})");
+        var result = new Dictionary<string, CheckpointTensor>();
+        foreach (var (key, value) in sd)
+        {
+            var name = (string)key;
+            if (name.StartsWith("module.")) name = name["module.".Length..];
+            if (!result.TryAdd(name, (CheckpointTensor)value!))
+                throw new InvalidDataException($"{path}: the state dict holds '{Common.Messages.Quote(name)}' twice (with and without DataParallel's 'module.')");
+        }
+        return result;
     }
 
     /// <summary>
@@ -248,7 +296,7 @@ public static class PyTorchCheckpoint
             .Select(k => $"{k} [{string.Join(", ", stateDict[k].Shape)}] vs expected [{string.Join(", ", expected[k])}]").ToList();
         if (missing.Count + unexpected.Count + wrong.Count > 0)
         {
-            string List(string what, List<string> items) => items.Count == 0 ? "" : $"{items.Count} {what}: {string.Join(", ", items.Take(8))}{(items.Count > 8 ? ", …" : "")}; ";
+            string List(string what, List<string> items) => items.Count == 0 ? "" : $"{items.Count} {what}: {Common.Messages.Quote(string.Join(", ", items.Take(8)), 400)}{(items.Count > 8 ? ", …" : "")}; ";
             throw new InvalidDataException($"{path}: state dict does not match the architecture: {List("missing", missing)}{List("unexpected", unexpected)}{List("wrongly shaped", wrong)}".TrimEnd(' ', ';'));
         }
         var w = new WeightSet();

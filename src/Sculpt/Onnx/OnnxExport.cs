@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Sculpt.Graph;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Onnx;
 

@@ -110,7 +110,8 @@ public static class OnnxImport
         private List<string> _ins = new();
         private Dictionary<string, ProtoMessage> _attrs = new();
 
-        private string Where => $"{path}: node '{_n.String(NodeField.Name)}' ({_op})";
+        private string Where => $"{path}: node '{Quote(_n.String(NodeField.Name))}' ({Quote(_op)})";
+        private static string Quote(string text) => Common.Messages.Quote(text);
         private InvalidDataException Fail(string message) => new($"{Where}: {message}");
 
         public (NetworkGraph, WeightSet) Build()
@@ -123,9 +124,9 @@ public static class OnnxImport
             {
                 var parts = missing.Select(g =>
                 {
-                    var names = g.Select(n => n.Name.Length > 0 ? n.Name : "(unnamed)").ToList();
+                    var names = g.Select(n => n.Name.Length > 0 ? Quote(n.Name) : "(unnamed)").ToList();
                     var hint = Hints.TryGetValue(g.Key, out var h) ? $" — {h}" : "";
-                    return $"{g.Key} at {string.Join(", ", names.Take(3))}{(names.Count > 3 ? $" and {names.Count - 3} more" : "")}{hint}";
+                    return $"{Quote(g.Key)} at {string.Join(", ", names.Take(3))}{(names.Count > 3 ? $" and {names.Count - 3} more" : "")}{hint}";
                 });
                 throw new InvalidDataException($"{path}: unsupported ONNX operators: {string.Join("; ", parts)}");
             }
@@ -140,14 +141,22 @@ public static class OnnxImport
                 foreach (var a in n.Messages(NodeField.Attribute, path)) _attrs[a.String(AttributeField.Name)] = a;
                 var outs = n.Strings(NodeField.Output).ToList();
                 if (outs.Count == 0) throw Fail("has no output");
-                var result = Step();
+                object result;
+                // a malformed node (an axis past its rank, an index past a constant) stops here, named, whatever
+                // arithmetic it breaks inside the folding of constants
+                try { result = Step(); }
+                catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or InvalidCastException or OverflowException
+                    or KeyNotFoundException or InvalidOperationException or DivideByZeroException)
+                {
+                    throw Fail($"malformed node ({e.GetType().Name}: {Common.Messages.OneLine(e.Message)})");
+                }
                 _values[outs[0]] = result;
             }
             var outputs = graph.Messages(GraphField.Output, path).Select(v => v.String(ValueInfoField.Name)).ToList();
             if (outputs.Count != 1)
                 throw new InvalidDataException($"{path}: the graph has {outputs.Count} outputs; Sculpt needs exactly one (the logits)");
             if (!_values.TryGetValue(outputs[0], out var o) || o is not Data { Rank: 4 } od)
-                throw new InvalidDataException($"{path}: output '{outputs[0]}' is not a feature map computed from the input");
+                throw new InvalidDataException($"{path}: output '{Quote(outputs[0])}' is not a feature map computed from the input");
             _nodes.Add(new OutputNode { Name = Unique("output"), Inputs = { od.Node } });
             FuseGroupNormAffine();
             var g = new NetworkGraph(_nodes);
@@ -192,7 +201,7 @@ public static class OnnxImport
             if (_op == "Constant") return ConstantNode();
             var present = _ins.Where(i => i.Length > 0).ToList();
             foreach (var i in present)
-                if (!_values.ContainsKey(i)) throw Fail($"reads '{i}', which no earlier node produces");
+                if (!_values.ContainsKey(i)) throw Fail($"reads '{Quote(i)}', which no earlier node produces");
             if (_op == "Shape" && Value(0) is Data d) return ShapeOf(d);
             if (present.All(i => _values[i] is Const)) return Fold();
             return FeatureMap();
@@ -251,7 +260,8 @@ public static class OnnxImport
         private static long Norm(long axis, long rank, bool clamp = false)
         {
             long a = axis < 0 ? axis + rank : axis;
-            return clamp ? Math.Clamp(a, 0, rank) : a;
+            if (clamp) return Math.Clamp(a, 0, rank);
+            return a >= 0 && a < rank ? a : throw new ArgumentOutOfRangeException(nameof(axis), $"axis {axis} is out of range for rank {rank}");
         }
 
         // ---------- constant folding (shape computations) ----------
@@ -976,7 +986,7 @@ public static class OnnxImport
         // ---------- tensors ----------
 
         private InvalidDataException Truncated(string name, string holds, long[] dims) =>
-            new($"{path}: tensor '{name}' holds {holds} for shape [{string.Join(", ", dims)}] (truncated?)");
+            new($"{path}: tensor '{Quote(name)}' holds {holds} for shape [{string.Join(", ", dims)}] (truncated?)");
 
         private long[]? Axes() => Has(1) ? C(1).Values.Select(v => (long)v).ToArray() : IntsAttr("axes");
 
@@ -984,17 +994,17 @@ public static class OnnxImport
         {
             string name = t.String(TensorField.Name);
             var dims = t.Ints(TensorField.Dims).ToArray();
-            if (dims.Any(d => d < 0)) throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension");
+            if (dims.Any(d => d < 0)) throw new InvalidDataException($"{path}: tensor '{Quote(name)}' has a negative dimension");
             long count = 1;
             foreach (var d in dims)
             {
                 count = checked(count * d);
-                if (count > int.MaxValue / 8) throw new InvalidDataException($"{path}: tensor '{name}' is too large");
+                if (count > int.MaxValue / 8) throw new InvalidDataException($"{path}: tensor '{Quote(name)}' is too large");
             }
             var type = (DataType)t.Int(TensorField.DataType, 1);
             if (t.Int(TensorField.DataLocation) == 1)
                 throw new InvalidDataException(
-                    $"{path}: tensor '{name}' uses external data, which is not supported (save the model as one file)");
+                    $"{path}: tensor '{Quote(name)}' uses external data, which is not supported (save the model as one file)");
             var raw = t.Bytes(TensorField.RawData).LastOrDefault();
             bool isInt = type is not (DataType.Float or DataType.Double or DataType.Float16);
             double[] values;
@@ -1004,7 +1014,7 @@ public static class OnnxImport
                 {
                     DataType.Float or DataType.Int32 or DataType.UInt32 => 4, DataType.Double or DataType.Int64 or DataType.UInt64 => 8,
                     DataType.Float16 or DataType.Int16 or DataType.UInt16 => 2, DataType.Int8 or DataType.UInt8 or DataType.Bool => 1,
-                    _ => throw new InvalidDataException($"{path}: tensor '{name}' has ONNX data type {(int)type}, which is not supported"),
+                    _ => throw new InvalidDataException($"{path}: tensor '{Quote(name)}' has ONNX data type {(int)type}, which is not supported"),
                 };
                 if (raw.Length != count * size)
                     throw Truncated(name, $"{raw.Length} bytes", dims);
@@ -1037,7 +1047,7 @@ public static class OnnxImport
                 DataType.Int32 or DataType.Int16 or DataType.Int8 or DataType.UInt8 or DataType.UInt16 or DataType.Bool =>
                     t.Ints(TensorField.Int32Data).Select(v => (double)(int)v).ToArray(),
                 DataType.Float16 => t.Ints(TensorField.Int32Data).Select(v => (double)BitConverter.UInt16BitsToHalf((ushort)v)).ToArray(),
-                _ => throw new InvalidDataException($"{path}: tensor '{name}' has ONNX data type {(int)type} without raw data"),
+                _ => throw new InvalidDataException($"{path}: tensor '{Quote(name)}' has ONNX data type {(int)type} without raw data"),
             };
             if (values.Length != count)
                 throw Truncated(name, $"{values.Length} values", dims);

@@ -6,6 +6,7 @@ using Sculpt.Graph;
 using Sculpt.Runtime;
 using Sculpt.Training;
 using static TorchSharp.torch;
+using Sculpt.Common;
 
 namespace Sculpt.Pruning;
 
@@ -114,13 +115,13 @@ public static class PruneJob
             int done = 0;
             ResumeState.Read(statePath, () =>
             {
-                var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new JsonException("not an object");
+                var state = JsonNode.Parse(Common.InputFile.ReadText(statePath, "resume state")) as JsonObject ?? throw new JsonException("not an object");
                 done = ResumeState.Int(state, "completed_step");
                 if (done < 0 || done > 100_000) throw new JsonException($"completed_step {done} is out of range");
             });
             ResumeState.Read(stepsPath, () =>
             {
-                records = File.ReadAllLines(stepsPath).Where(l => l.Length > 0)
+                records = Common.InputFile.ReadLines(stepsPath, "step log").Where(l => l.Length > 0)
                     .Select(l => JsonSerializer.Deserialize<StepRecord>(l, NetworkGraph.JsonOptions) ?? throw new JsonException("null record"))
                     .Where(r => r.Step <= done).ToList();
                 if (records.Count == 0 || records[0].Step != 0) throw new JsonException("the dense model's record (step 0) is missing");

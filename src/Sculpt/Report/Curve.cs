@@ -5,6 +5,7 @@ using Sculpt.Deploy;
 using Sculpt.Graph;
 using Sculpt.Runtime;
 using Sculpt.Training;
+using Sculpt.Common;
 
 namespace Sculpt.Report;
 
@@ -21,7 +22,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
 {
     public static Curve Read(string path)
     {
-        try { return JsonSerializer.Deserialize<Curve>(File.ReadAllText(path), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+        try { return JsonSerializer.Deserialize<Curve>(Common.InputFile.ReadText(path, "curve file"), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not a curve file: {e.Message}"); }
     }
 

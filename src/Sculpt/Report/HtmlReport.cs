@@ -4,6 +4,7 @@ using ScottPlot;
 using Sculpt.Data;
 using Sculpt.Runtime;
 using Sculpt.Training;
+using Sculpt.Common;
 
 namespace Sculpt.Report;
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Sculpt.Graph;
 using Sculpt.Runtime;
+using Sculpt.Common;
 
 namespace Sculpt.Report;
 
@@ -54,7 +55,7 @@ public sealed class RunFolder(string root)
     public RunConfig ReadConfig()
     {
         if (!IsRun) throw new InvalidDataException($"{Root}: not a Sculpt run folder (no run.json; `sculpt demo --out DIR` makes one)");
-        try { return JsonSerializer.Deserialize<RunConfig>(File.ReadAllText(ConfigPath), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
+        try { return JsonSerializer.Deserialize<RunConfig>(Common.InputFile.ReadText(ConfigPath, "run configuration"), NetworkGraph.JsonOptions) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new InvalidDataException($"{ConfigPath}: not a valid run configuration: {e.Message}"); }
     }
 
@@ -64,7 +65,7 @@ public sealed class RunFolder(string root)
     {
         var list = new List<Pruning.StepRecord>();
         int line = 0;
-        foreach (var text in File.ReadLines(StepsLog))
+        foreach (var text in Common.InputFile.ReadLines(StepsLog, "step log"))
         {
             line++;
             if (text.Length == 0) continue;

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Sculpt.Graph;
+using Sculpt.Common;
 
 namespace Sculpt.Runtime;
 
@@ -133,26 +134,8 @@ public sealed class ModelPackage
         try
         {
             using var zip = ZipFile.OpenRead(path);
-            byte[] Entry(string name, long max)
-            {
-                var e = zip.GetEntry(name) ?? throw new InvalidDataException($"{path}: not a Sculpt model (no {name} inside)");
-                if (e.Length > max)
-                    throw new InvalidDataException($"{path}: {name} declares {e.Length:N0} bytes, more than the {max:N0} allowed");
-                using var s = e.Open();
-                var data = new byte[e.Length];
-                int read = 0;
-                while (read < data.Length)
-                {
-                    int n = s.Read(data, read, data.Length - read);
-                    if (n == 0) throw new InvalidDataException($"{path}: {name} is shorter than the zip declares (truncated?)");
-                    read += n;
-                }
-                if (s.ReadByte() >= 0) throw new InvalidDataException($"{path}: {name} is longer than the zip declares");
-                // .NET does not check stored entries' CRC-32: a flipped bit in the weights would pass unnoticed
-                if (Crc32.Of(data) != e.Crc32)
-                    throw new InvalidDataException($"{path}: {name} fails its CRC-32 check (the file is corrupt)");
-                return data;
-            }
+            byte[] Entry(string name, long max) => Common.ZipEntries.Read(
+                zip.GetEntry(name) ?? throw new InvalidDataException($"{path}: not a Sculpt model (no {name} inside)"), max, path);
             NetworkGraph graph;
             try { graph = NetworkGraph.FromJson(Encoding.UTF8.GetString(Entry("graph.json", MaxGraphBytes))); }
             catch (GraphException e) { throw new InvalidDataException($"{path}: graph.json: {e.Message}"); }
@@ -169,6 +152,8 @@ public sealed class ModelPackage
                 throw new InvalidDataException($"{path}: meta.json is invalid: {e.Message.Split('\n')[0]}");
             }
             WeightLayout.Check(graph, weights, path);
+            if (meta.Task is null || meta.Metrics is null || meta.PruningHistory is null || meta.PruningHistory.Contains(null!))
+                throw new InvalidDataException($"{path}: meta.json is invalid: task, metrics or pruning_history is null");
             meta.Task.Check(graph, $"{path}: meta.json");
             return new ModelPackage(graph, weights, meta);
         }
@@ -185,128 +170,4 @@ public sealed class ModelPackage
             throw new InvalidDataException($"{path}: cannot read model: {e.Message}");
         }
     }
-}
-
-/// <summary>CRC-32 (IEEE 802.3, reflected, as zip uses it).</summary>
-internal static class Crc32
-{
-    private static readonly uint[] Table = Enumerable.Range(0, 256).Select(n =>
-    {
-        uint c = (uint)n;
-        for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        return c;
-    }).ToArray();
-
-    public static uint Of(ReadOnlySpan<byte> data)
-    {
-        uint c = 0xFFFFFFFFu;
-        foreach (var b in data) c = Table[(c ^ b) & 0xFF] ^ (c >> 8);
-        return c ^ 0xFFFFFFFFu;
-    }
-}
-
-/// <summary>
-/// Writes go to a temporary file in the same folder and are renamed into place only when complete. Temporaries
-/// still in flight are removed when the process is stopped by SIGINT or SIGTERM.
-/// </summary>
-public static class AtomicFile
-{
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> InFlight = new();
-    private static readonly System.Runtime.InteropServices.PosixSignalRegistration[] Handlers =
-    [
-        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, _ => CleanUp()),
-        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, _ => CleanUp()),
-    ];
-
-    /// <summary>A temporary file or folder to remove if the process is stopped before it is renamed into place.</summary>
-    public static void Track(string path) { _ = Handlers; InFlight[path] = true; }
-    public static void Untrack(string path) => InFlight.TryRemove(path, out _);
-
-    private static void CleanUp()
-    {
-        foreach (var path in InFlight.Keys)
-        {
-            try
-            {
-                if (File.Exists(path)) File.Delete(path);
-                else if (Directory.Exists(path)) Directory.Delete(path, true);
-            }
-            catch (IOException) { } // best effort while the process ends
-            catch (UnauthorizedAccessException) { }
-        }
-    }
-
-    /// <summary>Fails now, before long work, when <paramref name="path"/> cannot be written (its folder is created).</summary>
-    public static void CheckWritable(string path)
-    {
-        var full = Path.GetFullPath(path);
-        if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
-        var probe = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.probe");
-        try
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { }
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"{path}: cannot be written ({e.Message.Split('\n')[0]})");
-        }
-    }
-
-    public static void Write(string path, Action<Stream> write)
-    {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        Track(tmp);
-        try
-        {
-            Directory.CreateDirectory(dir);
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                write(fs);
-                fs.Flush(true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // name the file the user asked for, not the hidden temporary
-            throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-            Untrack(tmp);
-        }
-    }
-
-    /// <summary>
-    /// Builds a folder in a sibling temp folder and renames it into place when complete. Refuses, before any
-    /// work, an existing folder that is not empty.
-    /// </summary>
-    public static void WriteDirectory(string dir, Action<string> write)
-    {
-        var full = Path.GetFullPath(dir).TrimEnd('/');
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
-            throw new IOException($"{dir}: output folder exists and is not empty");
-        var tmp = full + $".tmp-{Guid.NewGuid():N}";
-        Track(tmp);
-        try
-        {
-            Directory.CreateDirectory(tmp);
-            write(tmp);
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(tmp, full);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-            Untrack(tmp);
-        }
-    }
-
-    public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
-    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 }

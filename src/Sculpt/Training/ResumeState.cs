@@ -9,11 +9,12 @@ public static class ResumeState
     public static void Read(string path, Action read)
     {
         try { read(); }
-        catch (InvalidDataException e) when (e.Message.StartsWith(path)) { throw; }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or IOException or InvalidDataException
             or ArgumentException or NotSupportedException or System.Runtime.InteropServices.ExternalException)
         {
-            throw new InvalidDataException($"{path}: corrupt resume state ({e.Message.Split('\n')[0]}); start again without --resume");
+            var problem = Common.Messages.OneLine(e.Message);
+            if (problem.StartsWith(path + ": ")) problem = problem[(path.Length + 2)..]; // named once
+            throw new InvalidDataException($"{path}: corrupt resume state ({problem}); start again without --resume");
         }
     }
 

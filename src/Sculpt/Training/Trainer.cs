@@ -5,6 +5,7 @@ using Sculpt.Data;
 using Sculpt.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Sculpt.Common;
 
 namespace Sculpt.Training;
 
@@ -57,7 +58,7 @@ public static class Trainer
             var statePath = Path.Combine(o.CheckpointDir, "state.json");
             ResumeState.Read(statePath, () =>
             {
-                var state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject ?? throw new JsonException("not an object");
+                var state = JsonNode.Parse(Common.InputFile.ReadText(statePath, "resume state")) as JsonObject ?? throw new JsonException("not an object");
                 int epoch = ResumeState.Int(state, "epoch");
                 bestEpoch = ResumeState.Int(state, "best_epoch");
                 best = state["best_val_dice"]?.GetValue<double>() ?? throw new JsonException("best_val_dice missing");

@@ -1,0 +1,128 @@
+using System.Text;
+
+namespace Sculpt.Common;
+
+/// <summary>
+/// Writes go to a temporary file in the same folder and are renamed into place only when complete. Temporaries
+/// still in flight are removed when the process is stopped by SIGINT or SIGTERM.
+/// </summary>
+public static class AtomicFile
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> InFlight = new();
+    private static readonly System.Runtime.InteropServices.PosixSignalRegistration[] Handlers =
+    [
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, _ => CleanUp()),
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, _ => CleanUp()),
+    ];
+
+    /// <summary>A temporary file or folder to remove if the process is stopped before it is renamed into place.</summary>
+    public static void Track(string path) { _ = Handlers; InFlight[path] = true; }
+    public static void Untrack(string path) => InFlight.TryRemove(path, out _);
+
+    private static void CleanUp()
+    {
+        foreach (var path in InFlight.Keys)
+        {
+            try
+            {
+                if (File.Exists(path)) File.Delete(path);
+                else if (Directory.Exists(path)) Directory.Delete(path, true);
+            }
+            catch (IOException) { } // best effort while the process ends
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>Fails now, before long work, when <paramref name="path"/> cannot be written (its folder is created).</summary>
+    public static void CheckWritable(string path)
+    {
+        var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
+        var probe = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.probe");
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { }
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{path}: cannot be written ({e.Message.Split('\n')[0]})");
+        }
+    }
+
+    public static void Write(string path, Action<Stream> write)
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        Track(tmp);
+        try
+        {
+            Directory.CreateDirectory(dir);
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                write(fs);
+                fs.Flush(true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // name the file the user asked for, not the hidden temporary
+            throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+            Untrack(tmp);
+        }
+    }
+
+    /// <summary>
+    /// Builds a folder in a sibling temp folder and renames it into place when complete. Refuses, before any
+    /// work, an existing folder that is not empty.
+    /// </summary>
+    public static void WriteDirectory(string dir, Action<string> write)
+    {
+        var full = Path.GetFullPath(dir).TrimEnd('/');
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            throw new IOException($"{dir}: output folder exists and is not empty");
+        var tmp = full + $".tmp-{Guid.NewGuid():N}";
+        Track(tmp);
+        try
+        {
+            Directory.CreateDirectory(tmp);
+            write(tmp);
+            if (Directory.Exists(full)) Directory.Delete(full);
+            Directory.Move(tmp, full);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+            Untrack(tmp);
+        }
+    }
+
+    public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
+    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
+}
+
+/// <summary>A scratch folder, removed when disposed and also when the process is stopped by SIGINT or SIGTERM.</summary>
+public sealed class TempFolder : IDisposable
+{
+    public string Path { get; }
+
+    public TempFolder(string prefix)
+    {
+        Path = Directory.CreateTempSubdirectory(prefix).FullName;
+        AtomicFile.Track(Path);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, true); }
+        catch (DirectoryNotFoundException) { }
+        finally { AtomicFile.Untrack(Path); }
+    }
+}
