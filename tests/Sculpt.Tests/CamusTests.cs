@@ -7,7 +7,7 @@ namespace Sculpt.Tests;
 
 public class CamusTests
 {
-    private const int W = 30, H = 40;
+    internal const int W = 30, H = 40;
 
     private static byte[] Image(int seed) => Enumerable.Range(0, W * H).Select(i => (byte)((i * 7 + seed * 31) % 251)).ToArray();
 

@@ -386,6 +386,14 @@ public class CliInputTests
         var data = Path.Combine(dir, "d");
         Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "4", "--size", "32").Code);
         Assert.Equal(0, TestFiles.Cli("data", "export", "--data", data, "--out", Path.Combine(dir, "e"), "--lenient").Code);
+        // a device as an input: refused before anything reads it (/dev/zero never ends)
+        foreach (var args in new[] { new[] { "import", "--onnx", "/dev/zero", "--out", Path.Combine(dir, "z.sculpt") },
+                     ["import", "--pytorch", "/dev/zero", "--arch", "unet-small", "--out", Path.Combine(dir, "z.sculpt")], ["inspect", "--model", "/dev/zero"] })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(1, r.Code);
+            Assert.Contains("/dev/zero: empty, or not a regular file", r.Err);
+        }
     }
 }
 
@@ -501,6 +509,22 @@ public class HostileImageTests
         }
         var e = Assert.Throws<InvalidDataException>(() => Data.MedicalVolume.Read(path));
         Assert.Contains("decompresses to more than", e.Message);
+    }
+}
+
+public class HostileSpacingTests
+{
+    /// <summary>A CAMUS image with 0.0001 mm pixels along x would resample to gigapixels: refused, naming the file.</summary>
+    [Fact]
+    public void ATinyPixelSpacingIsRefusedBeforeResampling()
+    {
+        var dir = TestFiles.TempDir();
+        var pixels = new byte[CamusTests.W * CamusTests.H];
+        File.WriteAllBytes(Path.Combine(dir, "patient0001_2CH_ED.nii.gz"), CamusTests.Nifti(pixels, 0.0001f, 0.3f, true));
+        File.WriteAllBytes(Path.Combine(dir, "patient0001_2CH_ED_gt.nii.gz"), CamusTests.Nifti(pixels, 0.0001f, 0.3f, true));
+        var e = Assert.Throws<Data.DatasetException>(() => Data.Camus.Load(dir, 64, 64));
+        Assert.Contains("patient0001_2CH_ED.nii.gz: pixel spacing", e.Message);
+        Assert.Contains("would resample to", e.Message);
     }
 }
 

@@ -60,6 +60,7 @@ public static class Camus
                 (image, labels) = Isotropic(image, labels, imagePath);
                 // pad to a square around the image (zeros), then resize: isotropic spacing survives
                 int side = Math.Max(image.Width, image.Height);
+                InputLimits.CheckPixels(side, side, imagePath, "image padded to a square"); // a very elongated image after resampling
                 int ox = (side - image.Width) / 2, oy = (side - image.Height) / 2;
                 float max = Math.Max(1, image.Pixels.Max());
                 float scale = max > 255 ? 1f / max : 1f / 255; // CAMUS images are 8-bit; anything else is scaled by its maximum
@@ -97,8 +98,8 @@ public static class Camus
         if (Math.Abs(image.SpacingX - image.SpacingY) <= 1e-6 * Math.Max(image.SpacingX, image.SpacingY)) return (image, labels);
         double s = Math.Min(image.SpacingX, image.SpacingY);
         double wd = Math.Round(image.Width * image.SpacingX / s), hd = Math.Round(image.Height * image.SpacingY / s);
-        // a tiny spacing on one axis would resample to gigapixels
-        if (!(wd * hd <= InputLimits.MaxImagePixels))
+        // a tiny spacing on one axis would resample to gigapixels (and the image is padded to a square after)
+        if (!(Math.Max(wd, hd) * Math.Max(wd, hd) <= InputLimits.MaxImagePixels))
             throw new InvalidDataException($"{source}: pixel spacing {image.SpacingX}×{image.SpacingY} mm would resample to {wd}×{hd} pixels");
         int w = Math.Max(1, (int)wd), h = Math.Max(1, (int)hd);
         var pixels = ImageIO.ResizeBilinear(image.Pixels, 1, image.Height, image.Width, h, w);
