@@ -14,6 +14,9 @@ Written:
   writer is packaged for Debian's Python); metaimage.npy holds the pixels.
 - state.pt (zip) and state-legacy.pt (legacy format) from torch.save: a small conv/batch-norm state dict;
   state.npz holds every tensor for comparison.
+- echonet-tracings.npy (tracing, 21 rows, X1 Y1 X2 Y2) and echonet-masks.npy (rows of tracing, r, c): EchoNet-Dynamic's
+  own mask rule (echonet/datasets/echo.py) applied with skimage.draw.polygon to seeded tracings of 112 x 112
+  frames, some reaching past the frame's edge.
 - payload-*.pt / payload-*.pkl: malicious pickles. torch.save writes objects whose unpickling would run
   os.system (GLOBAL/STACK_GLOBAL + REDUCE), build an object through NEWOBJ / NEWOBJ_EX, or set its state (BUILD);
   INST and OBJ, which no Python 3 pickler emits any more, are written opcode by opcode as the pickle format
@@ -139,12 +142,40 @@ def payloads(out):
         assert pickle.loads(data.replace(b"touch", b"true")) == 0, name
 
 
+def echonet_masks(out):
+    import skimage.draw
+    rng = np.random.default_rng(9)
+    tracings, pixels = [], []
+    for k in range(20):
+        # a long axis and 20 chords across it, as EchoNet's VolumeTracings.csv holds them (fractional coordinates)
+        cx, cy = rng.uniform(20, 92), rng.uniform(20, 92)
+        length, width, angle = rng.uniform(30, 70), rng.uniform(12, 40), rng.uniform(0, np.pi)
+        if k % 5 == 4:
+            cx = rng.uniform(-5, 5)  # past the left edge: the mask is clipped to the frame
+        ax, ay = np.cos(angle), np.sin(angle)
+        rows = [(cx - ax * length / 2, cy - ay * length / 2, cx + ax * length / 2, cy + ay * length / 2)]
+        for t in np.linspace(-0.45, 0.45, 20):
+            half = width / 2 * np.sqrt(max(0.05, 1 - (2 * t) ** 2)) * rng.uniform(0.9, 1.1)
+            px, py = cx + ax * t * length, cy + ay * t * length
+            rows.append((px - ay * half, py + ax * half, px + ay * half, py - ax * half))
+        t = np.array(rows, np.float32).astype(np.float64)  # the float32 values the test reads are the ones used
+        x1, y1, x2, y2 = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        x = np.concatenate((x1[1:], np.flip(x2[1:])))
+        y = np.concatenate((y1[1:], np.flip(y2[1:])))
+        r, c = skimage.draw.polygon(np.rint(y).astype(np.int_), np.rint(x).astype(np.int_), (112, 112))
+        tracings.append(t.astype(np.float32))
+        pixels.extend((k, rr, cc) for rr, cc in zip(r, c))
+    np.save(os.path.join(out, "echonet-tracings.npy"), np.stack(tracings))
+    np.save(os.path.join(out, "echonet-masks.npy"), np.array(pixels, np.float32))
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     avi(out)
     nifti(out)
     metaimage(out)
     checkpoints(out)
+    echonet_masks(out)
     payloads(out)
     assert not os.path.exists(SENTINEL)
 

@@ -10,49 +10,36 @@ public class EchoNetTests
 {
     private static EchoNetFixture Make(int videos = 6) => new(Path.Combine(TestFiles.TempDir(), "echonet"), videos);
 
-    /// <summary>Independent fill: per-row spans between sorted edge crossings (half-open edges, strict x), not a per-pixel test.</summary>
-    private static byte[] ScanlineFill(IReadOnlyList<double> xs, IReadOnlyList<double> ys, int h, int w)
-    {
-        var mask = new byte[h * w];
-        for (int r = 0; r < h; r++)
-        {
-            var crossings = new List<double>();
-            for (int i = 0, j = xs.Count - 1; i < xs.Count; j = i++)
-                if ((ys[i] <= r && r < ys[j]) || (ys[j] <= r && r < ys[i]))
-                    crossings.Add(xs[i] + (r - ys[i]) * (xs[j] - xs[i]) / (ys[j] - ys[i]));
-            crossings.Sort();
-            for (int c = 0; c < w; c++)
-                if (crossings.Count(x => c < x) % 2 == 1) mask[r * w + c] = 1;
-        }
-        return mask;
-    }
-
     [Fact]
-    public void PolygonFillFollowsTheHalfOpenRuleOfSkimage()
+    public void PolygonFillCountsBoundaryPixelsAsSkimageDoes()
     {
-        // a 4×4 square with corners on pixel centres covers rows 0–3 and columns 0–3: 16 pixels, none on row or column 4
+        // skimage.draw.polygon(r=[0,0,4,4], c=[0,4,4,0], shape=(8,8)) gives 25 pixels: rows and columns 0–4, edges included
         var m = Polygon.Fill(new double[] { 0, 4, 4, 0 }, new double[] { 0, 0, 4, 4 }, 8, 8);
-        Assert.Equal(16, m.Count(v => v == 1));
-        for (int r = 0; r < 8; r++) for (int c = 0; c < 8; c++) Assert.Equal(r < 4 && c < 4 ? 1 : 0, m[r * 8 + c]);
-        // clipped to the frame
-        Assert.Equal(4, Polygon.Fill(new double[] { -3, 2, 2, -3 }, new double[] { -3, -3, 2, 2 }, 8, 8).Count(v => v == 1));
+        for (int r = 0; r < 8; r++) for (int c = 0; c < 8; c++) Assert.Equal(r <= 4 && c <= 4 ? 1 : 0, m[r * 8 + c]);
+        // clipped to the frame: skimage gives 9 for the square from −3 to 2
+        Assert.Equal(9, Polygon.Fill(new double[] { -3, 2, 2, -3 }, new double[] { -3, -3, 2, 2 }, 8, 8).Count(v => v == 1));
     }
 
+    /// <summary>
+    /// EchoNet-Dynamic's own rule (echo.py: rint, skimage.draw.polygon) on 20 seeded 112 × 112 tracings, four reaching
+    /// past the frame (scripts/make-input-fixtures.py): Sculpt's masks are pixel-for-pixel the same.
+    /// </summary>
     [Fact]
-    public void MasksMatchAnIndependentFillOfEchoNetsPolygon()
+    public void MasksArePixelForPixelEchoNetsOwn()
     {
-        var fx = Make(3);
-        foreach (var (video, frames) in fx.Traces)
-            foreach (var (_, rows) in frames)
-            {
-                // EchoNet: drop the long-axis row, X1[1:] then X2[1:] reversed, vertices rounded half to even
-                var xs = rows.Skip(1).Select(r => r.X1).Concat(rows.Skip(1).Reverse().Select(r => r.X2)).Select(v => Math.Round(v)).ToList();
-                var ys = rows.Skip(1).Select(r => r.Y1).Concat(rows.Skip(1).Reverse().Select(r => r.Y2)).Select(v => Math.Round(v)).ToList();
-                var expected = ScanlineFill(xs, ys, EchoNetFixture.Size, EchoNetFixture.Size);
-                var mask = EchoNetDynamic.Mask(rows, EchoNetFixture.Size, EchoNetFixture.Size);
-                Assert.True(expected.Count(v => v == 1) > 100, video);
-                Assert.Equal(expected, mask);
-            }
+        var (tracings, shape) = Npy.Read(Path.Combine(RealInputTests.Dir, "echonet-tracings.npy"));
+        var (pixels, _) = Npy.Read(Path.Combine(RealInputTests.Dir, "echonet-masks.npy"));
+        Assert.Equal(new long[] { 20, 21, 4 }, shape);
+        for (int k = 0; k < 20; k++)
+        {
+            var rows = Enumerable.Range(0, 21).Select(i => tracings.AsSpan((k * 21 + i) * 4, 4).ToArray())
+                .Select(v => ((double)v[0], (double)v[1], (double)v[2], (double)v[3])).ToList();
+            var expected = new byte[112 * 112];
+            for (int p = 0; p < pixels.Length; p += 3)
+                if ((int)pixels[p] == k) expected[(int)pixels[p + 1] * 112 + (int)pixels[p + 2]] = 1;
+            Assert.True(expected.Count(v => v == 1) > 100, $"tracing {k}");
+            Assert.Equal(expected, EchoNetDynamic.Mask(rows, 112, 112));
+        }
     }
 
     [Fact]

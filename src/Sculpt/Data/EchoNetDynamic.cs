@@ -102,7 +102,7 @@ public static class EchoNetDynamic
     /// <summary>
     /// EchoNet's mask: the first row of a frame's tracing is the long axis and is dropped; the polygon is
     /// X1[1:] followed by X2[1:] reversed (Y likewise), vertices rounded to integers, filled the way
-    /// skimage.draw.polygon fills (pixel centres inside by the even–odd rule, half-open edges), clipped to the frame.
+    /// skimage.draw.polygon fills (pixel centres inside or on the boundary), clipped to the frame.
     /// </summary>
     public static byte[] Mask(IReadOnlyList<(double X1, double Y1, double X2, double Y2)> rows, int height, int width)
     {
@@ -177,8 +177,9 @@ public static class EchoNetDynamic
 public static class Polygon
 {
     /// <summary>
-    /// Pixels (r, c) whose centre lies inside the polygon by the crossing-number rule with half-open edges —
-    /// the rule of skimage.draw.polygon, which EchoNet uses — clipped to height × width.
+    /// Pixels (r, c) whose centre lies inside the polygon or on its boundary (a vertex or an edge), clipped to
+    /// height × width — the rule of skimage.draw.polygon (0.19: O'Rourke's ray crossing, "Computational Geometry
+    /// in C", ch. 7), which EchoNet uses. With integer vertices many centres lie exactly on an edge: they count.
     /// </summary>
     public static byte[] Fill(IReadOnlyList<double> xs, IReadOnlyList<double> ys, int height, int width)
     {
@@ -189,14 +190,28 @@ public static class Polygon
         int c0 = Math.Max(0, (int)Math.Floor(xs.Min())), c1 = Math.Min(width - 1, (int)Math.Ceiling(xs.Max()));
         for (int r = r0; r <= r1; r++)
             for (int c = c0; c <= c1; c++)
-            {
-                bool inside = false;
-                for (int i = 0, j = n - 1; i < n; j = i++)
-                    if (((ys[i] <= r && r < ys[j]) || (ys[j] <= r && r < ys[i])) && c < (xs[j] - xs[i]) * (r - ys[i]) / (ys[j] - ys[i]) + xs[i])
-                        inside = !inside;
-                if (inside) mask[r * width + c] = 1;
-            }
+                if (InsideOrOnBoundary(xs, ys, c, r)) mask[r * width + c] = 1;
         return mask;
+    }
+
+    /// <summary>
+    /// Crossings of the horizontal ray from (x, y) to the right and, separately, to the left: a point on an edge
+    /// is crossed on one side only (the parities differ); inside, both counts are odd.
+    /// </summary>
+    private static bool InsideOrOnBoundary(IReadOnlyList<double> xs, IReadOnlyList<double> ys, double x, double y)
+    {
+        const double vertexTolerance = 1e-12;
+        int right = 0, left = 0, n = xs.Count;
+        double px = xs[n - 1] - x, py = ys[n - 1] - y;
+        for (int i = 0; i < n; i++)
+        {
+            double qx = xs[i] - x, qy = ys[i] - y;
+            if (Math.Abs(qx) < vertexTolerance && Math.Abs(qy) < vertexTolerance) return true;
+            if ((qy > 0) != (py > 0) && (qx * py - px * qy) / (py - qy) > 0) right++;
+            if ((qy < 0) != (py < 0) && (qx * py - px * qy) / (py - qy) < 0) left++;
+            (px, py) = (qx, qy);
+        }
+        return (right & 1) != (left & 1) || (right & 1) == 1;
     }
 }
 
