@@ -14,6 +14,7 @@ using static TorchSharp.torch;
 //   baseline    Dice of the non-learned dark-region baseline on a dataset split
 //   slice       dependency analysis + L2 scoring + allocation + weight slicing (any --arch, --compression)
 //   equal       a model's output on an .npy input against a reference output (.npy), e.g. PyTorch's for an import
+//   onednn      convolution forward and gradients with oneDNN on vs off (libtorch's native kernels), per shape and thread count
 //   sensitivity validation Dice after removing a fraction of one channel group at a time (L1 order, BN re-estimated)
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
@@ -25,9 +26,58 @@ switch (args.FirstOrDefault())
     case "slice": SliceSpeed(); break;
     case "sensitivity": Sensitivity(); break;
     case "equal": Equal(); break;
+    case "onednn": OneDnn(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
+
+void OneDnn()
+{
+    // (batch, in, out, size, kernel, stride, padding, transposed): the U-Net's own layers and small pruned ones
+    var shapes = new (int N, int Cin, int Cout, int S, int K, int Stride, int Pad, bool T)[]
+    {
+        (4, 1, 16, 112, 3, 1, 1, false), (4, 16, 16, 112, 3, 1, 1, false), (4, 32, 64, 28, 3, 1, 1, false), (2, 64, 64, 56, 3, 1, 1, false),
+        (4, 3, 5, 112, 3, 1, 1, false), (4, 7, 3, 56, 3, 1, 1, false), (4, 16, 1, 112, 1, 1, 0, false), (4, 5, 7, 28, 3, 2, 1, false),
+        (4, 32, 16, 56, 2, 2, 0, true), (4, 5, 3, 28, 2, 2, 0, true), (4, 16, 16, 56, 3, 1, 1, true), (4, 3, 7, 28, 3, 1, 1, true),
+    };
+    int trials = int.Parse(Opt("trials", "3"));
+    Console.WriteLine("shape                         threads  fwd max|Δ|  dX max|Δ|   dW max|Δ|   (relative to max |value|; oneDNN on vs off)");
+    int bad = 0;
+    foreach (int threads in new[] { 1, 2 })
+    {
+        torch.set_num_threads(threads);
+        foreach (var sh in shapes)
+            for (int trial = 0; trial < trials; trial++)
+            {
+                torch.manual_seed(100 + trial);
+                var x = randn(sh.N, sh.Cin, sh.S, sh.S);
+                var w = sh.T ? randn(sh.Cin, sh.Cout, sh.K, sh.K) * 0.1 : randn(sh.Cout, sh.Cin, sh.K, sh.K) * 0.1;
+                var g = randn(sh.N, sh.Cout, sh.T ? (sh.S - 1) * sh.Stride - 2 * sh.Pad + sh.K : (sh.S + 2 * sh.Pad - sh.K) / sh.Stride + 1,
+                    sh.T ? (sh.S - 1) * sh.Stride - 2 * sh.Pad + sh.K : (sh.S + 2 * sh.Pad - sh.K) / sh.Stride + 1);
+                (float[] Y, float[] Dx, float[] Dw) Run(bool oneDnn)
+                {
+                    TorchRuntime.UseOneDnn(oneDnn);
+                    using var xs = x.clone().requires_grad_(true);
+                    using var ws = w.clone().requires_grad_(true);
+                    using var y = sh.T ? nn.functional.conv_transpose2d(xs, ws, strides: [sh.Stride, sh.Stride], padding: [sh.Pad, sh.Pad])
+                        : nn.functional.conv2d(xs, ws, strides: [sh.Stride, sh.Stride], padding: [sh.Pad, sh.Pad]);
+                    y.backward([g]);
+                    return (y.detach().contiguous().data<float>().ToArray(), xs.grad!.contiguous().data<float>().ToArray(), ws.grad!.contiguous().data<float>().ToArray());
+                }
+                var native = Run(false);
+                var dnn = Run(true);
+                double Rel(float[] a, float[] b) =>
+                    a.Zip(b, (p, q) => float.IsFinite(q) ? Math.Abs(p - q) : double.PositiveInfinity).Max() / Math.Max(1e-30, a.Max(v => Math.Abs(v)));
+                double fy = Rel(native.Y, dnn.Y), fx = Rel(native.Dx, dnn.Dx), fw = Rel(native.Dw, dnn.Dw);
+                bool wrong = fy > 1e-4 || fx > 1e-4 || fw > 1e-4;
+                if (wrong) bad++;
+                Console.WriteLine($"{(sh.T ? "convT" : "conv ")} {sh.N}x{sh.Cin}->{sh.Cout} {sh.S}² k{sh.K} s{sh.Stride} p{sh.Pad} #{trial}".PadRight(30)
+                    + $"{threads,7}  {fy,10:g3}  {fx,10:g3}  {fw,10:g3}{(wrong ? "   WRONG" : "")}");
+            }
+    }
+    TorchRuntime.UseOneDnn(false);
+    Console.WriteLine($"{bad} wrong of {2 * shapes.Length * trials} (threshold 1e-4 relative)");
+}
 
 void Equal()
 {
@@ -47,6 +97,8 @@ void TrainStep()
 {
     int width = int.Parse(Opt("width", "64")), depth = int.Parse(Opt("depth", "4")), batch = int.Parse(Opt("batch", "4"));
     int reps = int.Parse(Opt("reps", "10")), size = int.Parse(Opt("size", "112"));
+    if (Opt("onednn", "off") == "on") TorchRuntime.UseOneDnn(true);
+    Console.WriteLine($"oneDNN {(TorchRuntime.OneDnnDisabled ? "off" : "on")}, {torch.get_num_threads()} threads");
     torch.manual_seed(0);
     var graph = UNet.Build(new UNetConfig { Depth = depth, BaseWidth = width, InputSize = size, Classes = 1 });
     using var gm = new GraphModule(graph);

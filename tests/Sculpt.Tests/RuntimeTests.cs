@@ -146,9 +146,14 @@ public class RuntimeTests
     }
 
     [Fact]
-    public void NnpackAndOneDnnAreSwitchedOff()
+    public void NnpackIsOffAndOneDnnIsOnOnlyWhereItIsExact()
     {
         Assert.True(TorchRuntime.NnpackDisabled);
-        Assert.True(TorchRuntime.OneDnnDisabled);
+        bool before = TorchRuntime.OneDnnDisabled;
+        var problem = TorchRuntime.ProbeOneDnn();
+        Assert.Equal(before, TorchRuntime.OneDnnDisabled); // the probe changes nothing
+        if (Environment.GetEnvironmentVariable("SCULPT_ONEDNN") is null)
+            Assert.Equal(problem is not null, TorchRuntime.OneDnnDisabled);
+        Assert.StartsWith(TorchRuntime.OneDnnDisabled ? "off" : "on", TorchRuntime.OneDnnChoice);
     }
 }

@@ -142,7 +142,13 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         WeightLayout.Check(Graph, weights, source);
         using var _ = no_grad();
         foreach (var (key, t) in _tensors)
-            t.copy_(tensor(weights[key].Data, weights[key].Shape));
+        {
+            // the source is held in a variable until copy_ returns: a temporary passed straight in can be
+            // finalized by the GC while libtorch still reads it (TorchSharp does not keep it alive), which
+            // crashed the test host now and then inside libtorch's copy_
+            using var values = tensor(weights[key].Data, weights[key].Shape);
+            t.copy_(values);
+        }
     }
 
     public WeightSet ExportWeights()
@@ -150,7 +156,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         var w = new WeightSet();
         foreach (var (key, t) in _tensors)
         {
-            using var c = t.detach().contiguous();
+            using var detached = t.detach(); // named for the same reason as in LoadWeights
+            using var c = detached.contiguous();
             w[key] = new TensorData(c.shape, c.data<float>().ToArray());
         }
         return w;
@@ -163,7 +170,9 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         foreach (var (key, t) in _tensors)
         {
             if (!t.requires_grad) continue;
-            using var g = t.grad is null ? zeros_like(t) : t.grad.detach().contiguous();
+            using var rawGrad = t.grad; // a fresh handle, named for the same reason as in LoadWeights
+            using var grad = rawGrad is null ? zeros_like(t) : rawGrad.detach();
+            using var g = grad.contiguous();
             w[key] = new TensorData(g.shape, g.data<float>().ToArray());
         }
         return w;

@@ -71,6 +71,7 @@ public static class TrainJob
                 ["best_epoch"] = result.BestEpoch,
                 ["history"] = JsonSerializer.SerializeToNode(result.History, NetworkGraph.JsonOptions),
                 ["torchsharp"] = TorchRuntime.TorchSharpVersion,
+                ["onednn"] = TorchRuntime.OneDnnChoice,
             },
             Metrics = new() { ["val_dice"] = Math.Round(result.BestValDice, 6) },
         };

@@ -67,7 +67,11 @@ public sealed class HandUNet : nn.Module<Tensor, Tensor>
     public void CopyFrom(WeightSet w)
     {
         using var _ = no_grad();
-        void Set(Tensor? target, string key) => target!.copy_(tensor(w[key].Data, w[key].Shape));
+        void Set(Tensor? target, string key)
+        {
+            using var source = tensor(w[key].Data, w[key].Shape); // alive until copy_ returns (see GraphModule.LoadWeights)
+            target!.copy_(source);
+        }
         void SetDouble(DoubleConv d, string prefix)
         {
             Set(d.conv1.weight, $"{prefix}.conv1.weight"); Set(d.conv2.weight, $"{prefix}.conv2.weight");
