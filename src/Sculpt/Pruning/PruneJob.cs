@@ -51,8 +51,9 @@ public sealed record PruneOptions
     public int MaxBackoffs { get; init; } = 2;
 }
 
+/// <summary>One pruning step; <see cref="FineTuneSamples"/> counts the samples its fine-tuning saw (all attempts), so budgets compare.</summary>
 public sealed record StepRecord(int Step, long Params, long Macs, double Compression, double ValDice, double WallSeconds, string Note,
-    Dictionary<string, int> Widths);
+    Dictionary<string, int> Widths, long FineTuneSamples = 0);
 
 public sealed record PruneProgress(int Step, int Steps, string Phase, long Params, double Compression, double? ValDice, TimeSpan Eta, Training.Progress? Training);
 
@@ -162,6 +163,7 @@ public static class PruneJob
             int shownSteps = Math.Max(plannedSteps, step);
             double previousDice = records[^1].ValDice;
             string note = "";
+            long samplesSeen = 0;
             ModelPackage? accepted = null;
             double acceptedDice = 0;
             for (int attempt = 0; ; attempt++)
@@ -181,6 +183,7 @@ public static class PruneJob
                         new Random(o.Seed + step * 13 + attempt).Shuffle(order);
                         ftSamples = order.Take(sampleCount).Select(i => train[i]).ToList();
                     }
+                    samplesSeen += (long)ftSamples.Count * o.FineTuneEpochs;
                     var ft = Trainer.Train(module, ftSamples, val, task, new TrainOptions
                     {
                         Epochs = o.FineTuneEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + step * 1009 + attempt, ExtraLoss = distill,
@@ -202,7 +205,7 @@ public static class PruneJob
                     continue;
                 }
                 var rec = new StepRecord(step, candidate.Graph.ParameterCount(), candidate.Graph.MacCount(), denseParams / candidate.Graph.ParameterCount(),
-                    stepDice, stepClock.Elapsed.TotalSeconds, note.TrimEnd(' ', ';'), Widths(ChannelGroups.Analyze(candidate.Graph)));
+                    stepDice, stepClock.Elapsed.TotalSeconds, note.TrimEnd(' ', ';'), Widths(ChannelGroups.Analyze(candidate.Graph)), samplesSeen);
                 var meta = WithHistory(current.Meta, dense, rec, records[^1], o);
                 accepted = new ModelPackage(candidate.Graph, candidate.Weights, meta);
                 accepted.Save(StepModelPath(runDir, step));
@@ -249,6 +252,7 @@ public static class PruneJob
         current.Meta.PruningHistory.Add(new JsonObject
         {
             ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = finalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,
+            ["fine_tune_samples"] = records.Sum(r => r.FineTuneSamples) + (long)train.Count * finalEpochs,
             ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
         });
         return (current, records);
