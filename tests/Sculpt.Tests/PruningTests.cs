@@ -415,3 +415,65 @@ public class PruningTests
         Assert.StartsWith("stopped at step 1", final["stopped_early"]!.GetValue<string>());
     }
 }
+
+/// <summary>The from-scratch controls of a prune run (issue 14): budget, architectures, outputs.</summary>
+[Collection("serial")]
+public class ScratchControlTests
+{
+    [Fact]
+    public void AUniformWidthNetworkScalesEveryPrunableGroupByOneFactorToTheTargetSize()
+    {
+        var dense = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
+        long target = dense.ParameterCount() / 30;
+        var small = ScratchControl.UniformWidth(dense, target);
+        Assert.InRange(small.ParameterCount(), target * 0.85, target * 1.15);
+        var before = ChannelGroups.Analyze(dense).Prunable.ToDictionary(g => g.Name, g => g.Width);
+        var after = ChannelGroups.Analyze(small).Groups.ToDictionary(g => g.Name, g => g.Width);
+        var factors = before.Select(kv => (double)after[kv.Key] / kv.Value).ToList();
+        // one factor for all, up to rounding to whole channels
+        Assert.True(factors.Max() - factors.Min() <= 1.0 / before.Values.Min() + 1e-9, string.Join(", ", factors));
+    }
+
+    [Fact]
+    public void APruneRunTrainsBothControlsWithThePrunedModelsWholeBudget()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "40", "--size", "32", "--seed", "2").Code);
+        var dense = Path.Combine(dir, "dense.sculpt");
+        Assert.Equal(0, TestFiles.Cli("train", "--data", data, "--arch", "unet-small", "--epochs", "2", "--out", dense, "--seed", "2").Code);
+        var pruned = Path.Combine(dir, "p.sculpt");
+        var r = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "4", "--steps", "2", "--final-epochs", "1",
+            "--out", pruned, "--seed", "2", "--json");
+        Assert.Equal(0, r.Code);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(r.Out)!;
+        var controls = json["controls"]!;
+        var denseMeta = ModelPackage.Load(dense).Meta;
+        long denseSamples = denseMeta.Training!["train_samples"]!.GetValue<long>() * 2;
+        long fineTune = json["steps"]!.AsArray().Sum(s => s!["fine_tune_samples"]!.GetValue<long>())
+            + denseMeta.Training!["train_samples"]!.GetValue<long>() * 1;
+        Assert.Equal(denseSamples, controls["dense_training_samples"]!.GetValue<long>());
+        Assert.Equal(fineTune, controls["fine_tune_samples"]!.GetValue<long>());
+        Assert.Equal(denseSamples + fineTune, controls["budget_samples"]!.GetValue<long>());
+        var rows = controls["results"]!.AsArray();
+        Assert.Equal(new[] { "scratch", "uniform" }, rows.Select(x => x!["kind"]!.GetValue<string>()));
+        long prunedParams = json["params"]!.GetValue<long>();
+        Assert.Equal(prunedParams, rows[0]!["params"]!.GetValue<long>());
+        Assert.InRange(rows[1]!["params"]!.GetValue<long>(), prunedParams * 0.8, prunedParams * 1.2);
+        foreach (var row in rows)
+        {
+            // whole epochs covering the budget, and a model that loads and evaluates
+            long samples = row!["samples"]!.GetValue<long>();
+            Assert.InRange(samples, denseSamples + fineTune, denseSamples + fineTune + 40);
+            var model = ModelPackage.Load(row["model"]!.GetValue<string>());
+            Assert.Equal(row["params"]!.GetValue<long>(), model.Graph.ParameterCount());
+            Assert.InRange(row["val_dice"]!.GetValue<double>(), 0, 1);
+        }
+        Assert.True(File.Exists(Path.Combine(pruned + ".run", "controls.json")));
+        // and none with --no-control
+        var none = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "2", "--steps", "1", "--final-epochs", "0",
+            "--out", Path.Combine(dir, "q.sculpt"), "--no-control", "--json");
+        Assert.Equal(0, none.Code);
+        Assert.Null(System.Text.Json.Nodes.JsonNode.Parse(none.Out)!["controls"]);
+    }
+}

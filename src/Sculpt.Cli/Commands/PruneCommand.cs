@@ -16,7 +16,7 @@ public static class PruneCommand
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
-                     [--collapse-drop D]
+                     [--collapse-drop D] [--no-control]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -41,13 +41,19 @@ public static class PruneCommand
         batch norm goes back after every convolution that lacks one, with statistics measured on calibration
         batches and an affine that makes it the identity, so the model computes exactly what it did and fine-tunes
         as a network with batch norms does.
+        Controls (unless --no-control): two networks trained from scratch with the pruned model's whole sample budget
+        (the dense model's training as its meta.json records it, plus every fine-tune) answer whether pruning beat
+        training a small network directly: the pruned architecture re-initialised, and the dense architecture at one
+        uniform width with the same parameter count. Their validation Dice is printed beside the pruned model's and
+        their models are in the run folder (control-scratch.sculpt, control-uniform.sculpt, controls.json), so
+        `sculpt eval` gives their test Dice with confidence intervals.
 
         example: sculpt prune --model dense.sculpt --data data/echo --compression 300 --steps 6 --out small.sculpt
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration", "restore-bn" });
+        var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration", "restore-bn", "no-control" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var outPath = a.Required("out");
@@ -73,7 +79,7 @@ public static class PruneCommand
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
-            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();
@@ -102,6 +108,7 @@ public static class PruneCommand
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();
         double compression = (double)dense.Graph.ParameterCount() / parameters;
         double dice = model.Meta.Metrics["val_dice"];
+        var controls = model.Meta.PruningHistory.LastOrDefault()?["controls"] as JsonObject;
         double? latency = latencyModel is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
         if (latency is { } measured && measured > maxLatency!.Value && !json)
             Console.Error.WriteLine($"sculpt prune: warning: measured latency {measured:0.###} ms is above the target {maxLatency} ms (the latency model predicted it); prune further with a lower target");
@@ -112,12 +119,24 @@ public static class PruneCommand
                 ["model"] = outPath, ["run"] = runDir, ["params"] = parameters, ["macs"] = macs, ["compression"] = compression, ["dice"] = dice,
                 ["dense_params"] = dense.Graph.ParameterCount(), ["dense_dice"] = steps[0].ValDice,
                 ["latency_ms"] = latency, ["latency_target_ms"] = maxLatency,
-                ["steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject { ["step"] = s.Step, ["params"] = s.Params, ["macs"] = s.Macs, ["compression"] = s.Compression, ["val_dice"] = s.ValDice, ["note"] = s.Note }).ToArray()),
+                ["steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject
+                {
+                    ["step"] = s.Step, ["params"] = s.Params, ["macs"] = s.Macs, ["compression"] = s.Compression, ["val_dice"] = s.ValDice, ["note"] = s.Note,
+                    ["fine_tune_samples"] = s.FineTuneSamples,
+                }).ToArray()),
+                ["controls"] = controls?.DeepClone(),
             });
             return 0;
         }
         Console.Write(StepTable(steps));
-        Console.WriteLine($"\nfinal: {parameters:N0} params ({compression:0.0}× fewer), {Output.Count(macs)} MACs, val Dice {dice:0.0000} (dense {steps[0].ValDice:0.0000}, relative loss {100 * (steps[0].ValDice - dice) / steps[0].ValDice:0.00}%)");
+        Console.WriteLine($"\nfinal: {parameters:N0} params ({compression:0.0}× fewer), {Output.Count(macs)} MACs, val Dice {dice:0.0000} (dense {steps[0].ValDice:0.0000}{(steps[0].ValDice > 0 ? $", relative loss {100 * (steps[0].ValDice - dice) / steps[0].ValDice:0.00}%" : "")})");
+        if (controls?["results"] is JsonArray rows)
+        {
+            Console.WriteLine($"\nfrom scratch, the same budget ({controls["budget_samples"]:N0} samples{(controls["dense_training_known"]!.GetValue<bool>() ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
+            Console.WriteLine($"  {"pruned (this model)",-46} {parameters,12:N0} params  val Dice {dice:0.0000}");
+            foreach (var r in rows)
+                Console.WriteLine($"  {r!["description"]!.GetValue<string>(),-46} {r["params"]!.GetValue<long>(),12:N0} params  val Dice {r["val_dice"]!.GetValue<double>():0.0000}");
+        }
         if (latency is { } l) Console.WriteLine($"ONNX Runtime batch-1 latency {l:0.###} ms ({latencyThreads} thread(s); target {maxLatency} ms)");
         Console.WriteLine($"model {outPath}; per-step log {Path.Combine(runDir, "steps.jsonl")}");
         return 0;

@@ -49,6 +49,10 @@ public sealed record PruneOptions
     /// <summary>Validation Dice drop (absolute) after a step's fine-tune that counts as a collapse and triggers a back-off.</summary>
     public double CollapseDrop { get; init; } = 0.2;
     public int MaxBackoffs { get; init; } = 2;
+    /// <summary>Train the from-scratch controls (<see cref="ScratchControl"/>) after pruning.</summary>
+    public bool Control { get; init; } = true;
+    /// <summary>Learning rate of the controls' training from scratch (that of <c>sculpt train</c>).</summary>
+    public double ScratchLearningRate { get; init; } = new TrainOptions().LearningRate;
 }
 
 /// <summary>One pruning step; <see cref="FineTuneSamples"/> counts the samples its fine-tuning saw (all attempts), so budgets compare.</summary>
@@ -249,13 +253,48 @@ public static class PruneJob
         }
         current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
         current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
+        long fineTuneSamples = records.Sum(r => r.FineTuneSamples) + (long)train.Count * finalEpochs;
+        var controls = o.Control ? Controls(dense, current, fineTuneSamples, train, val, o, runDir, progress) : null;
         current.Meta.PruningHistory.Add(new JsonObject
         {
             ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = finalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,
-            ["fine_tune_samples"] = records.Sum(r => r.FineTuneSamples) + (long)train.Count * finalEpochs,
+            ["fine_tune_samples"] = fineTuneSamples,
+            ["controls"] = controls,
             ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
         });
         return (current, records);
+    }
+
+    /// <summary>
+    /// The two from-scratch controls with the pruned model's whole sample budget (dense training, when the dense model's
+    /// meta.json records it, plus every fine-tune); their models and results land in the run folder (controls.json).
+    /// </summary>
+    private static JsonObject Controls(ModelPackage dense, ModelPackage pruned, long fineTuneSamples, IReadOnlyList<Sample> train,
+        IReadOnlyList<Sample> val, PruneOptions o, string runDir, Action<PruneProgress>? progress)
+    {
+        long denseSamples = ScratchControl.DenseTrainingSamples(dense.Meta);
+        long budget = denseSamples + fineTuneSamples;
+        var results = new JsonArray();
+        foreach (var (kind, description, graph) in new[]
+        {
+            ("scratch", "the pruned architecture, re-initialised", pruned.Graph),
+            ("uniform", "the dense architecture at one uniform width", ScratchControl.UniformWidth(dense.Graph, pruned.Graph.ParameterCount())),
+        })
+        {
+            var (result, model) = ScratchControl.Train(kind, description, graph, budget, train, val, dense.Meta, o, o.Seed + (kind == "scratch" ? 515 : 919),
+                p => progress?.Invoke(new PruneProgress(o.Steps, o.Steps, $"control ({kind})", graph.ParameterCount(),
+                    (double)dense.Graph.ParameterCount() / graph.ParameterCount(), null, p.Eta, p)));
+            var path = Path.Combine(runDir, $"control-{kind}.sculpt");
+            model.Save(path);
+            results.Add((result with { Model = path }).ToJson());
+        }
+        var summary = new JsonObject
+        {
+            ["budget_samples"] = budget, ["dense_training_samples"] = denseSamples, ["fine_tune_samples"] = fineTuneSamples,
+            ["dense_training_known"] = denseSamples > 0, ["results"] = results,
+        };
+        AtomicFile.WriteAllText(Path.Combine(runDir, "controls.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return summary;
     }
 
     /// <summary>Equal compute per step: <paramref name="perStep"/> samples at the starting model's MACs, more for a cheaper model.</summary>

@@ -1,0 +1,72 @@
+using System.Text.Json.Nodes;
+using Sculpt.Data;
+using Sculpt.Graph;
+using Sculpt.Runtime;
+using Sculpt.Training;
+using static TorchSharp.torch;
+
+namespace Sculpt.Pruning;
+
+/// <summary>One network trained from scratch as a control for a pruning result, on the validation split pruning used.</summary>
+public sealed record ControlResult(string Kind, string Description, long Params, long Macs, long Samples, int Epochs, double ValDice, string Model)
+{
+    public JsonObject ToJson() => new()
+    {
+        ["kind"] = Kind, ["description"] = Description, ["params"] = Params, ["macs"] = Macs, ["samples"] = Samples,
+        ["epochs"] = Epochs, ["val_dice"] = ValDice, ["model"] = Model,
+    };
+}
+
+/// <summary>
+/// Whether pruning beats training a small network directly — the first question a reviewer asks of a pruning result.
+/// Two controls, each trained from a fresh initialisation with the whole sample budget the pruned model consumed
+/// (the dense model's training plus every fine-tune): the pruned architecture itself, and the plain alternative a
+/// clinical group would try first, the dense architecture at one uniform width with the same parameter count.
+/// </summary>
+public static class ScratchControl
+{
+    /// <summary>Samples the dense model's training saw, from its meta.json (0 when unknown, e.g. an imported model).</summary>
+    public static long DenseTrainingSamples(ModelMeta meta) =>
+        meta.Training is { } t && t["train_samples"] is JsonValue n && n.TryGetValue<long>(out var samples) && t["history"] is JsonArray epochs
+            ? samples * epochs.Count : 0;
+
+    /// <summary>
+    /// The dense graph with every prunable channel group scaled by one factor, chosen so that the parameter count is
+    /// as close as possible to <paramref name="targetParams"/> (groups the task fixes, input and output, stay whole).
+    /// </summary>
+    public static NetworkGraph UniformWidth(NetworkGraph dense, long targetParams)
+    {
+        var groups = ChannelGroups.Analyze(dense);
+        NetworkGraph At(double factor) => Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g =>
+        {
+            int blocks = g.Width / g.Block;
+            return Math.Clamp((int)Math.Round(factor * blocks), 1, blocks) * g.Block;
+        }));
+        double lo = 0, hi = 1;
+        for (int i = 0; i < 40; i++)
+        {
+            double mid = (lo + hi) / 2;
+            if (At(mid).ParameterCount() < targetParams) lo = mid; else hi = mid;
+        }
+        var below = At(lo);
+        var above = At(hi);
+        return Math.Abs(below.ParameterCount() - targetParams) <= Math.Abs(above.ParameterCount() - targetParams) ? below : above;
+    }
+
+    /// <summary>Trains <paramref name="graph"/> from a seeded fresh initialisation for <paramref name="samples"/> samples (whole epochs, at least one).</summary>
+    public static (ControlResult Result, ModelPackage Model) Train(string kind, string description, NetworkGraph graph, long samples,
+        IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, ModelMeta denseMeta, PruneOptions o, int seed, Action<Progress>? progress)
+    {
+        int epochs = (int)Math.Clamp((samples + train.Count - 1) / Math.Max(1, train.Count), 1, 10_000);
+        manual_seed(seed);
+        using var module = new GraphModule(graph);
+        var result = Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
+        {
+            Epochs = epochs, BatchSize = o.BatchSize, LearningRate = o.ScratchLearningRate, Seed = seed,
+        }, progress);
+        var meta = new ModelMeta { Task = denseMeta.Task, Architecture = denseMeta.Architecture };
+        meta.Metrics["val_dice"] = Math.Round(result.BestValDice, 6);
+        var model = new ModelPackage(graph, result.BestWeights, meta);
+        return (new ControlResult(kind, description, graph.ParameterCount(), graph.MacCount(), (long)epochs * train.Count, epochs, result.BestValDice, ""), model);
+    }
+}
