@@ -477,3 +477,19 @@ public class ScratchControlTests
         Assert.Null(System.Text.Json.Nodes.JsonNode.Parse(none.Out)!["controls"]);
     }
 }
+
+public class DenseBudgetTests
+{
+    [Fact]
+    public void TheDenseTrainingBudgetIsReadFromMetadataMadeInThisProcessOrReadFromAFile()
+    {
+        var meta = new ModelMeta
+        {
+            Training = new System.Text.Json.Nodes.JsonObject { ["train_samples"] = 280, ["history"] = new System.Text.Json.Nodes.JsonArray(1, 2, 3, 4, 5) },
+        };
+        Assert.Equal(1400, ScratchControl.DenseTrainingSamples(meta));
+        meta.Training = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(meta.Training.ToJsonString())!;
+        Assert.Equal(1400, ScratchControl.DenseTrainingSamples(meta));
+        Assert.Equal(0, ScratchControl.DenseTrainingSamples(new ModelMeta())); // imported: unknown
+    }
+}

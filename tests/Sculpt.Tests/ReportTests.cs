@@ -34,7 +34,9 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         Assert.True(steps.Count >= 3, $"{steps.Count} steps"); // dense + ≥ 2 pruning steps (4× in steps of ≤ 2×)
         Assert.True(steps[^1].Compression >= 4 * (1 - 1e-9), $"{steps[^1].Compression}");
         var curve = Curve.Read(run.CurvePath);
-        Assert.Equal(steps.Count + 1, curve.Points.Count); // every step model + the final pruned model
+        int controls = Directory.GetFiles(run.PruneRun, "control-*.sculpt").Length;
+        Assert.Equal(2, controls);
+        Assert.Equal(steps.Count + 1 + controls, curve.Points.Count); // every step model, the final pruned model, the controls
         Assert.Equal(steps.Select(s => s.Params), curve.Points.Take(steps.Count).Select(p => p.Params));
         Assert.All(curve.Points, p => Assert.True(p.LatencyP50Ms > 0 && p.ThroughputFps > 0 && p.TestDiceLo <= p.TestDice && p.TestDice <= p.TestDiceHi));
         foreach (var f in new[] { run.DenseModel, run.PrunedModel, run.DenseOnnx, run.PrunedOnnx, run.ReportPath, run.MainPlotPath }) Assert.True(File.Exists(f), f);
@@ -48,7 +50,8 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         Assert.DoesNotContain("href=\"http", html);
         Assert.DoesNotContain("id=\"missing\"", html);
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(run.Root, "summary.json")))!;
-        Assert.Equal(curve.Points[^1].TestDice, summary["pruned"]!["dice"]!.GetValue<double>());
+        Assert.Equal(curve.Points.Single(p => p.Name == "pruned (final)").TestDice, summary["pruned"]!["dice"]!.GetValue<double>());
+        Assert.Equal(2, summary["controls"]!.AsArray().Count);
     }
 
     [Fact]

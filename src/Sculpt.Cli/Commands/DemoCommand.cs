@@ -137,13 +137,13 @@ public static class DemoCommand
         Console.WriteLine();
         var baseline = record["baseline"]!;
         Console.Write(Output.Table(new[] { "model", "params", "MACs", "compression", "test Dice [95% CI]", "HD95 px", "ORT p50 ms (batch 1)", "frames/s" },
-            curve.Points.Where(p => p.Step == 0 || p.Name.StartsWith("pruned")).Select(p => new[]
+            curve.Points.Where(p => p.Step == 0 || p.Name.StartsWith("pruned") || p.Name.StartsWith(Curve.ControlPrefix)).Select(p => new[]
             {
                 p.Name, Output.Count(p.Params), Output.Count(p.Macs), $"{p.Compression:0.0}×", $"{Output.F(p.TestDice)} [{Output.F(p.TestDiceLo)}, {Output.F(p.TestDiceHi)}]",
                 Output.F(p.Hd95Px ?? double.NaN, "0.00"), Output.F(p.LatencyP50Ms, "0.000"), Output.F(p.ThroughputFps, "0"),
             }).Append(new[] { "dark-region baseline", "0", "0", "", $"{Output.F(baseline["dice"]!.GetValue<double>())} [{Output.F(baseline["dice_ci"]![0]!.GetValue<double>())}, {Output.F(baseline["dice_ci"]![1]!.GetValue<double>())}]", "", "", "" })));
         var d = curve.Points.First(p => p.Step == 0);
-        var f = curve.Points.Last();
+        var f = curve.Points.Last(p => p.Name.StartsWith("pruned"));
         Console.WriteLine($"\n{f.Compression:0}× fewer parameters, relative test Dice loss {100 * (d.TestDice - f.TestDice) / d.TestDice:0.00}%, batch-1 ORT speed-up {d.LatencyP50Ms / f.LatencyP50Ms:0.0}×");
         Console.WriteLine($"\nreport    {run.ReportPath}\ndata      {run.DataDir}\nmodels    {run.DenseModel}, {run.PrunedModel} (+ .onnx)\nsteps     {run.StepsLog}\nsummary   {Path.Combine(run.Root, "summary.json")}\ntotal     {Output.Duration(clock.Elapsed)}");
         return 0;
@@ -160,12 +160,14 @@ public static class DemoCommand
             ["hd95_px"] = p.Hd95Px, ["latency_ms"] = new JsonObject { ["p50"] = p.LatencyP50Ms, ["p95"] = p.LatencyP95Ms }, ["throughput_fps"] = p.ThroughputFps,
         };
         var dense = curve.Points.First(p => p.Step == 0);
-        var pruned = curve.Points.Last();
+        var pruned = curve.Points.Last(p => p.Name.StartsWith("pruned"));
         return new JsonObject
         {
             ["seed"] = config.Seed, ["arch"] = config.Arch, ["test_cases"] = test.Count, ["dense"] = Point(dense), ["pruned"] = Point(pruned),
             ["relative_dice_loss_percent"] = 100 * (dense.TestDice - pruned.TestDice) / dense.TestDice,
             ["speedup_batch1"] = dense.LatencyP50Ms / pruned.LatencyP50Ms,
+            ["controls"] = new JsonArray(curve.Points.Where(p => p.Name.StartsWith(Curve.ControlPrefix))
+                .Select(p => { var o = Point(p); o["name"] = p.Name; return (JsonNode)o; }).ToArray()),
             ["baseline"] = new JsonObject { ["dice"] = baseSummary.Dice, ["dice_ci"] = new JsonArray(baseSummary.DiceLo, baseSummary.DiceHi), ["hd95_px"] = Output.Num(baseSummary.Hd95Px) },
             ["curve"] = new JsonArray(curve.Points.Select(p => (JsonNode)new JsonObject { ["name"] = p.Name, ["step"] = p.Step, ["compression"] = p.Compression, ["params"] = p.Params, ["val_dice"] = p.ValDice, ["dice"] = p.TestDice, ["latency_ms"] = p.LatencyP50Ms }).ToArray()),
             ["peak_gflops"] = curve.PeakGflops, ["report"] = run.ReportPath, ["seconds"] = Math.Round(elapsed.TotalSeconds, 1),

@@ -122,7 +122,7 @@ public sealed class TempFolder : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(Path, true); }
-        catch (DirectoryNotFoundException) { }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // scratch only: never mask the real error
         finally { AtomicFile.Untrack(Path); }
     }
 }

@@ -27,7 +27,10 @@ public static class ScratchControl
 {
     /// <summary>Samples the dense model's training saw, from its meta.json (0 when unknown, e.g. an imported model).</summary>
     public static long DenseTrainingSamples(ModelMeta meta) =>
-        meta.Training is { } t && t["train_samples"] is JsonValue n && n.TryGetValue<long>(out var samples) && t["history"] is JsonArray epochs
+        // read as text: a value set in this process holds an int, one read from a file a JSON number
+        meta.Training is { } t && t["train_samples"] is JsonValue n
+        && long.TryParse(n.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var samples)
+        && t["history"] is JsonArray epochs
             ? samples * epochs.Count : 0;
 
     /// <summary>

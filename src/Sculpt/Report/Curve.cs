@@ -33,6 +33,9 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
     /// 95% bootstrap CI, HD95, ORT batch-1 latency and throughput at <paramref name="batch"/>, with the
     /// process's ORT threads. A step whose model file is missing is recorded in <see cref="Missing"/>.
     /// </summary>
+    /// <summary>Names of the points that are from-scratch controls, not pruning results.</summary>
+    public const string ControlPrefix = "from scratch";
+
     public static Curve Measure(RunFolder run, int seed, int threads = 0, int batch = 16, Action<string>? progress = null)
     {
         var steps = run.ReadSteps();
@@ -46,6 +49,12 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         var missing = new List<string>();
         var models = steps.Select(s => (Name: s.Step == 0 ? "dense" : $"step {s.Step}", Path: run.StepModel(s.Step), s.Step, (double?)s.ValDice)).ToList();
         models.Add(("pruned (final)", run.PrunedModel, steps.Count == 0 ? 0 : steps[^1].Step, null));
+        // the prune run's from-scratch controls (Pruning.ScratchControl), when it trained them
+        foreach (var (kind, what) in new[] { ("scratch", "pruned architecture"), ("uniform", "uniform width") })
+        {
+            var control = Path.Combine(run.PruneRun, $"control-{kind}.sculpt");
+            if (File.Exists(control)) models.Add(($"{ControlPrefix}: {what}", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
+        }
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < models.Count; i++)
         {
@@ -53,7 +62,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
             if (!File.Exists(path)) { missing.Add(Path.GetRelativePath(run.Root, path)); continue; }
             progress?.Invoke($"curve {i + 1}/{models.Count} {name}: test Dice and ONNX Runtime latency (elapsed {clock.Elapsed:mm\\:ss})");
             var model = i == 0 ? dense : ModelPackage.Load(path);
-            if (name.StartsWith("pruned")) valDice = model.Meta.Metrics.TryGetValue("val_dice", out var v) ? v : null;
+            if (name.StartsWith("pruned") || name.StartsWith(ControlPrefix)) valDice = model.Meta.Metrics.TryGetValue("val_dice", out var v) ? v : null;
             MetricSummary summary;
             using (var module = new GraphModule(model.Graph, model.Weights))
             {

@@ -50,6 +50,11 @@ public static class HtmlReport
         if (dense is not null && final is not null)
             html.Append($"<p><b>{final.Compression:0.#}× fewer parameters</b> ({dense.Params:N0} → {final.Params:N0}), {dense.Macs / (double)final.Macs:0.#}× fewer MACs; test Dice {dense.TestDice:0.0000} → {final.TestDice:0.0000} " +
                         $"({100 * (dense.TestDice - final.TestDice) / dense.TestDice:0.00}% relative loss); ONNX Runtime batch-1 latency {dense.LatencyP50Ms:0.###} ms → {final.LatencyP50Ms:0.###} ms ({dense.LatencyP50Ms / final.LatencyP50Ms:0.#}× faster).</p>");
+        var scratch = curve?.Points.Where(p => p.Name.StartsWith(Curve.ControlPrefix)).ToList() ?? [];
+        if (final is not null && scratch.Count > 0)
+            html.Append("<p>Trained from scratch with the same sample budget (dense training + every fine-tune): " +
+                        string.Join("; ", scratch.Select(p => $"{Enc(p.Name[(Curve.ControlPrefix.Length + 2)..])}, {p.Params:N0} parameters: test Dice {p.TestDice:0.0000} [{p.TestDiceLo:0.0000}, {p.TestDiceHi:0.0000}]")) +
+                        $" — against {final.TestDice:0.0000} [{final.TestDiceLo:0.0000}, {final.TestDiceHi:0.0000}] for the pruned model.</p>");
         if (missing.Count > 0)
             html.Append("<div class=\"missing\" id=\"missing\"><b>Missing from this run</b> (the report shows what remains):<ul>")
                 .Append(string.Concat(missing.Select(m => $"<li>{Enc(m)}</li>"))).Append("</ul></div>");
@@ -126,7 +131,7 @@ public static class HtmlReport
         double? denseDice = curve?.Points.FirstOrDefault(p => p.Step == 0)?.TestDice ?? steps?.FirstOrDefault()?.ValDice;
         if (curve is not null && curve.Points.Count > 0)
         {
-            var pts = curve.Points.Where(p => !p.Name.StartsWith("pruned")).ToList();
+            var pts = curve.Points.Where(p => !p.Name.StartsWith("pruned") && !p.Name.StartsWith(Curve.ControlPrefix)).ToList();
             var test = plot.Add.Scatter(pts.Select(p => Math.Log10(p.Compression)).ToArray(), pts.Select(p => p.TestDice).ToArray());
             test.LegendText = "test Dice (95% CI)";
             foreach (var p in curve.Points)
@@ -138,6 +143,12 @@ public static class HtmlReport
             {
                 var f = plot.Add.Marker(Math.Log10(final.Compression), final.TestDice, MarkerShape.FilledSquare, 12, Colors.Green);
                 f.LegendText = "final pruned model (test)";
+            }
+            var controls = curve.Points.Where(p => p.Name.StartsWith(Curve.ControlPrefix)).ToList();
+            for (int k = 0; k < controls.Count; k++)
+            {
+                var c = plot.Add.Marker(Math.Log10(controls[k].Compression), controls[k].TestDice, k == 0 ? MarkerShape.FilledTriangleUp : MarkerShape.FilledTriangleDown, 11, Colors.Orange);
+                c.LegendText = $"{controls[k].Name} (same budget)";
             }
         }
         if (denseDice is { } dd)
