@@ -41,7 +41,8 @@ void OneDnn()
         (4, 32, 16, 56, 2, 2, 0, true), (4, 5, 3, 28, 2, 2, 0, true), (4, 16, 16, 56, 3, 1, 1, true), (4, 3, 7, 28, 3, 1, 1, true),
     };
     int trials = int.Parse(Opt("trials", "3"));
-    Console.WriteLine("shape                         threads  fwd max|Δ|  dX max|Δ|   dW max|Δ|   (relative to max |value|; oneDNN on vs off)");
+    Console.WriteLine("shape                         threads  fwd max|Δ|  dX max|Δ|   dW max|Δ|"
+        + "   (relative to max |value|; oneDNN on vs off)");
     int bad = 0;
     foreach (int threads in new[] { 1, 2 })
     {
@@ -62,12 +63,16 @@ void OneDnn()
                     using var y = sh.T ? nn.functional.conv_transpose2d(xs, ws, strides: [sh.Stride, sh.Stride], padding: [sh.Pad, sh.Pad])
                         : nn.functional.conv2d(xs, ws, strides: [sh.Stride, sh.Stride], padding: [sh.Pad, sh.Pad]);
                     y.backward([g]);
-                    return (y.detach().contiguous().data<float>().ToArray(), xs.grad!.contiguous().data<float>().ToArray(), ws.grad!.contiguous().data<float>().ToArray());
+                    using var yc = y.detach().contiguous();
+                    using var dx = xs.grad!.contiguous();
+                    using var dw = ws.grad!.contiguous();
+                    return (yc.data<float>().ToArray(), dx.data<float>().ToArray(), dw.data<float>().ToArray());
                 }
                 var native = Run(false);
                 var dnn = Run(true);
                 double Rel(float[] a, float[] b) =>
-                    a.Zip(b, (p, q) => float.IsFinite(q) ? Math.Abs(p - q) : double.PositiveInfinity).Max() / Math.Max(1e-30, a.Max(v => Math.Abs(v)));
+                    a.Zip(b, (p, q) => float.IsFinite(q) ? Math.Abs(p - q) : double.PositiveInfinity).Max()
+                    / Math.Max(1e-30, a.Max(v => Math.Abs(v)));
                 double fy = Rel(native.Y, dnn.Y), fx = Rel(native.Dx, dnn.Dx), fw = Rel(native.Dw, dnn.Dw);
                 bool wrong = fy > 1e-4 || fx > 1e-4 || fw > 1e-4;
                 if (wrong) bad++;

@@ -132,10 +132,15 @@ public static class PruneCommand
         Console.WriteLine($"\nfinal: {parameters:N0} params ({compression:0.0}× fewer), {Output.Count(macs)} MACs, val Dice {dice:0.0000} (dense {steps[0].ValDice:0.0000}{(steps[0].ValDice > 0 ? $", relative loss {100 * (steps[0].ValDice - dice) / steps[0].ValDice:0.00}%" : "")})");
         if (controls?["results"] is JsonArray rows)
         {
-            Console.WriteLine($"\nfrom scratch, the same budget ({controls["budget_samples"]:N0} samples{(controls["dense_training_known"]!.GetValue<bool>() ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
+            bool denseKnown = controls["dense_training_known"]!.GetValue<bool>();
+            Console.WriteLine($"\nfrom scratch, the same budget ({controls["budget_samples"]:N0} samples"
+                + $"{(denseKnown ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
             Console.WriteLine($"  {"pruned (this model)",-46} {parameters,12:N0} params  val Dice {dice:0.0000}");
             foreach (var r in rows)
-                Console.WriteLine($"  {r!["description"]!.GetValue<string>(),-46} {r["params"]!.GetValue<long>(),12:N0} params  val Dice {r["val_dice"]!.GetValue<double>():0.0000}");
+            {
+                string what = r!["description"]!.GetValue<string>();
+                Console.WriteLine($"  {what,-46} {r["params"]!.GetValue<long>(),12:N0} params  val Dice {r["val_dice"]!.GetValue<double>():0.0000}");
+            }
         }
         if (latency is { } l) Console.WriteLine($"ONNX Runtime batch-1 latency {l:0.###} ms ({latencyThreads} thread(s); target {maxLatency} ms)");
         Console.WriteLine($"model {outPath}; per-step log {Path.Combine(runDir, "steps.jsonl")}");

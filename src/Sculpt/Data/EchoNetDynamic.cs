@@ -129,8 +129,12 @@ public static class EchoNetDynamic
             var name = f[file];
             if (name.Length == 0) { problem($"{path}:{line}: empty FileName"); continue; }
             // a video is a file inside Videos/: no folders, no way out of the dataset, nothing a path cannot hold
-            if (name.IndexOfAny(['/', '\\']) >= 0 || name is "." or ".." || name.Any(char.IsControl) || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
-            { problem($"{path}:{line}: FileName '{Common.Messages.Quote(name)}' is not a plain file name"); continue; }
+            if (name.IndexOfAny(['/', '\\']) >= 0 || name is "." or ".." || name.Any(char.IsControl)
+                || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            {
+                problem($"{path}:{line}: FileName '{Common.Messages.Quote(name)}' is not a plain file name");
+                continue;
+            }
             if (Path.GetExtension(name) == "") name += ".avi"; // FileList names omit the extension, VolumeTracings include it
             string? s = f[split].ToUpperInvariant() switch { "TRAIN" => "train", "VAL" => "val", "TEST" => "test", _ => null };
             if (s is null) { problem($"{path}:{line}: Split '{Common.Messages.Quote(f[split])}' is not TRAIN, VAL or TEST"); continue; }

@@ -37,7 +37,7 @@ public static class TorchRuntime
     private const string SetMkldnnSymbol = "_ZN2at7Context20setUserEnabledMkldnnEb";
 
     /// <summary>
-    /// oneDNN (mkldnn) convolutions are used only where they are exact on this CPU. Earlier machines of this project
+    /// oneDNN (mkldnn) is off unless asked for (SCULPT_ONEDNN=auto or on). Earlier machines of this project
     /// (AMD EPYC family 23, libtorch 2.10) gave wrong input gradients of conv2d and wrong stride-1 conv_transpose2d
     /// outputs (off by O(10), sometimes NaN) in about half of the small cases tried; on an AVX-512 EPYC all 48
     /// cases of <c>Sculpt.Bench onednn</c> agree with libtorch's native kernels to 1e-6, and training is 2.5×
