@@ -238,6 +238,7 @@ public class PruningTests
     [Theory]
     [InlineData(AllocationMode.Global)]
     [InlineData(AllocationMode.Uniform)]
+    [InlineData(AllocationMode.CostAware)]
     public void AllocationHitsTheBudgetAndNeverEmptiesAGroup(AllocationMode mode)
     {
         var g = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
@@ -262,6 +263,31 @@ public class PruningTests
         foreach (var grp in groups.Prunable) Assert.Equal(grp.Id == head ? grp.Width : Math.Min(3, grp.Width), floored[grp.Id].Length);
         var unprotected = Allocation.Allocate(groups, scores, new Budget("params", 10), o with { MinChannels = 3, HeadInput = HeadInputPolicy.Ranked });
         Assert.Equal(3, unprotected[head].Length);
+    }
+
+    /// <summary>
+    /// Two layers with equal importance everywhere, one at 32×32 and one at 8×8 after pooling: under a MAC budget,
+    /// cost-aware allocation takes channels from the 32×32 layer (each frees 16× the MACs), plain global ranking
+    /// does not tell them apart.
+    /// </summary>
+    [Fact]
+    public void CostAwareAllocationRemovesWhatBuysTheMostBudgetFirst()
+    {
+        var b = new GraphBuilder();
+        var x = b.Input("x", 1, 32, 32);
+        var big = b.Relu("big.relu", b.Conv("big", x, 8, 3, padding: 1));
+        var pooled = b.MaxPool("pool", big, 4, 4);
+        var small = b.Relu("small.relu", b.Conv("small", pooled, 8, 3, padding: 1));
+        b.Output("y", b.Conv("head", small, 1, 1));
+        var g = b.Build();
+        var groups = ChannelGroups.Analyze(g);
+        var scores = groups.Prunable.ToDictionary(grp => grp.Id, grp => Enumerable.Repeat(1.0, grp.Width).ToArray());
+        var o = new AllocationOptions { Mode = AllocationMode.CostAware, MaxGroupRatio = 1.0, MinChannels = 1, HeadInput = HeadInputPolicy.Ranked };
+        var keep = Allocation.Allocate(groups, scores, new Budget("macs", g.MacCount() * 0.6), o);
+        int Kept(string producer) => keep[groups.Prunable.Single(grp => grp.Producers.Any(m => m.Node == producer)).Id].Length;
+        Assert.True(Kept("big") < 8 && Kept("small") == 8, $"big keeps {Kept("big")}, small keeps {Kept("small")}");
+        var (pruned, _) = Slicer.Slice(groups, keep, null);
+        Assert.True(pruned.MacCount() <= g.MacCount() * 0.6);
     }
 
     [Fact]

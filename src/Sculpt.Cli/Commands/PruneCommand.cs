@@ -13,7 +13,7 @@ public static class PruneCommand
         sculpt prune --model M.sculpt --data DIR --out M2.sculpt
                      (--compression X | --max-params N | --max-macs N | --max-latency-ms L [--latency-threads T])
                      [--min-dice D]
-                     [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform]
+                     [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform|cost]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
                      [--collapse-drop D] [--no-control]
@@ -23,7 +23,8 @@ public static class PruneCommand
         the target by at most Q× (default 1.5; at least S steps; the last lands on the target), re-estimates
         batch-norm statistics after slicing, scores channels with the criterion (default taylor:
         |w·∂L/∂w| on calibration batches, which keeps the small-norm channels that carry the foreground),
-        allocates globally (one threshold across layers, at most R of a layer per step, default 0.5) or uniformly, slices
+        allocates globally (one threshold across layers, at most R of a layer per step, default 0.5), uniformly, or by
+        cost (global, on importance per unit of the budget — parameters or MACs — each channel frees), slices
         a smaller graph (no layer below C channels, default 2; the channels a 1×1 output layer reads are chosen by
         least-squares reconstruction of the logits on calibration batches and the output layer is refitted,
         since magnitude ranks their foreground channels last — --head-input whole keeps them all), and fine-tunes E epochs (on N random training
@@ -72,7 +73,11 @@ public static class PruneCommand
             Criterion = Importance.Parse(a.Get("criterion", "taylor")),
             Allocation = new AllocationOptions
             {
-                Mode = a.Get("allocation", "global") switch { "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, var m => throw new UsageException($"--allocation must be global or uniform, got '{m}'") },
+                Mode = a.Get("allocation", "global") switch
+                {
+                    "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, "cost" => AllocationMode.CostAware,
+                    var m => throw new UsageException($"--allocation must be global, uniform or cost, got '{m}'"),
+                },
                 RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.5), MinChannels = a.Int("min-channels", 2),
                 HeadInput = a.Get("head-input", "ranked") switch { "whole" => HeadInputPolicy.Whole, "ranked" => HeadInputPolicy.Ranked, var h => throw new UsageException($"--head-input must be whole or ranked, got '{h}'") },
             },

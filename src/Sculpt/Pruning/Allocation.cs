@@ -2,7 +2,12 @@ using Sculpt.Graph;
 
 namespace Sculpt.Pruning;
 
-public enum AllocationMode { Global, Uniform }
+/// <summary>
+/// Global: one threshold on normalised scores across groups. Uniform: one ratio for every group. CostAware: global,
+/// on importance per unit of the budget a channel frees (a channel of a 112×112 layer frees 256× the MACs of one
+/// at 7×7, so at equal importance it goes first).
+/// </summary>
+public enum AllocationMode { Global, Uniform, CostAware }
 
 public enum HeadInputPolicy { Whole, Ranked }
 
@@ -118,7 +123,8 @@ public static class Allocation
             // Global: remove channels in ascending order of normalised importance (ties broken by group, then
             // channel, so the order is total and deterministic), skipping any group already at its minimum.
             // Removing one channel at a time lands on the budget even when many scores tie (e.g. dead channels).
-            var order = prunable.SelectMany(g => scores[g.Id].Select((s, c) => (Score: s, Group: g.Id, Channel: c)))
+            var cost = o.Mode == AllocationMode.CostAware ? ChannelCosts(groups, prunable, full, Measure) : null;
+            var order = prunable.SelectMany(g => scores[g.Id].Select((s, c) => (Score: cost is null ? s : s / cost[g.Id], Group: g.Id, Channel: c)))
                 .OrderBy(t => t.Score).ThenBy(t => t.Group).ThenBy(t => t.Channel).ToList();
             var minKeep = prunable.ToDictionary(g => g.Id, g => whole.Contains(g.Id) ? g.Width : MinKeep(g.Width, o));
             countsAt = k =>
@@ -142,6 +148,21 @@ public static class Allocation
             if (Measure(countsAt(mid)) <= budget.Value) hi = mid; else lo = mid;
         }
         return Select(prunable, scores, countsAt(hi));
+    }
+
+    /// <summary>What removing one channel (one block) of each group frees of the budget metric, at the current widths.</summary>
+    private static Dictionary<int, double> ChannelCosts(ChannelGroups groups, List<ChannelGroup> prunable, Dictionary<int, int> full,
+        Func<Dictionary<int, int>, double> measure)
+    {
+        double whole = measure(full);
+        var costs = new Dictionary<int, double>();
+        foreach (var g in prunable)
+        {
+            if (g.Width <= g.Block) { costs[g.Id] = double.PositiveInfinity; continue; } // cannot lose a block: never first
+            var less = new Dictionary<int, int>(full) { [g.Id] = g.Width - g.Block };
+            costs[g.Id] = Math.Max(1e-12, (whole - measure(less)) / g.Block);
+        }
+        return costs;
     }
 
     private static Dictionary<int, int[]> Select(List<ChannelGroup> groups, Dictionary<int, double[]> scores, Dictionary<int, int> counts) =>
