@@ -21,16 +21,21 @@ public static class Batches
             else if (image.Length == plane) for (int c = 0; c < channels; c++) image.CopyTo(data, (b * channels + c) * plane);
             else throw new InvalidDataException($"an image of {image.Length} values does not fit {channels}×{h}×{w}");
         }
-        var x = tensor(data, new long[] { batch.Count, channels, h, w });
+        using var x = tensor(data, new long[] { batch.Count, channels, h, w }); // alive until Normalize returns
         return Normalize(x, norm);
     }
 
     public static Tensor Normalize(Tensor x, Normalization norm)
     {
+        // every intermediate is held until the next call returns: callers outside a DisposeScope (batch-norm
+        // calibration) would otherwise leave temporaries the GC can finalize while libtorch still reads them
         long c = x.shape[1];
-        var mean = tensor(Expand(norm.Mean, c)).reshape(1, c, 1, 1);
-        var std = tensor(Expand(norm.Std, c)).reshape(1, c, 1, 1);
-        return (x - mean) / std;
+        using var meanValues = tensor(Expand(norm.Mean, c));
+        using var mean = meanValues.reshape(1, c, 1, 1);
+        using var stdValues = tensor(Expand(norm.Std, c));
+        using var std = stdValues.reshape(1, c, 1, 1);
+        using var centred = x - mean;
+        return centred / std;
     }
 
     private static float[] Expand(double[] v, long c) => Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray();
