@@ -111,17 +111,17 @@ void TrainStep()
     hand.CopyFrom(gm.ExportWeights());
     var x = randn(batch, 1, size, size);
     var y = (randn(batch, size, size) > 0.5).to_type(ScalarType.Int64);
-    var optG = torch.optim.Adam(gm.parameters(), 1e-4);
-    var optH = torch.optim.Adam(hand.parameters(), 1e-4);
-    double Step(nn.Module<Tensor, Tensor> m, torch.optim.Optimizer opt)
+    using var optG = new Sculpt.Training.Adam(gm.parameters(), 1e-4, 0);
+    using var optH = new Sculpt.Training.Adam(hand.parameters(), 1e-4, 0);
+    double Step(nn.Module<Tensor, Tensor> m, Sculpt.Training.Optimizer opt)
     {
         using var scope = NewDisposeScope();
         var sw = Stopwatch.StartNew();
         m.train();
-        opt.zero_grad();
+        opt.ZeroGrad();
         var loss = Losses.DiceCe(m.forward(x), y);
         loss.backward();
-        opt.step();
+        opt.Step();
         return sw.Elapsed.TotalSeconds;
     }
     Step(gm, optG); Step(hand, optH); // warm-up

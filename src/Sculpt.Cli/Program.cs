@@ -39,6 +39,8 @@ namespace Sculpt.Cli
                 return 2;
             }
             var rest = args[1..];
+            if (Environment.GetEnvironmentVariable("SCULPT_GC_STRESS") == "1")
+                new Thread(() => { while (true) { GC.Collect(); GC.WaitForPendingFinalizers(); Thread.Sleep(1); } }) { IsBackground = true }.Start();
             if (rest.Contains("--help") || rest.Contains("-h")) { Console.WriteLine(cmd.Help.Trim()); return 0; }
             try
             {
@@ -58,6 +60,8 @@ namespace Sculpt.Cli
             {
                 // a net, not the fix: every reader raises its own clear error; this keeps a batch job's log to one line
                 Console.Error.WriteLine($"sculpt {args[0]}: internal error ({e.GetType().Name}): {OneLine(e.Message)}");
+                // the one line keeps batch logs readable; SCULPT_TRACE=1 adds where it happened, for a bug report
+                if (Environment.GetEnvironmentVariable("SCULPT_TRACE") == "1") Console.Error.WriteLine(e.ToString());
                 return 1;
             }
         }

@@ -5,6 +5,7 @@ using Sculpt.Data;
 using Sculpt.Graph;
 using Sculpt.Runtime;
 using Sculpt.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 using Sculpt.Common;
 
@@ -151,7 +152,8 @@ public static class PruneJob
         {
             Tensor t;
             using (no_grad()) t = teacher.forward(x);
-            return nn.functional.mse_loss(logits, t) * o.DistillWeight;
+            using var weight = o.DistillWeight.ToScalar(); // held until mul returns (see HeldScalars)
+            return nn.functional.mse_loss(logits, t).mul(weight);
         };
 
         // Planned steps shrink geometrically from the current size to the target; a back-off leaves the step

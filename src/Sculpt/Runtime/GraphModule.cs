@@ -74,6 +74,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             else
             {
                 var p = new Parameter(t, requires_grad: true);
+                GC.KeepAlive(t); // the initial values must outlive the native call that wraps them
                 register_parameter(safe, p);
                 t = p;
             }
@@ -100,9 +101,16 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
     /// <summary>The spec's fill value, or PyTorch's default initialisation (kaiming-uniform with a=√5 ⇒ U(±1/√fan_in)).</summary>
     private static Tensor InitialTensor(WeightSpec spec)
     {
-        if (spec.Fill is { } v) return full(spec.Shape, v);
+        using var scope = NewDisposeScope(); // holds every intermediate until the last operation returns (see HeldScalars)
+        if (spec.Fill is { } v)
+        {
+            using var fill = v.ToScalar();
+            return full(spec.Shape, fill).MoveToOuterDisposeScope();
+        }
         long fanIn = spec.Shape.Skip(1).Aggregate(1L, (a, b) => a * b);
-        return (rand(spec.Shape) * 2 - 1) * (1.0 / Math.Sqrt(fanIn));
+        using var bound = (1.0 / Math.Sqrt(fanIn)).ToScalar();
+        var centred = rand(spec.Shape) * HeldScalars.Two - HeldScalars.One;
+        return (centred * bound).MoveToOuterDisposeScope();
     }
 
     public Tensor Tensor(string key) => _tensors[key];
@@ -122,7 +130,7 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         foreach (var bn in Graph.Nodes.OfType<BatchNorm2dNode>())
         {
             _tensors[$"{bn.Name}.running_mean"].zero_();
-            _tensors[$"{bn.Name}.running_var"].fill_(1);
+            _tensors[$"{bn.Name}.running_var"].fill_(HeldScalars.One);
         }
         bool wasTraining = training;
         train();
@@ -130,7 +138,8 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         foreach (var x in batches)
         {
             BatchNormMomentumOverride = 1.0 / (k + 1);
-            using var y = forward(x);
+            using var scope = NewDisposeScope();
+            forward(x);
             k++;
         }
         BatchNormMomentumOverride = null;
@@ -234,23 +243,29 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
             Keep(F.instance_norm(x, null, null, gamma, beta, true, 0.1, eps));
         public Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, double eps) =>
             Keep(F.group_norm(x, groups, gamma, beta, eps));
-        public Tensor Unary(UnaryKind kind, Tensor x, double a, double b) => Keep(kind switch
+        public Tensor Unary(UnaryKind kind, Tensor x, double a, double b)
         {
-            UnaryKind.Relu => F.relu(x),
-            UnaryKind.LeakyRelu => F.leaky_relu(x, a),
-            UnaryKind.Sigmoid => F.sigmoid(x),
-            UnaryKind.Tanh => x.tanh(),
-            UnaryKind.Silu => F.silu(x),
-            UnaryKind.HardSwish => F.hardswish(x),
-            UnaryKind.HardSigmoid => Keep(Keep(x * a) + b).clamp(0, 1),
-            UnaryKind.Clip => x.clamp(double.IsNegativeInfinity(a) ? null : a, double.IsPositiveInfinity(b) ? null : b),
-            UnaryKind.Softmax => x.softmax(1),
-            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-        });
+            // held until the call returns (see HeldScalars); infinite clip bounds mean no bound
+            using var first = double.IsInfinity(a) ? null : a.ToScalar();
+            using var second = double.IsInfinity(b) ? null : b.ToScalar();
+            return Keep(kind switch
+            {
+                UnaryKind.Relu => F.relu(x),
+                UnaryKind.LeakyRelu => x.leaky_relu(first!),
+                UnaryKind.Sigmoid => F.sigmoid(x),
+                UnaryKind.Tanh => x.tanh(),
+                UnaryKind.Silu => F.silu(x),
+                UnaryKind.HardSwish => F.hardswish(x),
+                UnaryKind.HardSigmoid => Keep(Keep(x * first!).add(second!, HeldScalars.One)).clamp(HeldScalars.Zero, HeldScalars.One),
+                UnaryKind.Clip => x.clamp(first, second),
+                UnaryKind.Softmax => x.softmax(1),
+                _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+            });
+        }
         public Tensor PRelu(Tensor x, Tensor slope) => Keep(F.prelu(x, slope));
         public Tensor Binary(BinaryKind kind, Tensor a, Tensor b) => Keep(kind switch
         {
-            BinaryKind.Add => a + b, BinaryKind.Sub => a - b, BinaryKind.Mul => a * b, BinaryKind.Div => a / b,
+            BinaryKind.Add => a.add(b, HeldScalars.One), BinaryKind.Sub => a - b, BinaryKind.Mul => a * b, BinaryKind.Div => a / b,
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         });
         public Tensor Scalar(double value) => Keep(tensor((float)value));

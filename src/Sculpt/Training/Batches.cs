@@ -53,7 +53,7 @@ public static class Batches
     public static byte[][] Predict(Tensor logits)
     {
         using var scope = NewDisposeScope();
-        var labels = logits.shape[1] == 1 ? (logits.squeeze(1) > 0).to_type(ScalarType.Byte) : logits.argmax(1).to_type(ScalarType.Byte);
+        var labels = logits.shape[1] == 1 ? logits.squeeze(1).gt(HeldScalars.Zero).to_type(ScalarType.Byte) : logits.argmax(1).to_type(ScalarType.Byte);
         long n = labels.shape[0], hw = labels.shape[1] * labels.shape[2];
         var flat = labels.contiguous().data<byte>().ToArray();
         return Enumerable.Range(0, (int)n).Select(b => flat.AsSpan((int)(b * hw), (int)hw).ToArray()).ToArray();
@@ -115,7 +115,7 @@ public sealed class Augmenter(int seed)
         var g = tensor(gamma).reshape(b, 1, 1, 1);
         var k = tensor(contrast).reshape(b, 1, 1, 1);
         var sd = tensor(noise).reshape(b, 1, 1, 1);
-        var x = warped.clamp(0, 1).pow(g) * k + randn_like(warped) * sd;
-        return (x.clamp(0, 1), lab);
+        var x = (warped.clamp(HeldScalars.Zero, HeldScalars.One).pow(g) * k).add(randn_like(warped) * sd, HeldScalars.One);
+        return (x.clamp(HeldScalars.Zero, HeldScalars.One), lab);
     }
 }

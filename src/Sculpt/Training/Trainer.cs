@@ -41,17 +41,11 @@ public static class Trainer
         if (train.Count == 0) throw new DatasetException("no training samples (split 'train' is empty)");
         if (val.Count == 0) throw new DatasetException("no validation samples (split 'val' is empty)");
         torch.manual_seed(o.Seed);
-        var parameters = model.parameters().ToList();
-        torch.optim.Optimizer opt = o.Optimizer switch
-        {
-            "adam" => torch.optim.Adam(parameters, o.LearningRate, weight_decay: o.WeightDecay),
-            "sgd" => torch.optim.SGD(parameters, o.LearningRate, momentum: 0.9, weight_decay: o.WeightDecay, nesterov: true),
-            _ => throw new ArgumentException($"unknown optimizer '{o.Optimizer}' (adam or sgd)"),
-        };
+        using var opt = Optimizer.Create(o.Optimizer, model.parameters(), o.LearningRate, o.WeightDecay);
         int stepsPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
         long totalSteps = (long)stepsPerEpoch * o.Epochs;
         var history = new List<EpochRecord>();
-        double best = -1; int bestEpoch = -1; WeightSet? bestWeights = null; int startEpoch = 0;
+        double best = -1; int bestEpoch = -1; WeightSet? bestWeights = null; int startEpoch = 0; long optimizerSteps = 0;
 
         if (o.Resume && o.CheckpointDir != null && File.Exists(Path.Combine(o.CheckpointDir, "state.json")))
         {
@@ -65,6 +59,8 @@ public static class Trainer
                 if (epoch < 0 || epoch >= o.Epochs || bestEpoch < 0 || bestEpoch > epoch || !(best >= 0 && best <= 1))
                     throw new JsonException($"epoch {epoch}, best epoch {bestEpoch} or best Dice {best} out of range for {o.Epochs} epochs");
                 startEpoch = epoch + 1;
+                optimizerSteps = state["optimizer_steps"] is JsonValue s && s.TryGetValue<long>(out var n) && n >= 0
+                    ? n : throw new JsonException("optimizer_steps missing or negative");
                 history = JsonSerializer.Deserialize<List<EpochRecord>>(state["history"]?.ToJsonString() ?? "null")
                     ?? throw new JsonException("history missing");
             });
@@ -72,8 +68,9 @@ public static class Trainer
             model.LoadWeights(Safetensors.Read(Data.InputLimits.ReadFile(last, "checkpoint"), last), last);
             bestWeights = Safetensors.Read(Data.InputLimits.ReadFile(bestPath, "checkpoint"), bestPath);
             WeightLayout.Check(model.Graph, bestWeights, bestPath);
-            var optimizerPath = Path.Combine(o.CheckpointDir, "optimizer.bin");
-            ResumeState.Read(optimizerPath, () => ((TorchSharp.Modules.OptimizerHelper)opt).load_state_dict(optimizerPath));
+            var optimizerPath = Path.Combine(o.CheckpointDir, OptimizerFile);
+            ResumeState.Read(optimizerPath, () =>
+                opt.LoadState(Safetensors.Read(Data.InputLimits.ReadFile(optimizerPath, "optimizer state"), optimizerPath), optimizerSteps, optimizerPath));
         }
 
         var clock = Stopwatch.StartNew();
@@ -93,18 +90,18 @@ public static class Trainer
                 using var scope = NewDisposeScope();
                 long global = (long)epoch * stepsPerEpoch + s;
                 lr = o.MinLearningRate + 0.5 * (o.LearningRate - o.MinLearningRate) * (1 + Math.Cos(Math.PI * global / totalSteps));
-                foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+                opt.LearningRate = lr;
                 var batch = order.Skip(s * o.BatchSize).Take(o.BatchSize).Select(i => train[i]).ToList();
                 var raw = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, new Normalization { Mean = new[] { 0.0 }, Std = new[] { 1.0 } });
                 var labels = Batches.Labels(batch, task.InputHeight, task.InputWidth);
                 if (o.Augment) (raw, labels) = aug.Apply(raw, labels);
                 var x = Batches.Normalize(raw, task.Normalization);
-                opt.zero_grad();
+                opt.ZeroGrad();
                 var logits = model.forward(x);
                 var loss = Losses.DiceCe(logits, labels);
-                if (o.ExtraLoss != null) loss = loss + o.ExtraLoss(x, logits);
+                if (o.ExtraLoss != null) loss = loss.add(o.ExtraLoss(x, logits), HeldScalars.One);
                 loss.backward();
-                opt.step();
+                opt.Step();
                 double l = loss.item<float>();
                 lossSum += l;
                 doneSteps++;
@@ -123,17 +120,17 @@ public static class Trainer
         return new TrainResult(best, bestEpoch, history, bestWeights);
     }
 
-    private static void SaveCheckpoint(string dir, GraphModule model, torch.optim.Optimizer opt, WeightSet best, int epoch, double bestDice, int bestEpoch, List<EpochRecord> history)
+    private const string OptimizerFile = "optimizer.safetensors";
+
+    private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightSet best, int epoch, double bestDice, int bestEpoch, List<EpochRecord> history)
     {
         Directory.CreateDirectory(dir);
         AtomicFile.WriteAllBytes(Path.Combine(dir, "last.safetensors"), Safetensors.Write(model.ExportWeights()));
         AtomicFile.WriteAllBytes(Path.Combine(dir, "best.safetensors"), Safetensors.Write(best));
-        var optTmp = Path.Combine(dir, $".optimizer.{Guid.NewGuid():N}.tmp");
-        ((TorchSharp.Modules.OptimizerHelper)opt).save_state_dict(optTmp);
-        File.Move(optTmp, Path.Combine(dir, "optimizer.bin"), true);
+        AtomicFile.WriteAllBytes(Path.Combine(dir, OptimizerFile), Safetensors.Write(opt.ExportState()));
         var state = new JsonObject
         {
-            ["epoch"] = epoch, ["best_val_dice"] = bestDice, ["best_epoch"] = bestEpoch,
+            ["epoch"] = epoch, ["best_val_dice"] = bestDice, ["best_epoch"] = bestEpoch, ["optimizer_steps"] = opt.Steps,
             ["history"] = JsonNode.Parse(JsonSerializer.Serialize(history)),
         };
         // state.json last: it is what marks the checkpoint complete
