@@ -1,3 +1,4 @@
+using System.Globalization;
 using Sculpt.Cli;
 using Sculpt.Cli.Commands;
 using Sculpt.Data;
@@ -27,9 +28,21 @@ namespace Sculpt.Cli
 
         public static int Run(string[] args)
         {
+            // numbers in files, JSON, tables and arguments are written and read with '.', whatever the machine's
+            // culture (a de-DE shell would otherwise print 0,5 into CSV and read --lr 0.5 as 5); restored after,
+            // because tests and embedding hosts call Run in their own process
+            var (culture, uiCulture) = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
+            CultureInfo.CurrentCulture = CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
+            try { return RunInvariant(args); }
+            finally { (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = (culture, uiCulture); }
+        }
+
+        private static int RunInvariant(string[] args)
+        {
+            if (args is ["--version"]) { Console.WriteLine($"sculpt {Sculpt.Common.SculptVersion.Text}"); return 0; }
             if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
             {
-                Console.WriteLine("sculpt — sculpt over-sized segmentation models into small, fast ones\n\nusage: sculpt <command> [options]   (sculpt <command> --help for details)\n");
+                Console.WriteLine("sculpt — sculpt over-sized segmentation models into small, fast ones\n\nusage: sculpt <command> [options]   (sculpt <command> --help for details; sculpt --version)\n");
                 foreach (var (name, c) in Commands) Console.WriteLine($"  {name,-9} {c.Summary}");
                 return args.Length == 0 ? 2 : 0;
             }

@@ -56,7 +56,7 @@ public static class OnnxExport
         var m = new ProtoWriter()
             .Int(ModelField.IrVersion, 8)
             .String(ModelField.ProducerName, "sculpt")
-            .String(ModelField.ProducerVersion, typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "0")
+            .String(ModelField.ProducerVersion, Common.SculptVersion.Text)
             .Message(ModelField.OpsetImport, new ProtoWriter().String(OpsetField.Domain, "").Int(OpsetField.Version, Opset))
             .Message(ModelField.Graph, g);
         foreach (var (k, v) in Metadata(model))
