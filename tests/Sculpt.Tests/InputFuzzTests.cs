@@ -86,6 +86,11 @@ public class InputFuzzTests(ITestOutputHelper log)
             var parsed = Avi.Read(p);
             if (parsed.IsMotionJpeg) Video.DecodeMotionJpeg(parsed, p); // anything else would go to ffmpeg, out of process
         });
+        foreach (var dcm in new[] { "us-mono-implicit.dcm", "us-rgb-explicit.dcm", "us-rgb-rle.dcm", "us-mono-jpeg.dcm" })
+        {
+            var original = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", dcm));
+            Run($"DICOM {dcm} (pydicom/dcmtk)", 150, ".dcm", r => Mutate(original, r), p => Dicom.Read(p));
+        }
         var nifti = Gunzip(File.ReadAllBytes(Fixture("nibabel.nii.gz")));
         Run("NIfTI .nii.gz (nibabel)", 300, ".nii.gz", r => r.Next(5) == 0 ? Mutate(Gzip(nifti), r) : Gzip(Mutate(nifti, r)), p => MedicalVolume.Read(p));
         var niftiFloat = File.ReadAllBytes(Fixture("nibabel-float.nii"));

@@ -17,7 +17,8 @@ public static class SegmentCommand
 
         IMAGE (.png/.jpg/.jpeg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
         image's own size (resized to the model input and back). VIDEO: a folder of frame_*.png (as
-        `sculpt synth --videos` writes) or a video file decoded with FFmpeg; besides masks and overlays it writes
+        `sculpt synth --videos` writes), a multi-frame ultrasound DICOM file (uncompressed, RLE or JPEG baseline; LV
+        volumes in mL from its ultrasound regions' pixel size) or a video file decoded with FFmpeg; besides masks and overlays it writes
         lv_area.csv (per-frame LV area, long axis, area-length volume), beats.csv (ED/ES frames, volumes, EF per
         beat), lv_area.png (area over time, ED/ES marked) and summary.json with the ejection fraction averaged
         over beats (single-plane area-length V = 8A²/(3πL)). X.npy: a raw NCHW float32 tensor, no
@@ -54,6 +55,7 @@ public static class SegmentCommand
 
         List<string> frames;
         List<Image8>? decoded = null;
+        DicomCine? dicom = null;
         bool video;
         if (Directory.Exists(input))
         {
@@ -63,6 +65,11 @@ public static class SegmentCommand
             frames = pngs;
         }
         else if (IsImage(input)) { frames = new() { input }; video = false; }
+        else if (IsDicom(input))
+        {
+            dicom = Dicom.Read(input);
+            decoded = dicom.Frames; frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = decoded.Count > 1;
+        }
         else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
 
         var task = seg.Task;
@@ -70,6 +77,14 @@ public static class SegmentCommand
         var planes = images.Select(img => ToModelInput(img, task)).ToList();
         var masks = seg.Segment(planes);
         var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
+        // area–length volumes scale with the cube of the pixel size; for unequal x and y sizes their geometric mean
+        // stands in for the long axis' direction (ultrasound regions are square in practice)
+        double? mlPerPx3 = dicom?.Spacing is { } sp ? Math.Pow(Math.Sqrt(sp.XMm * sp.YMm), 3) / 1000 : null;
+        if (dicom != null)
+        {
+            summary["frame_time_ms"] = Output.Num(dicom.FrameTimeMs ?? double.NaN);
+            summary["pixel_spacing_mm"] = dicom.Spacing is { } s2 ? new JsonArray(s2.XMm, s2.YMm) : null;
+        }
         AtomicFile.WriteDirectory(outDir, tmp =>
         {
             Directory.CreateDirectory(Path.Combine(tmp, "masks"));
@@ -93,13 +108,20 @@ public static class SegmentCommand
                 var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
                 for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
                 File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
-                var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent\n");
-                for (int k = 0; k < beats.Count; k++) beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##}\n");
+                var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml\n");
+                for (int k = 0; k < beats.Count; k++)
+                    beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},"
+                        + $"{beats[k].EjectionFraction:0.##},{(mlPerPx3 is { } f1 ? (beats[k].Edv * f1).ToString("0.###", CultureInfo.InvariantCulture) : "")},"
+                        + $"{(mlPerPx3 is { } f2 ? (beats[k].Esv * f2).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
                 File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
                 double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
                 AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
                 summary["ejection_fraction"] = Output.Num(ef);
-                summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject { ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction }).ToArray());
+                summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject
+                {
+                    ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction,
+                    ["edv_ml"] = mlPerPx3 is { } f ? b.Edv * f : null, ["esv_ml"] = mlPerPx3 is { } g ? b.Esv * g : null,
+                }).ToArray());
             }
             File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
         });
@@ -115,6 +137,14 @@ public static class SegmentCommand
             }
         }
         return 0;
+    }
+
+    private static bool IsDicom(string path)
+    {
+        Common.InputFile.Require(path, "input", long.MaxValue); // a FIFO must not block the peek
+        var head = new byte[132];
+        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        return Dicom.IsPart10(head);
     }
 
     private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);

@@ -16,8 +16,9 @@ public static class Video
     public static List<Image8> ReadFrames(string path)
     {
         Common.InputFile.Require(path, "video", long.MaxValue); // before opening: a FIFO would block
-        byte[] head = new byte[12];
-        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, 12, throwOnEndOfStream: false);
+        byte[] head = new byte[132];
+        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (Dicom.IsPart10(head)) return Dicom.Read(path).Frames;
         if (Encoding.ASCII.GetString(head, 0, 4) == "RIFF" && Encoding.ASCII.GetString(head, 8, 4) == "AVI ")
         {
             var avi = Avi.Read(path);
