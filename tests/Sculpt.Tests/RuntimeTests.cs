@@ -153,8 +153,8 @@ public class RuntimeTests
         var problem = TorchRuntime.ProbeOneDnn();
         Assert.Equal(before, TorchRuntime.OneDnnDisabled); // the probe changes nothing
         var choice = Environment.GetEnvironmentVariable("SCULPT_ONEDNN");
-        if (choice is null) Assert.True(TorchRuntime.OneDnnDisabled); // off by default
-        if (choice == "auto") Assert.Equal(problem is not null, TorchRuntime.OneDnnDisabled);
+        if (choice is null or "auto") Assert.Equal(problem is not null, TorchRuntime.OneDnnDisabled); // on where exact, by default
+        if (choice is "on" or "off") Assert.Equal(choice == "off", TorchRuntime.OneDnnDisabled);
         Assert.StartsWith(TorchRuntime.OneDnnDisabled ? "off" : "on", TorchRuntime.OneDnnChoice);
     }
 }

@@ -37,16 +37,16 @@ public static class TorchRuntime
     private const string SetMkldnnSymbol = "_ZN2at7Context20setUserEnabledMkldnnEb";
 
     /// <summary>
-    /// oneDNN (mkldnn) is off unless asked for (SCULPT_ONEDNN=auto or on). Earlier machines of this project
+    /// oneDNN (mkldnn) is used where it is exact on this CPU (SCULPT_ONEDNN=auto, the default). Earlier machines of this project
     /// (AMD EPYC family 23, libtorch 2.10) gave wrong input gradients of conv2d and wrong stride-1 conv_transpose2d
     /// outputs (off by O(10), sometimes NaN) in about half of the small cases tried; on an AVX-512 EPYC all 48
     /// cases of <c>Sculpt.Bench onednn</c> agree with libtorch's native kernels to 1e-6, and training is 2.5×
     /// faster (bench/RESULTS.md). So at start-up <see cref="ProbeOneDnn"/> compares oneDNN with the native
     /// kernels on the convolutions training uses (forward, input and weight gradients; strided, transposed,
     /// stride-1 transposed), twice for bit-for-bit repeatability, and keeps oneDNN only if every value agrees —
-    /// when SCULPT_ONEDNN=auto. The default is off: with the probe's choice the demo stopped twice inside libtorch
-    /// at random points ("Expected false to be true") on models pruned to one or two channels per layer, which the
-    /// probe's cases do not show. SCULPT_ONEDNN=on forces it on. Deployment does not use oneDNN (ONNX Runtime).
+    /// (the default, SCULPT_ONEDNN=auto). The demo failures once blamed on oneDNN ("Expected false to be true") were
+    /// TorchSharp Scalars finalized during native calls (see HeldScalars), gone with that fix. SCULPT_ONEDNN=on
+    /// forces it on, =off off. Deployment does not use oneDNN (ONNX Runtime).
     /// </summary>
     public static bool OneDnnDisabled { get; private set; }
 
@@ -56,13 +56,10 @@ public static class TorchRuntime
     private static void ChooseOneDnn()
     {
         var choice = Environment.GetEnvironmentVariable("SCULPT_ONEDNN")?.Trim().ToLowerInvariant();
-        if (choice is not "auto")
+        if (choice is "on" or "off")
         {
-            // off unless asked for: with the probe's choice (on), the demo twice stopped in libtorch at random points
-            // ("Expected false to be true"), on models whose layers are down to one or two channels
-            bool on = choice == "on";
-            UseOneDnn(on);
-            OneDnnChoice = on ? "on (SCULPT_ONEDNN)" : choice == "off" ? "off (SCULPT_ONEDNN)" : "off (default; SCULPT_ONEDNN=auto probes)";
+            UseOneDnn(choice == "on");
+            OneDnnChoice = $"{choice} (SCULPT_ONEDNN)";
             return;
         }
         var problem = ProbeOneDnn();
