@@ -119,11 +119,7 @@ public class DicomSegmentTests
     public void SegmentReadsAnUltrasoundDicomWithItsTimingAndPixelSize()
     {
         var dir = TestFiles.TempDir();
-        var g = Sculpt.Models.UNet.Build(new Sculpt.Models.UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 32 });
-        using var gm = new Sculpt.Runtime.GraphModule(g);
-        var meta = new Sculpt.Runtime.ModelMeta(); meta.Task.InputHeight = meta.Task.InputWidth = 32;
-        var model = Path.Combine(dir, "m.sculpt");
-        new Sculpt.Runtime.ModelPackage(g, gm.ExportWeights(), meta).Save(model);
+        var model = TestFiles.UntrainedModel(dir, 32);
         var outDir = Path.Combine(dir, "seg");
         var r = TestFiles.Cli("segment", "--model", model, "--input", Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", "us-rgb-rle.dcm"),
             "--out", outDir, "--json");

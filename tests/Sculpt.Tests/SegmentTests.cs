@@ -129,11 +129,7 @@ public class SegmentTests
         var dir = TestFiles.TempDir();
         var data = Path.Combine(dir, "data");
         SynthDataset.Write(data, new SynthOptions { Count = 3, Size = 32, Videos = 1, VideoFrames = 30 });
-        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 32 });
-        using var gm = new GraphModule(g);
-        var meta = new ModelMeta(); meta.Task.InputHeight = meta.Task.InputWidth = 32;
-        var model = Path.Combine(dir, "m.sculpt");
-        new ModelPackage(g, gm.ExportWeights(), meta).Save(model);
+        var model = TestFiles.UntrainedModel(dir, 32);
         var outDir = Path.Combine(dir, "seg");
         var r = Sculpt("segment", "--model", model, "--input", Path.Combine(data, "videos", "video_0000"), "--out", outDir, "--json");
         Assert.True(r.Item1 == 0, r.Item3);

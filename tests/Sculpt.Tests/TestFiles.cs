@@ -26,6 +26,17 @@ internal static class TestFiles
     }
 
     /// <summary>Default-initialised weights with non-trivial batch-norm parameters and statistics.</summary>
+    /// <summary>An untrained one-level U-Net (width 2) saved as a package for <paramref name="size"/>² inputs: enough for I/O tests.</summary>
+    public static string UntrainedModel(string dir, int size)
+    {
+        var g = Sculpt.Models.UNet.Build(new Sculpt.Models.UNetConfig { Depth = 1, BaseWidth = 2, InputSize = size });
+        using var gm = new GraphModule(g);
+        var meta = new ModelMeta(); meta.Task.InputHeight = meta.Task.InputWidth = size;
+        var model = Path.Combine(dir, "m.sculpt");
+        new ModelPackage(g, gm.ExportWeights(), meta).Save(model);
+        return model;
+    }
+
     public static WeightSet WithBnStatistics(NetworkGraph g, int seed)
     {
         torch.manual_seed(seed);

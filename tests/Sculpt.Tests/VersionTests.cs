@@ -1,7 +1,5 @@
 using System.Text;
 using System.Xml.Linq;
-using Sculpt.Models;
-using Sculpt.Runtime;
 using Xunit;
 
 namespace Sculpt.Tests;
@@ -28,11 +26,7 @@ public class VersionTests
         Assert.Equal((0, $"sculpt {version}"), (r.Code, r.Out.Trim()));
 
         var dir = TestFiles.TempDir();
-        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 16 });
-        using var gm = new GraphModule(g);
-        var meta = new ModelMeta(); meta.Task.InputHeight = meta.Task.InputWidth = 16;
-        var model = Path.Combine(dir, "m.sculpt");
-        new ModelPackage(g, gm.ExportWeights(), meta).Save(model);
+        var model = TestFiles.UntrainedModel(dir, 16);
         var onnx = Path.Combine(dir, "m.onnx");
         var e = TestFiles.Cli("export", "--model", model, "--onnx", onnx);
         Assert.True(e.Code == 0, e.Err);
