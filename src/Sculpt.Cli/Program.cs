@@ -42,7 +42,8 @@ namespace Sculpt.Cli
             if (args is ["--version"]) { Console.WriteLine($"sculpt {Sculpt.Common.SculptVersion.Text}"); return 0; }
             if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
             {
-                Console.WriteLine("sculpt — sculpt over-sized segmentation models into small, fast ones\n\nusage: sculpt <command> [options]   (sculpt <command> --help for details; sculpt --version)\n");
+                Console.WriteLine("sculpt — sculpt over-sized segmentation models into small, fast ones\n\n"
+                    + "usage: sculpt <command> [options]   (sculpt <command> --help for details; sculpt --version)\n");
                 foreach (var (name, c) in Commands) Console.WriteLine($"  {name,-9} {c.Summary}");
                 return args.Length == 0 ? 2 : 0;
             }
@@ -53,7 +54,11 @@ namespace Sculpt.Cli
             }
             var rest = args[1..];
             if (Environment.GetEnvironmentVariable("SCULPT_GC_STRESS") == "1")
-                new Thread(() => { while (true) { GC.Collect(); GC.WaitForPendingFinalizers(); Thread.Sleep(1); } }) { IsBackground = true }.Start();
+            {
+                // a developer's check for TorchSharp's finalizer race (README): collect garbage every millisecond
+                new Thread(() => { while (true) { GC.Collect(); GC.WaitForPendingFinalizers(); Thread.Sleep(1); } })
+                    { IsBackground = true }.Start();
+            }
             if (rest.Contains("--help") || rest.Contains("-h")) { Console.WriteLine(cmd.Help.Trim()); return 0; }
             try
             {

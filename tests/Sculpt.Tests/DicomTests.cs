@@ -121,7 +121,8 @@ public class DicomSegmentTests
         var dir = TestFiles.TempDir();
         var model = TestFiles.UntrainedModel(dir, 32);
         var outDir = Path.Combine(dir, "seg");
-        var r = TestFiles.Cli("segment", "--model", model, "--input", Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", "us-rgb-rle.dcm"),
+        var r = TestFiles.Cli("segment", "--model", model, "--input",
+            Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", "us-rgb-rle.dcm"),
             "--out", outDir, "--json");
         Assert.True(r.Code == 0, r.Err);
         var summary = System.Text.Json.Nodes.JsonNode.Parse(r.Out)!;
@@ -130,6 +131,7 @@ public class DicomSegmentTests
         Assert.Equal("[0.3,0.3]", summary["pixel_spacing_mm"]!.ToJsonString());
         Assert.Equal(5, Directory.GetFiles(Path.Combine(outDir, "masks")).Length);
         Assert.Equal(6, File.ReadAllLines(Path.Combine(outDir, "lv_area.csv")).Length);
-        Assert.Equal("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml", File.ReadAllLines(Path.Combine(outDir, "beats.csv"))[0]);
+        Assert.Equal("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml",
+            File.ReadAllLines(Path.Combine(outDir, "beats.csv"))[0]);
     }
 }

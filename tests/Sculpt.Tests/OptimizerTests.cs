@@ -7,13 +7,16 @@ using Xunit;
 
 namespace Sculpt.Tests;
 
-/// <summary>Sculpt's optimizers against TorchSharp's own (the independent reference): the same weights after every step, bit for bit.</summary>
+/// <summary>
+/// Sculpt's optimizers against TorchSharp's own (the independent reference): the same weights after every step, bit for bit.
+/// </summary>
 public class OptimizerTests
 {
     private static readonly UNetConfig Tiny = new() { Depth = 2, BaseWidth = 4, InputSize = 16 };
 
-    /// <summary>Trains two copies of one network on the same batches, one with each optimizer; returns the largest weight difference per step.</summary>
-    private static List<double> Compare(Func<GraphModule, Sculpt.Training.Optimizer> ours, Func<GraphModule, torch.optim.Optimizer> theirs, int steps)
+    /// <summary>Two copies of one network trained on the same batches, one per optimizer: the largest weight difference per step.</summary>
+    private static List<double> Compare(Func<GraphModule, Sculpt.Training.Optimizer> ours, Func<GraphModule,
+        torch.optim.Optimizer> theirs, int steps)
     {
         var graph = UNet.Build(Tiny);
         torch.manual_seed(11);
@@ -26,7 +29,8 @@ public class OptimizerTests
         for (int s = 0; s < steps; s++)
         {
             using var scope = NewDisposeScope();
-            var x = tensor(Enumerable.Range(0, 2 * 16 * 16).Select(_ => (float)generator.NextDouble()).ToArray(), new long[] { 2, 1, 16, 16 });
+            var x = tensor(Enumerable.Range(0, 2 * 16 * 16).Select(_ => (float)generator.NextDouble()).ToArray(),
+                new long[] { 2, 1, 16, 16 });
             var y = tensor(Enumerable.Range(0, 2 * 16 * 16).Select(i => (long)(i % 16 > 7 ? 1 : 0)).ToArray(), new long[] { 2, 16, 16 });
             mine.ZeroGrad();
             Losses.DiceCe(a.forward(x), y).backward();
@@ -43,7 +47,8 @@ public class OptimizerTests
     [Fact]
     public void AdamEqualsTorchOptimAdamBitForBit()
     {
-        var d = Compare(m => new Sculpt.Training.Adam(m.parameters(), 2e-3, 1e-5), m => torch.optim.Adam(m.parameters(), 2e-3, weight_decay: 1e-5), 6);
+        var d = Compare(m => new Sculpt.Training.Adam(m.parameters(), 2e-3, 1e-5),
+            m => torch.optim.Adam(m.parameters(), 2e-3, weight_decay: 1e-5), 6);
         Assert.All(d, x => Assert.Equal(0.0, x));
     }
 

@@ -125,7 +125,8 @@ public class ScalarLifetimeTests
     private sealed class TypeNames : ISignatureTypeProvider<string, object?>
     {
         public string GetPrimitiveType(PrimitiveTypeCode typeCode) => typeCode.ToString();
-        public string GetTypeFromDefinition(MetadataReader reader, TypeDefinitionHandle handle, byte rawTypeKind) => DefinitionName(reader, handle);
+        public string GetTypeFromDefinition(MetadataReader reader, TypeDefinitionHandle handle,
+            byte rawTypeKind) => DefinitionName(reader, handle);
         public string GetTypeFromReference(MetadataReader reader, TypeReferenceHandle handle, byte rawTypeKind) => TypeName(reader, handle);
         public string GetTypeFromSpecification(MetadataReader reader, object? context, TypeSpecificationHandle handle, byte rawTypeKind) =>
             reader.GetTypeSpecification(handle).DecodeSignature(this, context);

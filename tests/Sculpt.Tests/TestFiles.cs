@@ -26,7 +26,7 @@ internal static class TestFiles
     }
 
     /// <summary>Default-initialised weights with non-trivial batch-norm parameters and statistics.</summary>
-    /// <summary>An untrained one-level U-Net (width 2) saved as a package for <paramref name="size"/>² inputs: enough for I/O tests.</summary>
+    /// <summary>An untrained one-level U-Net (width 2) saved as a package for <paramref name="size"/>² inputs, for I/O tests.</summary>
     public static string UntrainedModel(string dir, int size)
     {
         var g = Sculpt.Models.UNet.Build(new Sculpt.Models.UNetConfig { Depth = 1, BaseWidth = 2, InputSize = size });

@@ -68,7 +68,9 @@ public static class SegmentCommand
         else if (IsDicom(input))
         {
             dicom = Dicom.Read(input);
-            decoded = dicom.Frames; frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = decoded.Count > 1;
+            decoded = dicom.Frames;
+            frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList();
+            video = decoded.Count > 1;
         }
         else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
 
@@ -109,10 +111,12 @@ public static class SegmentCommand
                 for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
                 File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
                 var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml\n");
+                string Millilitres(double px3) => mlPerPx3 is { } f ? (px3 * f).ToString("0.###", CultureInfo.InvariantCulture) : "";
                 for (int k = 0; k < beats.Count; k++)
-                    beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},{beats[k].EndSystole},{beats[k].Edv:0.#},{beats[k].Esv:0.#},"
-                        + $"{beats[k].EjectionFraction:0.##},{(mlPerPx3 is { } f1 ? (beats[k].Edv * f1).ToString("0.###", CultureInfo.InvariantCulture) : "")},"
-                        + $"{(mlPerPx3 is { } f2 ? (beats[k].Esv * f2).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
+                    beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},")
+                        .Append(CultureInfo.InvariantCulture, $"{beats[k].EndSystole},{beats[k].Edv:0.#},")
+                        .Append(CultureInfo.InvariantCulture, $"{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##},")
+                        .Append($"{Millilitres(beats[k].Edv)},{Millilitres(beats[k].Esv)}\n");
                 File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
                 double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
                 AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");

@@ -35,7 +35,8 @@ public static class Dicom
     public const int MaxFrames = 20_000;
 
     /// <summary>True when the file has the Part 10 preamble and "DICM" prefix.</summary>
-    public static bool IsPart10(ReadOnlySpan<byte> head) => head.Length >= 132 && head[128] == 'D' && head[129] == 'I' && head[130] == 'C' && head[131] == 'M';
+    public static bool IsPart10(ReadOnlySpan<byte> head) => head.Length >= 132 && head[128] == 'D' && head[129] == 'I'
+        && head[130] == 'C' && head[131] == 'M';
 
     /// <summary>A whole file in memory: an uncompressed loop of 200 RGB frames at 800×600 is 288 MB.</summary>
     public const long MaxFileBytes = 1L << 30;
@@ -53,8 +54,10 @@ public static class Dicom
             var e = ReadElement(file, ref at, explicitVr: true, source, depth: 0);
             meta[e.Tag] = e;
         }
-        string syntax = meta.TryGetValue(0x00020010, out var ts) ? Text(file, ts) : throw new InvalidDataException($"{source}: no transfer syntax (0002,0010)");
-        if (Unsupported.TryGetValue(syntax, out var name)) throw new InvalidDataException($"{source}: transfer syntax {name} ({syntax}) is not supported");
+        string syntax = meta.TryGetValue(0x00020010, out var ts) ? Text(file, ts) :
+            throw new InvalidDataException($"{source}: no transfer syntax (0002,0010)");
+        if (Unsupported.TryGetValue(syntax, out var name))
+            throw new InvalidDataException($"{source}: transfer syntax {name} ({syntax}) is not supported");
         if (syntax is not (ImplicitLittle or ExplicitLittle or Rle or JpegBaseline))
             throw new InvalidDataException($"{source}: unknown transfer syntax {Messages(syntax)}");
         bool explicitVr = syntax != ImplicitLittle;
@@ -70,7 +73,8 @@ public static class Dicom
 
         int rows = UShort(file, top, 0x00280010, source), columns = UShort(file, top, 0x00280011, source);
         int samples = UShort(file, top, 0x00280002, source), bits = UShort(file, top, 0x00280100, source);
-        string photometric = top.TryGetValue(0x00280004, out var pi) ? Text(file, pi) : throw Missing(source, "(0028,0004) Photometric Interpretation");
+        string photometric = top.TryGetValue(0x00280004, out var pi) ? Text(file, pi) :
+            throw Missing(source, "(0028,0004) Photometric Interpretation");
         int planar = top.ContainsKey(0x00280006) ? UShort(file, top, 0x00280006, source) : 0;
         int frames = top.TryGetValue(0x00280008, out var nf) ? IntegerString(file, nf, source, "(0028,0008) Number of Frames") : 1;
         if (rows == 0 || columns == 0) throw new InvalidDataException($"{source}: image of {rows}×{columns} pixels");
@@ -78,23 +82,29 @@ public static class Dicom
         if (frames < 1 || frames > MaxFrames) throw new InvalidDataException($"{source}: {frames} frames (1 to {MaxFrames:N0} supported)");
         if (photometric == "YBR_FULL_422" && columns % 2 != 0 && syntax is ImplicitLittle or ExplicitLittle)
             throw new InvalidDataException($"{source}: YBR_FULL_422 with an odd number of columns ({columns})");
-        if (bits != 8) throw new InvalidDataException($"{source}: {bits} bits allocated per sample; only 8 are supported (ultrasound is 8-bit)");
+        if (bits != 8)
+            throw new InvalidDataException($"{source}: {bits} bits allocated per sample; only 8 are supported (ultrasound is 8-bit)");
         bool colour = photometric is "RGB" or "YBR_FULL" or "YBR_FULL_422";
         if (!(colour && samples == 3) && !(photometric is "MONOCHROME1" or "MONOCHROME2" or "PALETTE COLOR" && samples == 1))
-            throw new InvalidDataException($"{source}: photometric interpretation {Messages(photometric)} with {samples} samples per pixel is not supported");
+            throw new InvalidDataException(
+                $"{source}: photometric interpretation {Messages(photometric)} with {samples} samples per pixel is not supported");
         long decodedBytes = (long)frames * rows * columns * (colour || photometric == "PALETTE COLOR" ? 3 : 1);
-        if (decodedBytes > Video.MaxDecodedBytes) throw new InvalidDataException($"{source}: decodes to more than {Video.MaxDecodedBytes:N0} bytes of frames");
+        if (decodedBytes > Video.MaxDecodedBytes)
+            throw new InvalidDataException($"{source}: decodes to more than {Video.MaxDecodedBytes:N0} bytes of frames");
         if (!top.TryGetValue(0x7FE00010, out var pixels)) throw Missing(source, "(7FE0,0010) Pixel Data");
 
         var frameList = new List<Image8>(frames);
         if (syntax is ImplicitLittle or ExplicitLittle)
         {
-            if (pixels.Fragments != null) throw new InvalidDataException($"{source}: encapsulated pixel data in an uncompressed transfer syntax");
+            if (pixels.Fragments != null)
+                throw new InvalidDataException($"{source}: encapsulated pixel data in an uncompressed transfer syntax");
             long frameBytes = photometric == "YBR_FULL_422" ? (long)rows * columns * 2 : (long)rows * columns * samples;
             if (pixels.Length < frameBytes * frames)
-                throw new InvalidDataException($"{source}: pixel data holds {pixels.Length:N0} bytes, {frames} frames of {rows}×{columns}×{samples} need {frameBytes * frames:N0}");
+                throw new InvalidDataException($"{source}: pixel data holds {pixels.Length:N0} bytes, "
+                    + $"{frames} frames of {rows}×{columns}×{samples} need {frameBytes * frames:N0}");
             for (int f = 0; f < frames; f++)
-                frameList.Add(Native(file.AsSpan(pixels.Offset + (int)(frameBytes * f), (int)frameBytes), rows, columns, photometric, planar));
+                frameList.Add(Native(file.AsSpan(pixels.Offset + (int)(frameBytes * f), (int)frameBytes), rows, columns, photometric,
+                    planar));
         }
         else
         {
@@ -102,11 +112,13 @@ public static class Dicom
             for (int f = 0; f < frames; f++)
             {
                 string where = $"{source} frame {f}";
-                if (syntax == Rle) frameList.Add(Native(DecodeRle(perFrame[f], rows, columns, samples, where), rows, columns, photometric, planar: 1));
+                if (syntax == Rle) frameList.Add(Native(DecodeRle(perFrame[f], rows, columns, samples, where), rows, columns,
+                    photometric, planar: 1));
                 else
                 {
                     var img = Jpeg.Decode(perFrame[f], where);
-                    if (img.Width != columns || img.Height != rows) throw new InvalidDataException($"{where}: JPEG of {img.Width}×{img.Height}, the header says {columns}×{rows}");
+                    if (img.Width != columns || img.Height != rows)
+                        throw new InvalidDataException($"{where}: JPEG of {img.Width}×{img.Height}, the header says {columns}×{rows}");
                     frameList.Add(photometric is "MONOCHROME1" ? Invert(img) : img);
                 }
             }
@@ -115,32 +127,42 @@ public static class Dicom
 
         double? frameTime = null;
         if (top.TryGetValue(0x00181063, out var ft)) frameTime = DecimalString(file, ft, source, "(0018,1063) Frame Time");
-        else if (top.TryGetValue(0x00180040, out var cr) && IntegerString(file, cr, source, "(0018,0040) Cine Rate") is > 0 and var rate) frameTime = 1000.0 / rate;
+        else if (top.TryGetValue(0x00180040, out var cr)
+            && IntegerString(file, cr, source, "(0018,0040) Cine Rate") is > 0 and var rate) frameTime = 1000.0 / rate;
         if (frameTime is <= 0 or > 10_000) throw new InvalidDataException($"{source}: frame time {frameTime} ms");
         return new DicomCine(frameList, frameTime, spacing, syntax, photometric);
     }
 
-    private sealed record Element(uint Tag, string Vr, int Offset, int Length, List<byte[]>? Fragments = null, List<List<Element>>? Items = null);
+    private sealed record Element(uint Tag, string Vr, int Offset, int Length, List<byte[]>? Fragments = null,
+        List<List<Element>>? Items = null);
 
     private static InvalidDataException Missing(string source, string what) => new($"{source}: required element {what} missing");
 
     private static string Messages(string s) => Common.Messages.Quote(s);
 
-    private static readonly HashSet<string> LongVrs = new() { "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV" };
+    private static readonly HashSet<string> LongVrs = new() { "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
+        "UV" };
 
-    /// <summary>One element at <paramref name="at"/>; sequences and encapsulated pixel data are read whole, to <see cref="MaxNesting"/> levels.</summary>
+    /// <summary>
+    /// One element at <paramref name="at"/>; sequences and encapsulated pixel data read whole, to <see cref="MaxNesting"/> levels.
+    /// </summary>
     private static Element ReadElement(byte[] b, ref int at, bool explicitVr, string source, int depth)
     {
         if (depth > MaxNesting) throw new InvalidDataException($"{source}: sequences nested deeper than {MaxNesting} levels at byte {at}");
         Need(b, at, 8, source);
-        uint tag = (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at)) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at + 2));
+        uint tag = Tag(b, at);
         string vr; uint length;
         if (explicitVr && tag >> 16 != 0xFFFE)
         {
             vr = Encoding.ASCII.GetString(b, at + 4, 2);
             if (!(vr[0] is >= 'A' and <= 'Z' && vr[1] is >= 'A' and <= 'Z'))
                 throw new InvalidDataException($"{source}: invalid value representation at byte {at + 4} (tag {TagText(tag)})");
-            if (LongVrs.Contains(vr)) { Need(b, at, 12, source); length = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(at + 8)); at += 12; }
+            if (LongVrs.Contains(vr))
+            {
+                Need(b, at, 12, source);
+                length = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(at + 8));
+                at += 12;
+            }
             else { length = BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at + 6)); at += 8; }
         }
         else
@@ -155,10 +177,12 @@ public static class Dicom
             bool itemsExplicit = explicitVr && vr == "SQ";
             return new Element(tag, "SQ", at, 0, Items: ReadItems(b, ref at, null, itemsExplicit, source, depth + 1));
         }
-        if (length > (uint)(b.Length - at)) throw new InvalidDataException($"{source}: element {TagText(tag)} declares {length:N0} bytes, {b.Length - at:N0} remain");
+        if (length > (uint)(b.Length - at))
+            throw new InvalidDataException($"{source}: element {TagText(tag)} declares {length:N0} bytes, {b.Length - at:N0} remain");
         int offset = at;
         at += (int)length;
-        if (vr == "SQ") { int inner = offset; return new Element(tag, vr, offset, (int)length, Items: ReadItems(b, ref inner, offset + (int)length, explicitVr, source, depth + 1)); }
+        if (vr == "SQ") { int inner = offset; return new Element(tag, vr, offset, (int)length,
+            Items: ReadItems(b, ref inner, offset + (int)length, explicitVr, source, depth + 1)); }
         return new Element(tag, vr, offset, (int)length);
     }
 
@@ -168,11 +192,12 @@ public static class Dicom
         while (end is null || at < end)
         {
             Need(b, at, 8, source);
-            uint tag = (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at)) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at + 2));
+            uint tag = Tag(b, at);
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(at + 4));
             at += 8;
             if (tag == 0xFFFEE0DD) return items; // sequence delimitation
-            if (tag != 0xFFFEE000) throw new InvalidDataException($"{source}: expected a sequence item at byte {at - 8}, found {TagText(tag)}");
+            if (tag != 0xFFFEE000)
+                throw new InvalidDataException($"{source}: expected a sequence item at byte {at - 8}, found {TagText(tag)}");
             var item = new List<Element>();
             if (length == 0xFFFFFFFF)
             {
@@ -185,7 +210,8 @@ public static class Dicom
             }
             else
             {
-                if (length > (uint)(b.Length - at)) throw new InvalidDataException($"{source}: sequence item declares {length:N0} bytes, {b.Length - at:N0} remain");
+                if (length > (uint)(b.Length - at))
+                    throw new InvalidDataException($"{source}: sequence item declares {length:N0} bytes, {b.Length - at:N0} remain");
                 int itemEnd = at + (int)length;
                 while (at < itemEnd) item.Add(ReadElement(b, ref at, explicitVr, source, depth));
                 if (at != itemEnd) throw new InvalidDataException($"{source}: sequence item overruns its length at byte {at}");
@@ -203,22 +229,27 @@ public static class Dicom
         while (true)
         {
             Need(b, at, 8, source);
-            uint tag = (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at)) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at + 2));
+            uint tag = Tag(b, at);
             uint length = BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(at + 4));
             at += 8;
             if (tag == 0xFFFEE0DD) return items;
-            if (tag != 0xFFFEE000) throw new InvalidDataException($"{source}: expected a pixel data fragment at byte {at - 8}, found {TagText(tag)}");
-            if (length > (uint)(b.Length - at)) throw new InvalidDataException($"{source}: pixel data fragment declares {length:N0} bytes, {b.Length - at:N0} remain");
+            if (tag != 0xFFFEE000)
+                throw new InvalidDataException($"{source}: expected a pixel data fragment at byte {at - 8}, found {TagText(tag)}");
+            if (length > (uint)(b.Length - at))
+                throw new InvalidDataException($"{source}: pixel data fragment declares {length:N0} bytes, {b.Length - at:N0} remain");
             if (items.Count > MaxFrames * 4) throw new InvalidDataException($"{source}: more than {MaxFrames * 4:N0} pixel data fragments");
             items.Add(b.AsSpan(at, (int)length).ToArray());
             at += (int)length;
         }
     }
 
-    /// <summary>The bytes of each frame: by the basic offset table when present, one fragment per frame when they match, else by JPEG end markers.</summary>
+    /// <summary>
+    /// The bytes of each frame: one fragment per frame when the counts match, else by the basic offset table, else by JPEG end markers.
+    /// </summary>
     private static List<byte[]> FrameFragments(byte[] file, Element pixels, int frames, string syntax, string source)
     {
-        var items = pixels.Fragments ?? throw new InvalidDataException($"{source}: pixel data of a compressed transfer syntax is not encapsulated");
+        var items = pixels.Fragments ??
+            throw new InvalidDataException($"{source}: pixel data of a compressed transfer syntax is not encapsulated");
         if (items.Count < 2) throw new InvalidDataException($"{source}: encapsulated pixel data without fragments");
         var table = items[0];
         var fragments = items.Skip(1).ToList();
@@ -234,7 +265,8 @@ public static class Dicom
                 long from = BinaryPrimitives.ReadUInt32LittleEndian(table.AsSpan(4 * i));
                 long to = i + 1 < frames ? BinaryPrimitives.ReadUInt32LittleEndian(table.AsSpan(4 * (i + 1))) : position;
                 int first = starts.IndexOf(from);
-                if (first < 0 || to < from) throw new InvalidDataException($"{source}: basic offset table entry {i} ({from}) does not start a fragment");
+                if (first < 0 || to < from)
+                    throw new InvalidDataException($"{source}: basic offset table entry {i} ({from}) does not start a fragment");
                 var frame = new List<byte>();
                 for (int k = first; k < fragments.Count && starts[k] < to; k++) frame.AddRange(fragments[k]);
                 result.Add(frame.ToArray());
@@ -249,7 +281,8 @@ public static class Dicom
             {
                 current.AddRange(f);
                 int n = f.Length;
-                if (n >= 2 && (f[n - 2] == 0xFF && f[n - 1] == 0xD9 || n >= 3 && f[n - 3] == 0xFF && f[n - 2] == 0xD9 && f[n - 1] == 0)) { result.Add(current.ToArray()); current.Clear(); }
+                if (n >= 2 && (f[n - 2] == 0xFF && f[n - 1] == 0xD9 || n >= 3 && f[n - 3] == 0xFF && f[n - 2] == 0xD9
+                    && f[n - 1] == 0)) { result.Add(current.ToArray()); current.Clear(); }
             }
             if (result.Count == frames) return result;
         }
@@ -261,14 +294,16 @@ public static class Dicom
     {
         if (frame.Length < 64) throw new InvalidDataException($"{source}: RLE frame shorter than its 64-byte header");
         uint segments = BinaryPrimitives.ReadUInt32LittleEndian(frame);
-        if (segments != samples) throw new InvalidDataException($"{source}: RLE frame has {segments} segments, {samples} samples of 8 bits need {samples}");
+        if (segments != samples)
+            throw new InvalidDataException($"{source}: RLE frame has {segments} segments, {samples} samples of 8 bits need {samples}");
         int plane = rows * columns;
         var output = new byte[plane * samples];
         for (int s = 0; s < samples; s++)
         {
             long start = BinaryPrimitives.ReadUInt32LittleEndian(frame.AsSpan(4 + 4 * s));
             long end = s + 1 < samples ? BinaryPrimitives.ReadUInt32LittleEndian(frame.AsSpan(8 + 4 * s)) : frame.Length;
-            if (start < 64 || end > frame.Length || end < start) throw new InvalidDataException($"{source}: RLE segment {s} offsets {start}–{end} outside the frame");
+            if (start < 64 || end > frame.Length || end < start)
+                throw new InvalidDataException($"{source}: RLE segment {s} offsets {start}–{end} outside the frame");
             int o = s * plane, limit = o + plane;
             for (long i = start; i < end && o < limit;)
             {
@@ -276,7 +311,8 @@ public static class Dicom
                 if (n >= 0)
                 {
                     int count = n + 1;
-                    if (i + count > end || o + count > limit) throw new InvalidDataException($"{source}: RLE segment {s} literal run past its end");
+                    if (i + count > end || o + count > limit)
+                        throw new InvalidDataException($"{source}: RLE segment {s} literal run past its end");
                     Array.Copy(frame, i, output, o, count); i += count; o += count;
                 }
                 else if (n != -128)
@@ -286,17 +322,23 @@ public static class Dicom
                     output.AsSpan(o, count).Fill(frame[i++]); o += count;
                 }
             }
-            if (o != limit) throw new InvalidDataException($"{source}: RLE segment {s} decodes to {o - s * plane} bytes, the frame needs {plane}");
+            if (o != limit)
+                throw new InvalidDataException($"{source}: RLE segment {s} decodes to {o - s * plane} bytes, the frame needs {plane}");
         }
         return output;
     }
 
-    /// <summary>Native (uncompressed or RLE-decoded) samples to an Image8: planar to interleaved, YBR to RGB, MONOCHROME1 inverted.</summary>
+    /// <summary>Uncompressed or RLE-decoded samples to an Image8: planar to interleaved, YBR to RGB, MONOCHROME1 inverted.</summary>
     private static Image8 Native(ReadOnlySpan<byte> data, int rows, int columns, string photometric, int planar)
     {
         int n = rows * columns;
         if (photometric is "MONOCHROME2" or "PALETTE COLOR") return new Image8(columns, rows, 1, data[..n].ToArray());
-        if (photometric == "MONOCHROME1") { var inv = new byte[n]; for (int i = 0; i < n; i++) inv[i] = (byte)(255 - data[i]); return new Image8(columns, rows, 1, inv); }
+        if (photometric == "MONOCHROME1")
+        {
+            var inverted = new byte[n];
+            for (int i = 0; i < n; i++) inverted[i] = (byte)(255 - data[i]);
+            return new Image8(columns, rows, 1, inverted);
+        }
         var rgb = new byte[n * 3];
         if (photometric == "YBR_FULL_422")
         {
@@ -312,7 +354,8 @@ public static class Dicom
         }
         for (int i = 0; i < n; i++)
         {
-            byte a = planar == 1 ? data[i] : data[3 * i], b = planar == 1 ? data[n + i] : data[3 * i + 1], c = planar == 1 ? data[2 * n + i] : data[3 * i + 2];
+            byte a = planar == 1 ? data[i] : data[3 * i], b = planar == 1 ? data[n + i] : data[3 * i + 1], c = planar == 1
+                ? data[2 * n + i] : data[3 * i + 2];
             if (photometric == "RGB") { rgb[3 * i] = a; rgb[3 * i + 1] = b; rgb[3 * i + 2] = c; }
             else Ycc(a, b, c, rgb.AsSpan(3 * i));
         }
@@ -332,19 +375,22 @@ public static class Dicom
 
     private static Image8 Invert(Image8 img) => img with { Pixels = img.Pixels.Select(p => (byte)(255 - p)).ToArray() };
 
-    /// <summary>PALETTE COLOR: each index through the red, green and blue lookup tables (PS3.3 C.7.6.3.1.5), 8- or 16-bit entries.</summary>
+    /// <summary>PALETTE COLOR: each index through the red, green and blue lookup tables (PS3.3 C.7.6.3.1.5), 8- or 16-bit.</summary>
     private static List<Image8> ApplyPalette(byte[] file, Dictionary<uint, Element> top, List<Image8> frames, string source)
     {
         var tables = new byte[3][];
         for (int c = 0; c < 3; c++)
         {
-            if (!top.TryGetValue(0x00281101u + (uint)c, out var d) || d.Length != 6) throw Missing(source, $"(0028,{0x1101 + c:X4}) palette descriptor");
-            int entries = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(d.Offset)), first = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(d.Offset + 2));
+            if (!top.TryGetValue(0x00281101u + (uint)c, out var d) || d.Length != 6)
+                throw Missing(source, $"(0028,{0x1101 + c:X4}) palette descriptor");
+            int entries = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(d.Offset)),
+                first = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(d.Offset + 2));
             int bits = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(d.Offset + 4));
             if (entries == 0) entries = 65536;
             if (!top.TryGetValue(0x00281201u + (uint)c, out var lut)) throw Missing(source, $"(0028,{0x1201 + c:X4}) palette data");
             int bytesPer = lut.Length >= 2 * entries ? 2 : 1;
-            if (lut.Length < bytesPer * entries) throw new InvalidDataException($"{source}: palette data of {lut.Length} bytes for {entries} entries");
+            if (lut.Length < bytesPer * entries)
+                throw new InvalidDataException($"{source}: palette data of {lut.Length} bytes for {entries} entries");
             var table = new byte[256];
             for (int i = 0; i < 256; i++)
             {
@@ -368,13 +414,18 @@ public static class Dicom
         foreach (var item in sequence.Items ?? new())
         {
             var e = item.ToDictionary(x => x.Tag, x => x);
-            if (!e.TryGetValue(0x00186024, out var ux) || !e.TryGetValue(0x0018602C, out var dx) || !e.TryGetValue(0x0018602E, out var dy)) continue;
+            if (!e.TryGetValue(0x00186024, out var ux) || !e.TryGetValue(0x0018602C, out var dx)
+                || !e.TryGetValue(0x0018602E, out var dy)) continue;
             var uy = e.GetValueOrDefault(0x00186026u);
-            if (ux.Length < 2 || dx.Length < 8 || dy.Length < 8) throw new InvalidDataException($"{source}: malformed ultrasound region (units or deltas too short)");
-            int unitsX = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(ux.Offset)), unitsY = uy is { Length: >= 2 } ? BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(uy.Offset)) : unitsX;
+            if (ux.Length < 2 || dx.Length < 8 || dy.Length < 8)
+                throw new InvalidDataException($"{source}: malformed ultrasound region (units or deltas too short)");
+            int unitsX = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(ux.Offset)), unitsY = uy is { Length: >= 2 }
+                ? BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(uy.Offset)) : unitsX;
             if (unitsX != 3 || unitsY != 3) continue;
-            double x = BinaryPrimitives.ReadDoubleLittleEndian(file.AsSpan(dx.Offset)) * 10, y = BinaryPrimitives.ReadDoubleLittleEndian(file.AsSpan(dy.Offset)) * 10;
-            if (!(x > 0 && x < 100 && y > 0 && y < 100)) throw new InvalidDataException($"{source}: ultrasound region pixel size {x}×{y} mm");
+            double x = BinaryPrimitives.ReadDoubleLittleEndian(file.AsSpan(dx.Offset)) * 10,
+                y = BinaryPrimitives.ReadDoubleLittleEndian(file.AsSpan(dy.Offset)) * 10;
+            if (!(x > 0 && x < 100 && y > 0 && y < 100))
+                throw new InvalidDataException($"{source}: ultrasound region pixel size {x}×{y} mm");
             return new PixelSpacing(Math.Abs(x), Math.Abs(y));
         }
         return null;
@@ -382,8 +433,13 @@ public static class Dicom
 
     private static void Need(byte[] b, int at, int bytes, string source)
     {
-        if (at < 0 || bytes > b.Length - at) throw new InvalidDataException($"{source}: truncated at byte {at} (needs {bytes} more, {Math.Max(0, b.Length - at)} remain)");
+        if (at < 0 || bytes > b.Length - at)
+            throw new InvalidDataException($"{source}: truncated at byte {at} (needs {bytes} more, {Math.Max(0, b.Length - at)} remain)");
     }
+
+    /// <summary>A tag as group (high half) and element, each little endian.</summary>
+    private static uint Tag(byte[] b, int at) =>
+        (uint)BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at)) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(at + 2));
 
     private static string TagText(uint tag) => $"({tag >> 16:X4},{tag & 0xFFFF:X4})";
 
@@ -401,6 +457,7 @@ public static class Dicom
             : throw new InvalidDataException($"{source}: {what} is not an integer ({Messages(Text(b, e))})");
 
     private static double DecimalString(byte[] b, Element e, string source, string what) =>
-        double.TryParse(Text(b, e).Trim().Split('\\')[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
+        double.TryParse(Text(b, e).Trim().Split('\\')[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var v)
+            && double.IsFinite(v) ? v
             : throw new InvalidDataException($"{source}: {what} is not a decimal ({Messages(Text(b, e))})");
 }

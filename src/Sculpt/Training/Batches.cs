@@ -53,7 +53,9 @@ public static class Batches
     public static byte[][] Predict(Tensor logits)
     {
         using var scope = NewDisposeScope();
-        var labels = logits.shape[1] == 1 ? logits.squeeze(1).gt(HeldScalars.Zero).to_type(ScalarType.Byte) : logits.argmax(1).to_type(ScalarType.Byte);
+        var labels = logits.shape[1] == 1
+            ? logits.squeeze(1).gt(HeldScalars.Zero).to_type(ScalarType.Byte)
+            : logits.argmax(1).to_type(ScalarType.Byte);
         long n = labels.shape[0], hw = labels.shape[1] * labels.shape[2];
         var flat = labels.contiguous().data<byte>().ToArray();
         return Enumerable.Range(0, (int)n).Select(b => flat.AsSpan((int)(b * hw), (int)hw).ToArray()).ToArray();

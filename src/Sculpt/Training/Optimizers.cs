@@ -72,7 +72,9 @@ public abstract class Optimizer : IDisposable
     protected static Tensor Load(WeightSet state, string key, Parameter like, string source)
     {
         if (!state.TryGetValue(key, out var d)) throw new InvalidDataException($"{source}: optimizer state {key} missing");
-        if (!d.SameShape(like.shape)) throw new InvalidDataException($"{source}: optimizer state {key} has shape {d.ShapeText}, the parameter {string.Join("×", like.shape)}");
+        if (!d.SameShape(like.shape))
+            throw new InvalidDataException($"{source}: optimizer state {key} has shape {d.ShapeText}, "
+                + $"the parameter {string.Join("×", like.shape)}");
         return tensor(d.Data, d.Shape);
     }
 
@@ -145,7 +147,8 @@ public sealed class NesterovSgd : Optimizer
     private const double momentum = 0.9;
     private readonly Tensor?[] _velocity;
 
-    public NesterovSgd(IEnumerable<Parameter> parameters, double learningRate, double weightDecay) : base(parameters, learningRate, weightDecay) =>
+    public NesterovSgd(IEnumerable<Parameter> parameters, double learningRate, double weightDecay)
+        : base(parameters, learningRate, weightDecay) =>
         _velocity = new Tensor?[Parameters.Length];
 
     protected override void Update(int i, Parameter parameter, Tensor grad)

@@ -70,7 +70,8 @@ public static class Trainer
             WeightLayout.Check(model.Graph, bestWeights, bestPath);
             var optimizerPath = Path.Combine(o.CheckpointDir, OptimizerFile);
             ResumeState.Read(optimizerPath, () =>
-                opt.LoadState(Safetensors.Read(Data.InputLimits.ReadFile(optimizerPath, "optimizer state"), optimizerPath), optimizerSteps, optimizerPath));
+                opt.LoadState(Safetensors.Read(Data.InputLimits.ReadFile(optimizerPath, "optimizer state"), optimizerPath),
+                    optimizerSteps, optimizerPath));
         }
 
         var clock = Stopwatch.StartNew();
@@ -122,7 +123,8 @@ public static class Trainer
 
     private const string OptimizerFile = "optimizer.safetensors";
 
-    private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightSet best, int epoch, double bestDice, int bestEpoch, List<EpochRecord> history)
+    private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightSet best, int epoch, double bestDice,
+        int bestEpoch, List<EpochRecord> history)
     {
         Directory.CreateDirectory(dir);
         AtomicFile.WriteAllBytes(Path.Combine(dir, "last.safetensors"), Safetensors.Write(model.ExportWeights()));
