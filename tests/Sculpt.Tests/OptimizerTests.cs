@@ -83,5 +83,14 @@ public class OptimizerTests
         var wa = a.ExportWeights(); var wc = c.ExportWeights();
         foreach (var k in wa.Keys) Assert.Equal(wa[k].Data, wc[k].Data);
         Assert.Equal(6, resumed.Steps);
+
+        // a state that does not belong to these parameters is refused, naming its source
+        using var other = new Sculpt.Training.Adam(c.parameters(), 2e-3, 0);
+        var missing = new WeightSet(); foreach (var k in state.Keys.Skip(1)) missing[k] = state[k];
+        Assert.Contains("exp_avg.0 missing", Assert.Throws<InvalidDataException>(() => other.LoadState(missing, 3, "opt.st")).Message);
+        var extra = new WeightSet(); foreach (var k in state.Keys) extra[k] = state[k];
+        extra["exp_avg.999"] = state["exp_avg.0"];
+        Assert.StartsWith("opt.st: unexpected optimizer state exp_avg.999",
+            Assert.Throws<InvalidDataException>(() => other.LoadState(extra, 3, "opt.st")).Message);
     }
 }

@@ -69,6 +69,16 @@ public abstract class Optimizer : IDisposable
         return new TensorData(c.shape, c.data<float>().ToArray());
     }
 
+    /// <summary>After any step every parameter has its state (Sculpt trains every parameter); nothing else may be there.</summary>
+    protected void CheckKeys(WeightSet state, long steps, string[] names, string source)
+    {
+        if (steps < 0) throw new InvalidDataException($"{source}: {steps} optimizer steps");
+        var expected = steps == 0 ? new HashSet<string>()
+            : names.SelectMany(n => Enumerable.Range(0, Parameters.Length).Select(i => $"{n}.{i}")).ToHashSet();
+        var unexpected = state.Keys.Where(k => !expected.Contains(k)).Take(3).ToList();
+        if (unexpected.Count > 0) throw new InvalidDataException($"{source}: unexpected optimizer state {string.Join(", ", unexpected)}");
+    }
+
     protected static Tensor Load(WeightSet state, string key, Parameter like, string source)
     {
         if (!state.TryGetValue(key, out var d)) throw new InvalidDataException($"{source}: optimizer state {key} missing");
@@ -126,9 +136,9 @@ public sealed class Adam : Optimizer
 
     public override void LoadState(WeightSet state, long steps, string source)
     {
-        for (int i = 0; i < Parameters.Length; i++)
+        CheckKeys(state, steps, new[] { "exp_avg", "exp_avg_sq" }, source);
+        for (int i = 0; i < Parameters.Length && steps > 0; i++)
         {
-            if (!state.ContainsKey($"exp_avg.{i}")) continue;
             _average[i] = Load(state, $"exp_avg.{i}", Parameters[i], source);
             _averageSquare[i] = Load(state, $"exp_avg_sq.{i}", Parameters[i], source);
         }
@@ -170,8 +180,8 @@ public sealed class NesterovSgd : Optimizer
 
     public override void LoadState(WeightSet state, long steps, string source)
     {
-        for (int i = 0; i < Parameters.Length; i++)
-            if (state.ContainsKey($"momentum_buffer.{i}")) _velocity[i] = Load(state, $"momentum_buffer.{i}", Parameters[i], source);
+        CheckKeys(state, steps, new[] { "momentum_buffer" }, source);
+        for (int i = 0; i < Parameters.Length && steps > 0; i++) _velocity[i] = Load(state, $"momentum_buffer.{i}", Parameters[i], source);
         Steps = steps;
     }
 
