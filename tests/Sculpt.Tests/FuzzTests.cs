@@ -69,9 +69,13 @@ public class FuzzTests(ITestOutputHelper log)
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         long before = Resident("VmRSS:");
         malloc_trim(0);
-        Console.Error.WriteLine($"[fuzz] resident {before / 1048576} MiB before trim, {Resident("VmRSS:") / 1048576} MiB after");
+        Baseline = Resident("VmRSS:");
+        Console.Error.WriteLine($"[fuzz] resident {before / 1048576} MiB before trim, {Baseline / 1048576} MiB after");
         File.WriteAllText("/proc/self/clear_refs", "5");
     }
+
+    /// <summary>Resident memory when the measurement started: what the rest of the suite left and trim could not return.</summary>
+    private static long Baseline;
 
     [System.Runtime.InteropServices.DllImport("libc")]
     private static extern int malloc_trim(nuint pad);
@@ -79,12 +83,17 @@ public class FuzzTests(ITestOutputHelper log)
     private static long Resident(string field) =>
         long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(field)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
 
-    /// <summary>The peak resident memory since <see cref="ResetPeakMemory"/> (VmHWM), checked against 2 GiB.</summary>
-    internal static void AssertPeakMemoryUnder2GB(ITestOutputHelper log)
+    /// <summary>
+    /// The peak resident memory since <see cref="ResetPeakMemory"/> (VmHWM), less the baseline the rest of the suite left
+    /// (1.4–1.7 GiB after one DeepLabV3 training, not returned by trim, so an absolute cap depended on which tests
+    /// ran before): what the hostile inputs themselves cost must stay under 1 GiB; the absolute peak is logged.
+    /// </summary>
+    internal static void AssertFuzzCasesAddUnder1GB(ITestOutputHelper log)
     {
-        long bytes = Resident("VmHWM:");
-        log.WriteLine($"peak resident memory of the test process during this test: {bytes / 1048576.0:0} MiB");
-        Assert.True(bytes < 2L << 30, $"peak resident memory {bytes / 1048576.0:0} MiB is above 2 GiB");
+        long bytes = Resident("VmHWM:"), added = bytes - Baseline;
+        log.WriteLine($"peak resident memory of the test process during this test: {bytes / 1048576.0:0} MiB "
+            + $"({added / 1048576.0:0} MiB above the {Baseline / 1048576.0:0} MiB it started from)");
+        Assert.True(added < 1L << 30, $"the fuzz cases raised resident memory by {added / 1048576.0:0} MiB (peak {bytes / 1048576.0:0} MiB)");
     }
 
     internal static byte[] Mutate(byte[] original, Random r)
@@ -134,7 +143,7 @@ public class FuzzTests(ITestOutputHelper log)
             }
         }
         log.WriteLine(tally.ToString());
-        AssertPeakMemoryUnder2GB(log);
+        AssertFuzzCasesAddUnder1GB(log);
         Assert.True(tally.Refused > tally.Cases / 2);
     }
 
@@ -163,7 +172,7 @@ public class FuzzTests(ITestOutputHelper log)
             }
             log.WriteLine(tally.ToString());
         }
-        AssertPeakMemoryUnder2GB(log);
+        AssertFuzzCasesAddUnder1GB(log);
     }
 
     private static ModelPackage SmallPackage()
@@ -289,7 +298,7 @@ public class FuzzTests(ITestOutputHelper log)
             Assert.False(Case(flips, path, () => ModelPackage.Load(path), $"flip case {i}"), $"flip case {i} loaded");
         }
         foreach (var t in new[] { raw, entry, flips }) log.WriteLine(t.ToString());
-        AssertPeakMemoryUnder2GB(log);
+        AssertFuzzCasesAddUnder1GB(log);
     }
 
     private static int FindSequence(byte[] haystack, byte[] needle)
