@@ -143,13 +143,7 @@ public static class SegmentCommand
         return 0;
     }
 
-    private static bool IsDicom(string path)
-    {
-        Common.InputFile.Require(path, "input", long.MaxValue); // a FIFO must not block the peek
-        var head = new byte[132];
-        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        return Dicom.IsPart10(head);
-    }
+    private static bool IsDicom(string path) => Dicom.IsPart10(Common.InputFile.ReadHead(path, "input", 132));
 
     private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
 

@@ -21,6 +21,23 @@ public static class InputFile
         return info;
     }
 
+    /// <summary>The first <paramref name="count"/> bytes (fewer if the file is shorter), to tell a format by its magic.</summary>
+    public static byte[] ReadHead(string path, string what, int count, long maxBytes = long.MaxValue)
+    {
+        Require(path, what, maxBytes); // before opening: a FIFO would block
+        var head = new byte[count];
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            stream.ReadAtLeast(head, count, throwOnEndOfStream: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"{path}: cannot read: {e.Message}");
+        }
+        return head;
+    }
+
     /// <summary>All bytes of a file <see cref="Require"/> accepts; any read error is one line naming the file.</summary>
     public static byte[] ReadAll(string path, string what, long maxBytes)
     {

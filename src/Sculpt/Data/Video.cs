@@ -15,9 +15,7 @@ public static class Video
 
     public static List<Image8> ReadFrames(string path)
     {
-        Common.InputFile.Require(path, "video", long.MaxValue); // before opening: a FIFO would block
-        byte[] head = new byte[132];
-        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        var head = Common.InputFile.ReadHead(path, "video", 132);
         if (Dicom.IsPart10(head)) return Dicom.Read(path).Frames;
         if (Encoding.ASCII.GetString(head, 0, 4) == "RIFF" && Encoding.ASCII.GetString(head, 8, 4) == "AVI ")
         {

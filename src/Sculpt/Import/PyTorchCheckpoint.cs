@@ -96,9 +96,7 @@ public static class PyTorchCheckpoint
     public static object? Read(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: checkpoint not found");
-        Common.InputFile.Require(path, "checkpoint", MaxCheckpointBytes); // before opening: a FIFO would block
-        byte[] head = new byte[4];
-        using (var f = File.OpenRead(path)) f.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+        var head = Common.InputFile.ReadHead(path, "checkpoint", 4, MaxCheckpointBytes);
         try { return head[0] == 'P' && head[1] == 'K' ? ReadZip(path) : ReadLegacy(path); }
         catch (InvalidDataException e) when (!e.Message.StartsWith(path))
         {
