@@ -11,13 +11,13 @@ namespace Sculpt.Tests;
 
 /// <summary>
 /// The fuzz suite for the readers of videos, volumes, checkpoints and dataset tables: seeded mutations of the
-/// real tools' files (<see cref="RealInputTests"/>) and of EchoNet and folder datasets, each case time-boxed,
+/// real tools' files (Fixtures/inputs, made by scripts/make-input-fixtures.py) and of EchoNet and folder datasets, each case time-boxed,
 /// each ending in a load or in one clean line naming the file.
 /// </summary>
 [Collection("fuzz")]
 public class InputFuzzTests(ITestOutputHelper log)
 {
-    private static string Fixture(string name) => Path.Combine(RealInputTests.Dir, name);
+    private static string Fixture(string name) => Path.Combine(FuzzTests.InputsDir, name);
 
     private static byte[] Gzip(byte[] data)
     {
@@ -61,7 +61,6 @@ public class InputFuzzTests(ITestOutputHelper log)
     [Fact]
     public void VideoVolumeAndCheckpointReadersRefuseMutatedRealFilesCleanly()
     {
-        ResetPeakMemory();
         var dir = TestFiles.TempDir();
         var r = Seeded(15);
         var tallies = new List<Tally>();
@@ -107,13 +106,12 @@ public class InputFuzzTests(ITestOutputHelper log)
             Run($"torch.save ({file})", 500, ".pt", r => Mutate(original, r), p => PyTorchCheckpoint.StateDict(PyTorchCheckpoint.Read(p), p));
         }
         Assert.All(tallies, t => Assert.True(t.Refused > 0, $"{t.Reader}: no mutation was refused"));
-        AssertFuzzCasesAddUnder1GB(log);
+        AssertProcessPeakUnder2GB(log);
     }
 
     [Fact]
     public void DatasetTablesRefuseMutationsCleanly()
     {
-        ResetPeakMemory();
         var root = TestFiles.TempDir();
         var r = Seeded(16);
         var echo = new EchoNetFixture(Path.Combine(root, "echonet"), videos: 3);
@@ -143,6 +141,6 @@ public class InputFuzzTests(ITestOutputHelper log)
             log.WriteLine(tally.ToString());
             Assert.True(tally.Refused > 0);
         }
-        AssertFuzzCasesAddUnder1GB(log);
+        AssertProcessPeakUnder2GB(log);
     }
 }

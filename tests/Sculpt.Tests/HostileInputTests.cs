@@ -1,0 +1,258 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json.Nodes;
+using Sculpt.Models;
+using Sculpt.Onnx;
+using Sculpt.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Sculpt.Tests;
+
+public class CliInputTests
+{
+    [Fact]
+    public void OutOfRangeOptionsAndOutputsThatAreInputsAreUsageErrors()
+    {
+        var dir = TestFiles.TempDir();
+        foreach (var args in new[]
+        {
+            new[] { "synth", "--out", Path.Combine(dir, "s"), "--frames", "0", "--videos", "1" },
+            ["synth", "--out", Path.Combine(dir, "s"), "--size", "100000"],
+            ["inspect", "--arch", "unet", "--size", "2000000000"],
+        })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(2, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains("must be", r.Err);
+        }
+        Assert.False(Directory.Exists(Path.Combine(dir, "s")));
+        var model = Path.Combine(dir, "m.sculpt");
+        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 16 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
+        new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(model);
+        var before = File.ReadAllBytes(model);
+        foreach (var args in new[]
+        {
+            new[] { "prune", "--model", model, "--data", dir, "--compression", "2", "--out", model },
+            ["export", "--model", model, "--onnx", model],
+            ["import", "--onnx", model, "--out", model],
+        })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("is also an input", r.Err);
+        }
+        Assert.Equal(before, File.ReadAllBytes(model));
+        // an output that cannot be written is reported before any training
+        var t = TestFiles.Cli("train", "--data", dir, "--out", "/proc/sculpt-cannot/m.sculpt");
+        Assert.Equal(1, t.Code);
+        Assert.Contains("/proc/sculpt-cannot/m.sculpt: cannot be written", t.Err);
+        // --lenient, as the help of data export says
+        var data = Path.Combine(dir, "d");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "4", "--size", "32").Code);
+        Assert.Equal(0, TestFiles.Cli("data", "export", "--data", data, "--out", Path.Combine(dir, "e"), "--lenient").Code);
+        // a device as an input: refused before anything reads it (/dev/zero never ends)
+        foreach (var args in new[] { new[] { "import", "--onnx", "/dev/zero", "--out", Path.Combine(dir, "z.sculpt") },
+                     ["import", "--pytorch", "/dev/zero", "--arch", "unet-small", "--out", Path.Combine(dir, "z.sculpt")], ["inspect", "--model", "/dev/zero"] })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.Equal(1, r.Code);
+            Assert.Contains("/dev/zero: empty, or not a regular file", r.Err);
+        }
+    }
+}
+
+public class HostilePickleTests
+{
+    /// <summary>A legacy torch.save file (five pickles in a row) whose object pickle is <paramref name="root"/>.</summary>
+    private static string Legacy(byte[] root)
+    {
+        var magic = System.Numerics.BigInteger.Parse("119547037146038801333356").ToByteArray();
+        byte[] Pickle(params byte[][] parts) => [0x80, 0x02, .. parts.SelectMany(p => p), (byte)'.'];
+        var file = new List<byte>();
+        file.AddRange(Pickle([0x8a, (byte)magic.Length], magic));            // LONG1 magic number
+        file.AddRange(Pickle([(byte)'M', 0xe9, 0x03]));                     // BININT2 1001: protocol version
+        file.AddRange(Pickle([(byte)'}']));                                 // sys_info
+        file.AddRange(root);
+        file.AddRange(Pickle([(byte)']']));                                 // storage keys
+        var path = Path.Combine(TestFiles.TempDir(), "hostile.pt");
+        File.WriteAllBytes(path, file.ToArray());
+        return path;
+    }
+
+    [Fact]
+    public void DeeplyNestedPicklesAreReadWithoutRecursion()
+    {
+        // 200,000 empty lists, each appended into the one below: a nesting no recursive walk survives
+        const int depth = 200_000;
+        var root = new List<byte> { 0x80, 0x02 };
+        for (int i = 0; i < depth; i++) root.Add((byte)']');
+        for (int i = 1; i < depth; i++) root.Add((byte)'a');
+        root.Add((byte)'.');
+        var path = Legacy(root.ToArray());
+        var e = Assert.Throws<InvalidDataException>(() => Import.PyTorchCheckpoint.StateDict(Import.PyTorchCheckpoint.Read(path), path));
+        Assert.Contains("not a dict", e.Message);
+    }
+
+    [Fact]
+    public void DeclaredLengthsBeyondTheFileAreRefusedBeforeAllocating()
+    {
+        // BINUNICODE8 claiming 2^40 bytes, BINBYTES claiming 4 GB
+        foreach (var op in new byte[][] { [0x8d, 0, 0, 0, 0, 0, 1, 0, 0], [(byte)'B', 0xff, 0xff, 0xff, 0xff] })
+        {
+            var path = Legacy([0x80, 0x02, .. op, (byte)'.']);
+            var e = Assert.Throws<InvalidDataException>(() => Import.PyTorchCheckpoint.Read(path));
+            Assert.Contains("more than the file holds", e.Message);
+            Assert.StartsWith(path, e.Message);
+        }
+    }
+}
+
+public class HostileImageTests
+{
+    private static uint Crc(byte[] data)
+    {
+        uint c = 0xFFFFFFFF;
+        foreach (var b in data) { c ^= b; for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1; }
+        return ~c;
+    }
+
+    private static byte[] Chunk(string type, byte[] data)
+    {
+        var typed = System.Text.Encoding.ASCII.GetBytes(type).Concat(data).ToArray();
+        byte[] Be(uint v) => [(byte)(v >> 24), (byte)(v >> 16), (byte)(v >> 8), (byte)v];
+        return [.. Be((uint)data.Length), .. typed, .. Be(Crc(typed))];
+    }
+
+    [Fact]
+    public void APngDeclaringGigapixelsIsRefusedBeforeDecoding()
+    {
+        // a valid PNG signature and IHDR (CRC correct) declaring 5,000 × 5,000 grey pixels, and no real data
+        byte[] ihdr = [0, 0, 0x13, 0x88, 0, 0, 0x13, 0x88, 8, 0, 0, 0, 0];
+        byte[] png = [0x89, (byte)'P', (byte)'N', (byte)'G', 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", [0x78, 0x9c, 3, 0, 0, 0, 0, 1]), .. Chunk("IEND", [])];
+        var path = Path.Combine(TestFiles.TempDir(), "huge.png");
+        File.WriteAllBytes(path, png);
+        var e = Assert.Throws<InvalidDataException>(() => Data.ImageIO.Read(path));
+        Assert.Contains("5000×5000 pixels is larger than", e.Message);
+        Assert.StartsWith(path, e.Message);
+    }
+
+    [Fact]
+    public void MetaImageHeadersAreCheckedAndDataFilesStayInTheirFolder()
+    {
+        var dir = TestFiles.TempDir();
+        File.WriteAllBytes(Path.Combine(dir, "x.raw"), new byte[16]);
+        void Refused(string header, string mentions)
+        {
+            var path = Path.Combine(dir, "x.mhd");
+            File.WriteAllText(path, "ObjectType = Image\nNDims = 2\n" + header);
+            var e = Assert.Throws<InvalidDataException>(() => Data.MedicalVolume.Read(path));
+            Assert.StartsWith(path, e.Message);
+            Assert.Contains(mentions, e.Message);
+        }
+        const string ok = "DimSize = 4 4\nElementType = MET_UCHAR\n";
+        Refused(ok + "ElementDataFile = ../../../../../../etc/passwd\n", "outside the header's folder");
+        Refused(ok + "ElementDataFile = /dev/zero\n", "outside the header's folder");
+        Refused("DimSize = -5 4\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "not positive");
+        Refused("DimSize = 4 abc\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "not an integer");
+        Refused("DimSize = 100000 100000\nElementType = MET_UCHAR\nElementDataFile = x.raw\n", "larger than");
+        Refused("ElementSpacing = 0 1\n" + ok + "ElementDataFile = x.raw\n", "positive numbers");
+        // the valid header reads
+        File.WriteAllText(Path.Combine(dir, "y.mhd"), "ObjectType = Image\nNDims = 2\n" + ok + "ElementDataFile = x.raw\n");
+        Assert.Equal(16, Data.MedicalVolume.Read(Path.Combine(dir, "y.mhd")).Pixels.Length);
+    }
+
+    [Fact]
+    public void ACompressedVolumeBombIsStoppedAtTheLimit()
+    {
+        var path = Path.Combine(TestFiles.TempDir(), "bomb.nii.gz");
+        using (var f = File.Create(path))
+        using (var z = new GZipStream(f, CompressionLevel.Fastest))
+        {
+            var zeros = new byte[1 << 20];
+            for (long written = 0; written <= Data.InputLimits.MaxFileBytes; written += zeros.Length) z.Write(zeros);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => Data.MedicalVolume.Read(path));
+        Assert.Contains("decompresses to more than", e.Message);
+    }
+}
+
+public class HostileSpacingTests
+{
+    /// <summary>A CAMUS image with 0.0001 mm pixels along x would resample to gigapixels: refused, naming the file.</summary>
+    [Fact]
+    public void ATinyPixelSpacingIsRefusedBeforeResampling()
+    {
+        var dir = TestFiles.TempDir();
+        var pixels = new byte[CamusTests.W * CamusTests.H];
+        File.WriteAllBytes(Path.Combine(dir, "patient0001_2CH_ED.nii.gz"), CamusTests.Nifti(pixels, 0.0001f, 0.3f, true));
+        File.WriteAllBytes(Path.Combine(dir, "patient0001_2CH_ED_gt.nii.gz"), CamusTests.Nifti(pixels, 0.0001f, 0.3f, true));
+        var e = Assert.Throws<Data.DatasetException>(() => Data.Camus.Load(dir, 64, 64));
+        Assert.Contains("patient0001_2CH_ED.nii.gz: pixel spacing", e.Message);
+        Assert.Contains("would resample to", e.Message);
+    }
+}
+
+public class RealSizeInputTests
+{
+    /// <summary>The limits must not reject real data: a 1024 × 1024 frame written by skimage reads whole.</summary>
+    [Fact]
+    public void AFullSizeFrameStillReads()
+    {
+        var img = Data.ImageIO.Read(Path.Combine(AppContext.BaseDirectory, "Fixtures", "frame-1024.png"));
+        Assert.Equal((1024, 1024, 1), (img.Width, img.Height, img.Channels));
+        Assert.Equal((byte)((700 + 300) % 256), img[300, 700]);
+    }
+}
+
+public class CorruptResumeTests
+{
+    [Fact]
+    public void CorruptOrOutOfRangeResumeStateIsOneLineNamingTheFile()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "12", "--size", "32", "--seed", "4").Code);
+        var model = Path.Combine(dir, "m.sculpt");
+        var ckpt = model + ".ckpt";
+        void TrainRefuses(string state, string mentions)
+        {
+            Directory.CreateDirectory(ckpt);
+            File.WriteAllText(Path.Combine(ckpt, "state.json"), state);
+            var r = TestFiles.Cli("train", "--data", data, "--arch", "unet-small", "--epochs", "2", "--resume", "--out", model);
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains(Path.Combine(ckpt, "state.json"), r.Err);
+            Assert.Contains(mentions, r.Err);
+            Assert.False(File.Exists(model));
+        }
+        TrainRefuses("{", "corrupt resume state");
+        TrainRefuses("{\"epoch\": -3, \"best_epoch\": 0, \"best_val_dice\": 0.5, \"history\": []}", "out of range");
+        TrainRefuses("{\"epoch\": \"one\", \"best_epoch\": 0, \"best_val_dice\": 0.5, \"history\": []}", "not an integer");
+        TrainRefuses("[1, 2]", "not an object");
+
+        var run = Path.Combine(dir, "run");
+        Directory.CreateDirectory(run);
+        var g = Models.UNet.Build(new Models.UNetConfig { Depth = 1, BaseWidth = 4, InputSize = 32 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 32;
+        new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(model);
+        void PruneRefuses(string file, string text, string named, string mentions)
+        {
+            File.WriteAllText(Path.Combine(run, file), text);
+            var r = TestFiles.Cli("prune", "--model", model, "--data", data, "--compression", "2", "--run", run, "--resume",
+                "--out", Path.Combine(dir, "p.sculpt"));
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains(Path.Combine(run, named), r.Err);
+            Assert.Contains(mentions, r.Err);
+            Assert.False(File.Exists(Path.Combine(dir, "p.sculpt")));
+        }
+        PruneRefuses("state.json", "{\"completed_step\": -1}", "state.json", "out of range");
+        PruneRefuses("state.json", "{\"completed_step\": 1}", "steps.jsonl", "corrupt resume state"); // no steps.jsonl
+        PruneRefuses("steps.jsonl", "{\"step\": \"x\"}\n", "steps.jsonl", "corrupt resume state");
+    }
+}
