@@ -496,6 +496,25 @@ public class ScratchControlTests
             Assert.InRange(row["val_dice"]!.GetValue<double>(), 0, 1);
         }
         Assert.True(File.Exists(Path.Combine(pruned + ".run", "controls.json")));
+
+        // the output: whichever of the fine-tuned pruned weights and the retrained architecture has the higher val Dice
+        var output = ModelPackage.Load(pruned);
+        var weights = ModelPackage.Load(Path.Combine(pruned + ".run", "pruned-weights.sculpt"));
+        var retrained = ModelPackage.Load(rows[0]!["model"]!.GetValue<string>());
+        double weightsDice = json["pruned_weights_dice"]!.GetValue<double>(), retrainedDice = rows[0]!["val_dice"]!.GetValue<double>();
+        bool adopted = retrainedDice > weightsDice;
+        Assert.Equal(adopted ? "retrained from scratch" : "pruned weights", json["output"]!.GetValue<string>());
+        Assert.Equal(Math.Max(weightsDice, retrainedDice), json["dice"]!.GetValue<double>(), 6);
+        Assert.Equal((adopted ? retrained : weights).ContentHash(), output.ContentHash());
+        Assert.Equal(weights.Meta.Metrics["val_dice"], weightsDice, 6);
+        // --keep-pruned-weights: the same run (same seed) outputs the fine-tuned pruned weights
+        var kept = Path.Combine(dir, "k.sculpt");
+        var k = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "4", "--steps", "2", "--final-epochs", "1",
+            "--out", kept, "--seed", "2", "--json", "--keep-pruned-weights");
+        Assert.Equal(0, k.Code);
+        Assert.Equal("pruned weights", System.Text.Json.Nodes.JsonNode.Parse(k.Out)!["output"]!.GetValue<string>());
+        Assert.Equal(weights.ContentHash(), ModelPackage.Load(kept).ContentHash());
+
         // and none with --no-control
         var none = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "2", "--steps", "1", "--final-epochs", "0",
             "--out", Path.Combine(dir, "q.sculpt"), "--no-control", "--json");

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Playwright;
 using Sculpt.Report;
+using Sculpt.Runtime;
 using Xunit;
 
 namespace Sculpt.Tests;
@@ -36,7 +37,10 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         var curve = Curve.Read(run.CurvePath);
         int controls = Directory.GetFiles(run.PruneRun, "control-*.sculpt").Length;
         Assert.Equal(2, controls);
-        Assert.Equal(steps.Count + 1 + controls, curve.Points.Count); // every step model, the final pruned model, the controls
+        // every step model, the final pruned model, the controls, and the fine-tuned pruned weights when the output is retrained
+        bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) == "retrained from scratch";
+        Assert.Equal(retrained, curve.Points.Any(p => p.Name == Curve.PrunedWeightsName));
+        Assert.Equal(steps.Count + 1 + controls + (retrained ? 1 : 0), curve.Points.Count);
         Assert.Equal(steps.Select(s => s.Params), curve.Points.Take(steps.Count).Select(p => p.Params));
         Assert.All(curve.Points, p => Assert.True(p.LatencyP50Ms > 0 && p.ThroughputFps > 0 && p.TestDiceLo <= p.TestDice && p.TestDice <= p.TestDiceHi));
         foreach (var f in new[] { run.DenseModel, run.PrunedModel, run.DenseOnnx, run.PrunedOnnx, run.ReportPath, run.MainPlotPath }) Assert.True(File.Exists(f), f);

@@ -164,9 +164,12 @@ public static class DemoCommand
         };
         var dense = curve.Points.First(p => p.Step == 0);
         var pruned = curve.Points.Last(p => p.Name.StartsWith("pruned"));
+        var prunedWeights = curve.Points.FirstOrDefault(p => p.Name == Curve.PrunedWeightsName);
         return new JsonObject
         {
             ["seed"] = config.Seed, ["arch"] = config.Arch, ["test_cases"] = test.Count, ["dense"] = Point(dense), ["pruned"] = Point(pruned),
+            ["output"] = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)),
+            ["pruned_weights"] = prunedWeights is null ? null : Point(prunedWeights),
             ["relative_dice_loss_percent"] = dense.TestDice > 0 ? 100 * (dense.TestDice - pruned.TestDice) / dense.TestDice : null,
             ["speedup_batch1"] = dense.LatencyP50Ms / pruned.LatencyP50Ms,
             ["controls"] = new JsonArray(curve.Points.Where(p => p.Name.StartsWith(Curve.ControlPrefix))

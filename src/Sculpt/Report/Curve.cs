@@ -36,6 +36,13 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
     /// <summary>Names of the points that are from-scratch controls, not pruning results.</summary>
     public const string ControlPrefix = "from scratch";
 
+    /// <summary>The fine-tuned pruned weights, a point of their own when the run's output is the retrained architecture.</summary>
+    public const string PrunedWeightsName = "pruned weights, fine-tuned";
+
+    /// <summary>Which network a prune run output (meta.json's final pruning entry; older models: the pruned weights).</summary>
+    public static string OutputOf(ModelPackage pruned) =>
+        pruned.Meta.PruningHistory.LastOrDefault()?["output"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : "pruned weights";
+
     public static Curve Measure(RunFolder run, int seed, int threads = 0, int batch = 16, Action<string>? progress = null)
     {
         var steps = run.ReadSteps();
@@ -48,7 +55,13 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         var points = new List<CurvePoint>();
         var missing = new List<string>();
         var models = steps.Select(s => (Name: s.Step == 0 ? "dense" : $"step {s.Step}", Path: run.StepModel(s.Step), s.Step, (double?)s.ValDice)).ToList();
-        models.Add(("pruned (final)", run.PrunedModel, steps.Count == 0 ? 0 : steps[^1].Step, null));
+        int lastStep = steps.Count == 0 ? 0 : steps[^1].Step;
+        // when the output is the retrained architecture, the fine-tuned pruned weights are measured too (listed
+        // first: the last "pruned" point is the output)
+        var prunedWeights = Pruning.PruneJob.PrunedWeightsPath(run.PruneRun);
+        if (File.Exists(prunedWeights) && File.Exists(run.PrunedModel) && OutputOf(ModelPackage.Load(run.PrunedModel)) != "pruned weights")
+            models.Add((PrunedWeightsName, prunedWeights, lastStep, null));
+        models.Add(("pruned (final)", run.PrunedModel, lastStep, null));
         // the prune run's from-scratch controls (Pruning.ScratchControl), when it trained them
         foreach (var (kind, what) in new[] { ("scratch", "pruned architecture"), ("uniform", "uniform width") })
         {
