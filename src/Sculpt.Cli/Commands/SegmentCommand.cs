@@ -1,8 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using System.Text.Json.Nodes;
-using Sculpt.Clinical;
 using Sculpt.Data;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
@@ -14,6 +11,8 @@ public static class SegmentCommand
 {
     public const string Help = """
         sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--json]
+        sculpt segment --model M --input ARCHIVE --out DIR [--shard i/N | --shard N] [--no-images] [--retry-failed] [--json]
+        sculpt segment --merge DIR [--json]
 
         IMAGE (.png/.jpg/.jpeg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
         image's own size (resized to the model input and back). VIDEO: a folder of frame_*.png (as
@@ -24,20 +23,50 @@ public static class SegmentCommand
         over beats (single-plane area-length V = 8A²/(3πL)). X.npy: a raw NCHW float32 tensor, no
         preprocessing; --logits writes the raw outputs as .npy.
 
+        ARCHIVE: a folder without images of its own. Every cine loop below it is a study — a DICOM file (.dcm,
+        .dicom, or no extension and a DICOM header), a video file, or a folder of images — and is written to
+        DIR/studies/<its path>/ as above, plus one row of DIR/summary.csv (study, status, frames, beats, ED/ES
+        frames, mean EDV/ESV in mL and px³, EF %, quality flags, error). Resumable: a study already done is
+        skipped; a study that fails is recorded (DIR/errors/, status "failed") and the run goes on; --retry-failed
+        tries those again. --no-images leaves out the per-frame mask and overlay PNGs. --shard i/N processes the
+        studies whose path hashes to shard i (0-based) and writes DIR/summary.shard-i-of-N.csv; --shard N takes i
+        from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a Slurm job array (SLURM_ARRAY_TASK_ID, less
+        SLURM_ARRAY_TASK_MIN). --merge DIR joins every shard's table into DIR/summary.csv, equal to one run's
+        (deploy/k8s/ and deploy/slurm/ run exactly this).
+
         example: sculpt segment --model small.onnx --input data/echo/videos/video_0000 --out seg/
+        example: sculpt segment --model small.onnx --input /archive/echo --out /results/echo --shard 3/8 --no-images
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "json" });
+        var a = new Args(argv, new HashSet<string> { "json", "no-images", "retry-failed" });
+        if (a.Get("merge") is { } mergeDir) return Merge(a, mergeDir);
         var modelPath = a.Required("model");
         var input = a.Required("input");
         var outDir = a.Get("out");
         var logitsPath = a.Get("logits");
         bool json = a.Flag("json");
+        bool archive = Archive.IsArchive(input);
+        var shardText = a.Get("shard");
+        bool noImages = a.Flag("no-images"), retryFailed = a.Flag("retry-failed");
         a.EnsureAllUsed();
         if (!File.Exists(input) && !Directory.Exists(input)) throw new FileNotFoundException($"{input}: input not found");
+        if (!archive && (shardText != null || noImages || retryFailed))
+            throw new UsageException("--shard, --no-images and --retry-failed apply to an archive (a folder of studies)");
+        Shard shard = Shard.Whole;
+        if (shardText != null)
+        {
+            try { shard = Shard.Parse(shardText, Environment.GetEnvironmentVariable); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+        }
+        if (archive && outDir != null) CheckOutsideArchive(input, outDir);
         using var seg = Segmenter.Open(modelPath);
+        if (archive)
+        {
+            if (outDir == null) throw new UsageException("missing required option --out");
+            return RunArchive(seg, modelPath, input, outDir, shard, !noImages, retryFailed, json);
+        }
 
         if (input.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
         {
@@ -53,100 +82,64 @@ public static class SegmentCommand
         if (outDir == null) throw new UsageException("missing required option --out");
         if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
 
-        List<string> frames;
-        List<Image8>? decoded = null;
-        DicomCine? dicom = null;
-        bool video;
-        if (Directory.Exists(input))
-        {
-            var pngs = Directory.GetFiles(input).Where(IsImage).OrderBy(f => f, StringComparer.Ordinal).ToList();
-            if (pngs.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
-            video = pngs.All(f => Path.GetFileName(f).StartsWith("frame_"));
-            frames = pngs;
-        }
-        else if (IsImage(input)) { frames = new() { input }; video = false; }
-        else if (IsDicom(input))
-        {
-            dicom = Dicom.Read(input);
-            decoded = dicom.Frames;
-            frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList();
-            video = decoded.Count > 1;
-        }
-        else { decoded = Video.ReadFrames(input); frames = Enumerable.Range(0, decoded.Count).Select(i => $"frame_{i:D5}").ToList(); video = true; }
-
-        var task = seg.Task;
-        var images = decoded ?? frames.Select(f => ImageIO.Read(f)).ToList();
-        var planes = images.Select(img => ToModelInput(img, task)).ToList();
-        var masks = seg.Segment(planes);
-        var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = video };
-        // area–length volumes scale with the cube of the pixel size; for unequal x and y sizes their geometric mean
-        // stands in for the long axis' direction (ultrasound regions are square in practice)
-        double? mlPerPx3 = dicom?.Spacing is { } sp ? Math.Pow(Math.Sqrt(sp.XMm * sp.YMm), 3) / 1000 : null;
-        if (dicom != null)
-        {
-            summary["frame_time_ms"] = Output.Num(dicom.FrameTimeMs ?? double.NaN);
-            summary["pixel_spacing_mm"] = dicom.Spacing is { } s2 ? new JsonArray(s2.XMm, s2.YMm) : null;
-        }
-        AtomicFile.WriteDirectory(outDir, tmp =>
-        {
-            Directory.CreateDirectory(Path.Combine(tmp, "masks"));
-            Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
-            var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
-            byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
-            for (int i = 0; i < frames.Count; i++)
-            {
-                var img = images[i];
-                var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
-                var name = Path.GetFileNameWithoutExtension(frames[i]);
-                File.WriteAllBytes(Path.Combine(tmp, "masks", name + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
-                var grey = SegmentationDataset.ToPlanes(img, 1);
-                File.WriteAllBytes(Path.Combine(tmp, "overlays", name + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
-                var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
-                lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
-            }
-            if (video)
-            {
-                var beats = CardiacCycle.Beats(volumes);
-                var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
-                for (int i = 0; i < frames.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
-                File.WriteAllText(Path.Combine(tmp, "lv_area.csv"), csv.ToString());
-                var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml\n");
-                string Millilitres(double px3) => mlPerPx3 is { } f ? (px3 * f).ToString("0.###", CultureInfo.InvariantCulture) : "";
-                for (int k = 0; k < beats.Count; k++)
-                    beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},")
-                        .Append(CultureInfo.InvariantCulture, $"{beats[k].EndSystole},{beats[k].Edv:0.#},")
-                        .Append(CultureInfo.InvariantCulture, $"{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##},")
-                        .Append($"{Millilitres(beats[k].Edv)},{Millilitres(beats[k].Esv)}\n");
-                File.WriteAllText(Path.Combine(tmp, "beats.csv"), beatCsv.ToString());
-                double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
-                AreaPlot.Save(Path.Combine(tmp, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {(double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%")} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
-                summary["ejection_fraction"] = Output.Num(ef);
-                summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject
-                {
-                    ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = b.EjectionFraction,
-                    ["edv_ml"] = mlPerPx3 is { } f ? b.Edv * f : null, ["esv_ml"] = mlPerPx3 is { } g ? b.Esv * g : null,
-                }).ToArray());
-            }
-            File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Output.Indented));
-        });
+        var summary = CineStudy.Segment(seg, modelPath, input, outDir);
+        bool video = summary["video"]!.GetValue<bool>();
+        int frames = summary["frames"]!.GetValue<int>();
         if (json) Output.Json(summary);
         else
         {
-            Console.WriteLine($"segmented {frames.Count} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
+            Console.WriteLine($"segmented {frames} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
             if (video)
             {
                 var beats = summary["beats"]!.AsArray();
-                Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), Output.F(b["ef"]!.GetValue<double>(), "0.0") })));
+                Console.Write(Output.Table(new[] { "beat", "ED frame", "ES frame", "EF %" }, beats.Select((b, k) => new[] { (k + 1).ToString(), b!["ed"]!.ToString(), b["es"]!.ToString(), (b["ef"] is { } ef ? Output.F(ef.GetValue<double>(), "0.0") : "n/a") })));
                 Console.WriteLine($"ejection fraction (area-length, mean over beats): {(summary["ejection_fraction"] is { } e ? e.GetValue<double>().ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a (no complete beat)")}; plot {outDir}/lv_area.png");
             }
         }
         return 0;
     }
 
-    private static bool IsDicom(string path) => Dicom.IsPart10(Common.InputFile.ReadHead(path, "input", 132));
+    private static void CheckOutsideArchive(string archive, string outDir)
+    {
+        string root = Path.GetFullPath(archive).TrimEnd('/') + "/", target = Path.GetFullPath(outDir).TrimEnd('/') + "/";
+        if (target.StartsWith(root, StringComparison.Ordinal) || root.StartsWith(target, StringComparison.Ordinal))
+            throw new UsageException($"--out {outDir} must lie outside the archive {archive} (and not contain it)");
+    }
 
-    private static bool IsImage(string path) => path.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase);
+    private static int RunArchive(Segmenter seg, string modelPath, string input, string outDir, Shard shard, bool images, bool retryFailed, bool json)
+    {
+        var line = new ProgressLine();
+        var result = Archive.Run(seg, modelPath, input, outDir, shard, images, retryFailed, p => line.Update(
+            $"study {p.Position}/{p.Total} ({p.Processed} done, {p.Skipped} skipped, {p.Failed} failed) "
+            + $"{ProgressLine.Bar((double)p.Position / Math.Max(1, p.Total), 12)} {p.StudiesPerSecond:0.00} studies/s ETA {Output.Duration(p.Eta)} {p.Study}",
+            p.Position == p.Total));
+        line.Done();
+        if (result.Studies == 0 && shard.Count == 1) throw new InvalidDataException($"{input}: no studies (DICOM files, videos or image folders) found");
+        if (json)
+        {
+            Output.Json(new JsonObject
+            {
+                ["archive"] = input, ["out"] = outDir, ["shard"] = shard.ToString(), ["studies"] = result.Studies, ["processed"] = result.Processed,
+                ["skipped"] = result.Skipped, ["failed_now"] = result.FailedNow, ["failed"] = result.Failed, ["ignored_files"] = result.IgnoredFiles, ["csv"] = result.Csv,
+                ["seconds"] = Math.Round(result.Seconds, 2), ["studies_per_second"] = Math.Round(result.StudiesPerSecond, 3),
+            });
+        }
+        else
+        {
+            Console.WriteLine($"{result.Studies} studies{(shard.Count > 1 ? $" in shard {shard}" : "")}: {result.Processed} segmented, "
+                + $"{result.Skipped} already done, {result.Failed} failed (see the table's error column); {result.IgnoredFiles} other files ignored");
+            Console.WriteLine($"{result.StudiesPerSecond:0.00} studies/s; table {result.Csv}");
+        }
+        return 0;
+    }
 
-    private static float[] ToModelInput(Image8 img, TaskInfo task) =>
-        ImageIO.ResizeBilinear(SegmentationDataset.ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width, task.InputHeight, task.InputWidth);
+    private static int Merge(Args a, string dir)
+    {
+        bool json = a.Flag("json");
+        a.EnsureAllUsed();
+        var (csv, shards, rows) = Archive.Merge(dir);
+        if (json) Output.Json(new JsonObject { ["csv"] = csv, ["shards"] = shards, ["studies"] = rows });
+        else Console.WriteLine($"merged {shards} shard tables, {rows} studies → {csv}");
+        return 0;
+    }
 }
