@@ -31,10 +31,8 @@ namespace Sculpt.Cli
             // numbers in files, JSON, tables and arguments are written and read with '.', whatever the machine's
             // culture (a de-DE shell would otherwise print 0,5 into CSV and read --lr 0.5 as 5); restored after,
             // because tests and embedding hosts call Run in their own process
-            var (culture, uiCulture) = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
-            CultureInfo.CurrentCulture = CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
-            try { return RunInvariant(args); }
-            finally { (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = (culture, uiCulture); }
+            using var invariant = Common.InvariantCultureScope.Enter();
+            return RunInvariant(args);
         }
 
         private static int RunInvariant(string[] args)

@@ -46,7 +46,7 @@ public class CamusTests
     {
         var raw = Path.ChangeExtension(mhdPath, ".raw");
         File.WriteAllBytes(raw, pixels);
-        File.WriteAllText(mhdPath, $"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\nCompressedData = False\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nCenterOfRotation = 0 0 0\nAnatomicalOrientation = RAI\nElementSpacing = {sx} {sy} 1\nDimSize = {W} {H} 1\nElementType = MET_UCHAR\nElementDataFile = {Path.GetFileName(raw)}\n");
+        File.WriteAllText(mhdPath, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\nCompressedData = False\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nCenterOfRotation = 0 0 0\nAnatomicalOrientation = RAI\nElementSpacing = {sx} {sy} 1\nDimSize = {W} {H} 1\nElementType = MET_UCHAR\nElementDataFile = {Path.GetFileName(raw)}\n"));
     }
 
     private static string NiftiRelease()

@@ -187,6 +187,7 @@ public class CliProcessTests
             RedirectStandardOutput = true, RedirectStandardError = true,
         };
         psi.Environment["TMPDIR"] = tmp; // the child's scratch folders land here, where the test can see them
+        psi.Environment["PERL_BADLANG"] = "0"; // a LANG without an installed locale (de_DE here) makes perl warn on stderr
         return System.Diagnostics.Process.Start(psi)!;
     }
 

@@ -480,6 +480,7 @@ public class ScratchControlTests
             + denseMeta.Training!["train_samples"]!.GetValue<long>() * 1;
         Assert.Equal(denseSamples, controls["dense_training_samples"]!.GetValue<long>());
         Assert.Equal(fineTune, controls["fine_tune_samples"]!.GetValue<long>());
+        Assert.Equal(fineTune, json["fine_tune_samples"]!.GetValue<long>());
         Assert.Equal(denseSamples + fineTune, controls["budget_samples"]!.GetValue<long>());
         var rows = controls["results"]!.AsArray();
         Assert.Equal(new[] { "scratch", "uniform" }, rows.Select(x => x!["kind"]!.GetValue<string>()));

@@ -132,6 +132,8 @@ public static class PruneCommand
                 ["model"] = outPath, ["run"] = runDir, ["params"] = parameters, ["macs"] = macs, ["compression"] = compression, ["dice"] = dice,
                 ["dense_params"] = dense.Graph.ParameterCount(), ["dense_dice"] = steps[0].ValDice,
                 ["output"] = output, ["pruned_weights_dice"] = final?["pruned_weights_val_dice"]?.GetValue<double>(),
+                // every step's fine-tune and the final one: the budget to compare with another tool's
+                ["fine_tune_samples"] = final?["fine_tune_samples"]?.GetValue<long>(),
                 ["latency_ms"] = latency, ["latency_target_ms"] = maxLatency,
                 ["steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject
                 {

@@ -16,7 +16,7 @@ public static class Messages
         foreach (var c in text)
         {
             if (sb.Length >= max) return sb.Append('…').ToString();
-            if (char.IsControl(c) || char.IsSurrogate(c) || c == '\uFFFD') sb.Append($"\\x{(int)c & 0xFF:x2}"); else sb.Append(c);
+            if (char.IsControl(c) || char.IsSurrogate(c) || c == '\uFFFD') sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\x{(int)c & 0xFF:x2}"); else sb.Append(c);
         }
         return sb.ToString();
     }

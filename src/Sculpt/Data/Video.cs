@@ -122,7 +122,7 @@ public sealed record Avi(int Width, int Height, string Codec, double Fps, List<b
                 }
                 else if (parentList is "movi" or "rec " && id.Length == 4 && char.IsDigit(id[0]) && char.IsDigit(id[1]) && (id[2..] is "dc" or "db"))
                 {
-                    if (int.Parse(id[..2]) == Math.Max(videoStream, 0) && size > 0) frames.Add(b.AsSpan(body, (int)size).ToArray());
+                    if (int.Parse(id[..2], System.Globalization.CultureInfo.InvariantCulture) == Math.Max(videoStream, 0) && size > 0) frames.Add(b.AsSpan(body, (int)size).ToArray());
                 }
                 at = body + (int)size + (int)(size & 1);
             }

@@ -118,7 +118,7 @@ public static class CineStudy
             beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},")
                 .Append(CultureInfo.InvariantCulture, $"{beats[k].EndSystole},{beats[k].Edv:0.#},")
                 .Append(CultureInfo.InvariantCulture, $"{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##},")
-                .Append($"{Millilitres(beats[k].Edv)},{Millilitres(beats[k].Esv)}\n");
+                .Append(CultureInfo.InvariantCulture, $"{Millilitres(beats[k].Edv)},{Millilitres(beats[k].Esv)}\n");
         File.WriteAllText(Path.Combine(dir, "beats.csv"), beatCsv.ToString());
         double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
         string efText = double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%";

@@ -84,7 +84,7 @@ public sealed class OrtModel : IDisposable
     {
         for (int d = 1; d < Math.Min(shape.Length, InputShape.Length); d++)
             if (InputShape[d] > 0 && InputShape[d] != shape[d])
-                throw new InvalidDataException($"input shape [{string.Join(", ", shape)}] does not fit the model's [{string.Join(", ", InputShape.Select(v => v < 0 ? "N" : v.ToString()))}]");
+                throw new InvalidDataException($"input shape [{string.Join(", ", shape)}] does not fit the model's [{string.Join(", ", InputShape.Select(v => v < 0 ? "N" : v.ToString(System.Globalization.CultureInfo.InvariantCulture)))}]");
         using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
         using var outputs = _session.Run(runOptions, new[] { InputName }, new[] { value }, new[] { OutputName });

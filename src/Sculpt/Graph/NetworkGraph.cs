@@ -79,7 +79,7 @@ public sealed class NetworkGraph
         {
             var (min, max) = n.Arity;
             if (n.Inputs.Count < min || n.Inputs.Count > max)
-                throw new GraphException($"node '{n.Name}' ({n.Op}): takes {(min == max ? min.ToString() : max == int.MaxValue ? $"at least {min}" : $"{min} to {max}")} input(s), has {n.Inputs.Count}");
+                throw new GraphException($"node '{n.Name}' ({n.Op}): takes {(min == max ? min.ToString(System.Globalization.CultureInfo.InvariantCulture) : max == int.MaxValue ? $"at least {min}" : $"{min} to {max}")} input(s), has {n.Inputs.Count}");
             n.ValidateAttributes();
             var ins = n.Inputs.Select(i => shapes[i]).ToArray();
             var outShape = n.InferShape(ins);

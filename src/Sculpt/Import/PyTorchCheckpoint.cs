@@ -17,7 +17,7 @@ public sealed record CheckpointTensor(string Dtype, long[] Shape, float[] Data);
 /// </summary>
 public static class PyTorchCheckpoint
 {
-    private static readonly BigInteger LegacyMagic = BigInteger.Parse("119547037146038801333356");
+    private static readonly BigInteger LegacyMagic = BigInteger.Parse("119547037146038801333356", System.Globalization.CultureInfo.InvariantCulture);
     private const long LegacyProtocol = 1001;
     /// <summary>The pickled object tree (data.pkl) of a checkpoint: names and shapes, a few MB even for a 40 M-parameter model.</summary>
     public const long MaxPickleBytes = 256L << 20;

@@ -70,11 +70,11 @@ public static class OnnxExport
         ["sculpt.labels"] = string.Join(",", model.Meta.Task.Labels),
         ["sculpt.mode"] = model.Meta.Task.Mode,
         ["sculpt.input"] = $"{InputName}: float32 [batch, {model.Meta.Task.InputChannels}, {model.Meta.Task.InputHeight}, {model.Meta.Task.InputWidth}], intensities in [0,1] normalised as (x - mean) / std",
-        ["sculpt.normalization.mean"] = string.Join(",", model.Meta.Task.Normalization.Mean),
-        ["sculpt.normalization.std"] = string.Join(",", model.Meta.Task.Normalization.Std),
+        ["sculpt.normalization.mean"] = string.Join(",", model.Meta.Task.Normalization.Mean.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+        ["sculpt.normalization.std"] = string.Join(",", model.Meta.Task.Normalization.Std.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
         ["sculpt.output"] = $"{OutputName}: float32 [batch, {model.Meta.Task.OutputChannels}, H, W] raw logits ({(model.Meta.Task.Mode == "binary" ? "sigmoid > 0.5" : "argmax over classes")})",
-        ["sculpt.parameters"] = model.Graph.ParameterCount().ToString(),
-        ["sculpt.macs"] = model.Graph.MacCount().ToString(),
+        ["sculpt.parameters"] = model.Graph.ParameterCount().ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["sculpt.macs"] = model.Graph.MacCount().ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
     /// <summary>

@@ -174,7 +174,7 @@ public static class OnnxImport
             var dims = inputs[0].Messages(ValueInfoField.Type, path).SelectMany(t => t.Messages(TypeField.Tensor, path))
                 .SelectMany(tt => tt.Messages(TensorTypeField.Shape, path)).SelectMany(s => s.Messages(ShapeField.Dim, path))
                 .Select(d => d.Int(DimField.Value, -1)).ToList();
-            string Text() => string.Join(", ", dims.Select(d => d <= 0 ? "?" : d.ToString()));
+            string Text() => string.Join(", ", dims.Select(d => d <= 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             if (dims.Count != 4 || dims[1] <= 0 || dims[1] > 64)
                 throw new InvalidDataException($"{path}: the input must be N×C×H×W with a fixed C; found [{Text()}]");
             int h = (int)Math.Min(dims[2], int.MaxValue), w = (int)Math.Min(dims[3], int.MaxValue);

@@ -22,6 +22,8 @@ public sealed class EchoNetFixture
 
     public EchoNetFixture(string root, int videos = 6)
     {
+        // EchoNet's CSVs are written with '.', whatever the culture the tests run under
+        using var invariant = Sculpt.Common.InvariantCultureScope.Enter();
         Root = root;
         Directory.CreateDirectory(Path.Combine(root, "Videos"));
         var splits = new[] { "TRAIN", "TRAIN", "TRAIN", "VAL", "TEST", "TRAIN" };

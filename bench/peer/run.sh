@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sculpt and the peer, Torch-Pruning 1.6.0, side by side on one dense model and one data set (issue 14, item 5):
+# the demo's synthetic echo set; this repo's U-Net (width 16) trained in PyTorch (bench/peer/peer.py train),
+# handed to Sculpt through `sculpt import --onnx` (batch norm kept); pruned to 10x, 100x, 300x and 1148x fewer
+# parameters by Torch-Pruning (default and local recipes, bench/peer/peer.py prune) and by `sculpt prune` with its
+# defaults (pruned weights only: --no-control --keep-pruned-weights, so the budget is pruning's alone); every
+# model scored by `sculpt eval` on the same test split. One libtorch thread per process, two processes at a time.
+# usage: SCULPT=path/to/frozen/Sculpt.Cli bench/peer/run.sh OUT [seed]
+# needs: apt-get install python3-torch python3-skimage python3-onnx; torch_pruning from the fetched VainF/Torch-Pruning
+#        (TP=folder holding torch_pruning/, e.g. git -C <mirror> archive v1.6.0 torch_pruning | tar -x -C "$TP")
+set -euo pipefail
+out="$1"; seed="${2:-0}"
+here="$(cd "$(dirname "$0")" && pwd)"
+sculpt="${SCULPT:?set SCULPT to a frozen build of src/Sculpt.Cli}"
+export PYTHONPATH="${TP:?set TP to the folder holding Torch-Pruning 1.6.0s torch_pruning package}"
+py=/usr/bin/python3
+mkdir -p "$out"
+[ -d "$out/data" ] || "$sculpt" synth --out "$out/data" --count 400 --size 112 --seed "$seed" > /dev/null
+[ -f "$out/peer/dense.json" ] || $py "$here/peer.py" train "$out/data" "$out/peer" --epochs 5 --seed "$seed" --threads 2
+read -r mean std < <($py -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['mean']*255, d['std']*255)" "$out/peer/dense.json")
+[ -f "$out/dense.sculpt" ] || "$sculpt" import --onnx "$out/peer/dense.onnx" --out "$out/dense.sculpt" --mean "$mean" --std "$std" > /dev/null
+start=$(date +%s)
+for recipe in default local; do
+  [ -f "$out/peer/$recipe.done" ] || { $py "$here/peer.py" prune "$out/data" "$out/peer" --recipe "$recipe" --seed "$seed" --threads 1 \
+    > "$out/peer/$recipe.log" 2>&1 && touch "$out/peer/$recipe.done"; } &
+done
+wait
+echo "Torch-Pruning: $(( $(date +%s) - start )) s" | tee -a "$out/times.txt"
+start=$(date +%s)
+for pair in "10 100" "300 1148"; do
+  for t in $pair; do
+    [ -f "$out/sculpt-$t.json" ] || { "$sculpt" prune --model "$out/dense.sculpt" --data "$out/data" --compression "$t" --out "$out/sculpt-$t.sculpt" \
+      --no-control --keep-pruned-weights --seed "$seed" --threads 1 --json > "$out/sculpt-$t.json.tmp" 2> "$out/sculpt-$t.log" \
+      && mv "$out/sculpt-$t.json.tmp" "$out/sculpt-$t.json"; } &
+  done
+  wait
+done
+echo "Sculpt: $(( $(date +%s) - start )) s" | tee -a "$out/times.txt"
+# the same evaluator for every model: sculpt eval on the test split
+"$sculpt" eval --model "$out/dense.sculpt" --data "$out/data" --json > "$out/eval-dense.json"
+for t in 10 100 300 1148; do
+  "$sculpt" eval --model "$out/sculpt-$t.sculpt" --data "$out/data" --json > "$out/eval-sculpt-$t.json"
+  for recipe in default local; do
+    "$sculpt" import --onnx "$out/peer/$recipe-${t}x.onnx" --out "$out/peer/$recipe-${t}x.sculpt" --mean "$mean" --std "$std" > /dev/null
+    "$sculpt" eval --model "$out/peer/$recipe-${t}x.sculpt" --data "$out/data" --json > "$out/eval-$recipe-$t.json"
+  done
+done
+$py "$here/table.py" "$out"
