@@ -147,8 +147,8 @@ void Baseline()
     var split = ds.Split(Opt("split", "test"));
     var b = new DarkRegionBaseline(ds.Split("train"), ds.Height, ds.Width);
     var scores = split.Select(s => Metrics.Compute(b.Segment(s.Image, ds.Height, ds.Width), s.Mask, ds.Height, ds.Width)).ToList();
-    var (mean, lo, hi) = Metrics.MeanCi(scores.Select(s => s.Dice).ToList());
-    Console.WriteLine($"dark-region baseline on {split.Count} cases: Dice {mean:0.0000} [{lo:0.0000}, {hi:0.0000}], HD95 {Metrics.MeanCi(scores.Select(s => s.Hd95Px).ToList()).Mean:0.00} px");
+    var (mean, lo, hi) = Sculpt.Common.Statistics.MeanCi(scores.Select(s => s.Dice).ToList());
+    Console.WriteLine($"dark-region baseline on {split.Count} cases: Dice {mean:0.0000} [{lo:0.0000}, {hi:0.0000}], HD95 {Sculpt.Common.Statistics.MeanCi(scores.Select(s => s.Hd95Px).ToList()).Mean:0.00} px");
 }
 
 void SliceSpeed()

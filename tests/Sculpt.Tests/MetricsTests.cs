@@ -69,10 +69,10 @@ public class MetricsTests
     public void BootstrapCiBracketsTheMeanAndIsDeterministic()
     {
         var v = Enumerable.Range(0, 50).Select(i => i / 50.0).ToList();
-        var (mean, lo, hi) = Metrics.MeanCi(v, seed: 4);
+        var (mean, lo, hi) = Common.Statistics.MeanCi(v, seed: 4);
         Assert.Equal(v.Average(), mean, 12);
         Assert.True(lo < mean && mean < hi);
-        Assert.Equal((mean, lo, hi), Metrics.MeanCi(v, seed: 4));
+        Assert.Equal((mean, lo, hi), Common.Statistics.MeanCi(v, seed: 4));
         // standard error of the mean ≈ 0.0408; the 95% interval is about ±1.96 SE
         Assert.InRange(hi - lo, 0.12, 0.20);
     }

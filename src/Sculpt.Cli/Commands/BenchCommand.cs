@@ -89,15 +89,15 @@ public static class BenchCommand
                     progress.Update($"bench threads {t} {be} batch {b}");
                     for (int k = 0; k < subjects.Count; k++)
                     {
-                        double p50 = Training.Metrics.Percentile(stats[k], 50);
+                        double p50 = Common.Statistics.Percentile(stats[k], 50);
                         double gflops = 2.0 * subjects[k].Macs * b / (p50 / 1000) / 1e9;
                         rows.Add(new JsonObject
                         {
                             ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
                             ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null,
-                            ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Training.Metrics.Percentile(stats[k], 95), ["p99"] = Training.Metrics.Percentile(stats[k], 99) },
+                            ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Common.Statistics.Percentile(stats[k], 95), ["p99"] = Common.Statistics.Percentile(stats[k], 99) },
                             ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
-                            ["speedup_vs_first"] = k == 0 ? null : Training.Metrics.Percentile(stats[0], 50) / p50,
+                            ["speedup_vs_first"] = k == 0 ? null : Common.Statistics.Percentile(stats[0], 50) / p50,
                         });
                     }
                 }
@@ -114,11 +114,11 @@ public static class BenchCommand
                     for (int k = 0; k < subjects.Count; k++) fps[k].Add(Latency.ConcurrentThroughput(runners[k], b, window));
                 for (int k = 0; k < subjects.Count; k++)
                 {
-                    double f = Training.Metrics.Percentile(fps[k], 50);
+                    double f = Common.Statistics.Percentile(fps[k], 50);
                     streamRows.Add(new JsonObject
                     {
                         ["model"] = subjects[k].Name, ["backend"] = "ort", ["ort_opt"] = LevelName(Level(k, 1)), ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
-                        ["speedup_vs_first"] = k == 0 ? null : f / Training.Metrics.Percentile(fps[0], 50),
+                        ["speedup_vs_first"] = k == 0 ? null : f / Common.Statistics.Percentile(fps[0], 50),
                     });
                 }
             }

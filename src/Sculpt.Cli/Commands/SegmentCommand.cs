@@ -82,7 +82,7 @@ public static class SegmentCommand
         if (outDir == null) throw new UsageException("missing required option --out");
         if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
 
-        var summary = CineStudy.Segment(seg, modelPath, input, outDir);
+        var summary = CineStudy.Segment(seg, modelPath, input, outDir, plot: Clinical.AreaPlot.Save);
         bool video = summary["video"]!.GetValue<bool>();
         int frames = summary["frames"]!.GetValue<int>();
         if (json) Output.Json(summary);
@@ -112,7 +112,7 @@ public static class SegmentCommand
         var result = Archive.Run(seg, modelPath, input, outDir, shard, images, retryFailed, p => line.Update(
             $"study {p.Position}/{p.Total} ({p.Processed} done, {p.Skipped} skipped, {p.Failed} failed) "
             + $"{ProgressLine.Bar((double)p.Position / Math.Max(1, p.Total), 12)} {p.StudiesPerSecond:0.00} studies/s ETA {Output.Duration(p.Eta)} {p.Study}",
-            p.Position == p.Total));
+            p.Position == p.Total), Clinical.AreaPlot.Save);
         line.Done();
         if (result.Studies == 0 && shard.Count == 1) throw new InvalidDataException($"{input}: no studies (DICOM files, videos or image folders) found");
         if (json)

@@ -62,7 +62,7 @@ public static class EchoNetDynamic
                 var img = decoded[frame];
                 (h0, w0) = (img.Height, img.Width);
                 int h = height ?? img.Height, w = width ?? img.Width;
-                var planes = ImageIO.ResizeBilinear(SegmentationDataset.ToPlanes(img, 3), 3, img.Height, img.Width, h, w);
+                var planes = ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, 3), 3, img.Height, img.Width, h, w);
                 var mask = ImageIO.ResizeNearest(masks[frame], img.Height, img.Width, h, w);
                 samples.Add(new Sample($"{Path.GetFileNameWithoutExtension(video.FileName)}_{frame}", planes, mask, video.Split, null, phase));
             }

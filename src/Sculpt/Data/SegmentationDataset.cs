@@ -9,8 +9,6 @@ namespace Sculpt.Data;
 /// <summary>One image and its label map. <see cref="Phase"/>: "ED" or "ES" where the source says which cardiac phase the frame shows.</summary>
 public sealed record Sample(string Id, float[] Image, byte[] Mask, string Split, double? SpacingMm = null, string? Phase = null);
 
-public sealed class DatasetException(string message) : Exception(message);
-
 /// <summary>
 /// A segmentation dataset in memory, loaded from Sculpt's folder format (see docs/dataset-format.md):
 /// <c>images/&lt;id&gt;.png</c>, <c>masks/&lt;id&gt;.png</c> (pixel value = label index; 0/255 binary masks are
@@ -112,7 +110,7 @@ public sealed class SegmentationDataset
             int bad = Array.FindIndex(mask, v => v >= labels.Count);
             if (bad >= 0)
                 throw new DatasetException($"{Path.Combine(masksDir, id + ".png")}: label value {mask[bad]} at pixel ({bad % img.Width}, {bad / img.Width}) is out of range for labels [{string.Join(", ", labels)}]{(labels.Count == 2 ? " (mask is not binary)" : "")}");
-            var planes = ToPlanes(img, channels);
+            var planes = ImageIO.ToPlanes(img, channels);
             var resized = ImageIO.ResizeBilinear(planes, channels, img.Height, img.Width, h, w);
             var resizedMask = ImageIO.ResizeNearest(mask, img.Height, img.Width, h, w);
             if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
@@ -157,23 +155,6 @@ public sealed class SegmentationDataset
             if (manifest?[key] is not { } node) return null;
             return node is JsonValue v && v.TryGetValue<string>(out var t) ? t : throw Bad(key, "a string");
         }
-    }
-
-    /// <summary>Image as channel planes in [0,1]; RGB averaged for one channel, grey replicated for several.</summary>
-    public static float[] ToPlanes(Image8 img, int channels)
-    {
-        var planes = new float[channels * img.Width * img.Height];
-        int hw = img.Width * img.Height;
-        for (int p = 0; p < hw; p++)
-            for (int c = 0; c < channels; c++)
-            {
-                float v;
-                if (img.Channels == channels) v = img.Pixels[p * img.Channels + c];
-                else if (channels == 1) { int s = 0; for (int k = 0; k < img.Channels; k++) s += img.Pixels[p * img.Channels + k]; v = (float)s / img.Channels; }
-                else v = img.Pixels[p * img.Channels]; // grey image fed to a multi-channel model: replicate
-                planes[c * hw + p] = v / 255f;
-            }
-        return planes;
     }
 
     /// <summary>Deterministic 70/15/15 split by a stable hash of the id, used when no split.csv exists.</summary>

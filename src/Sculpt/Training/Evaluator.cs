@@ -41,9 +41,9 @@ public static class Evaluator
         var list = new List<MetricSummary>();
         foreach (var group in results.GroupBy(r => r.Label).OrderBy(g => g.Key))
         {
-            var d = Metrics.MeanCi(group.Select(r => r.Metrics.Dice).ToList(), seed);
-            var j = Metrics.MeanCi(group.Select(r => r.Metrics.IoU).ToList(), seed);
-            var h = Metrics.MeanCi(group.Select(r => r.Metrics.Hd95Px).ToList(), seed);
+            var d = Common.Statistics.MeanCi(group.Select(r => r.Metrics.Dice).ToList(), seed);
+            var j = Common.Statistics.MeanCi(group.Select(r => r.Metrics.IoU).ToList(), seed);
+            var h = Common.Statistics.MeanCi(group.Select(r => r.Metrics.Hd95Px).ToList(), seed);
             double? mm = group.All(r => r.SpacingMm.HasValue)
                 ? group.Where(r => r.Metrics.Hd95Defined).Select(r => r.Metrics.Hd95Px * r.SpacingMm!.Value).DefaultIfEmpty(double.NaN).Average()
                 : null;

@@ -49,7 +49,7 @@ public static class Metrics
         var distances = new List<double>(sa.Count + sb.Count);
         distances.AddRange(Directed(sa, b, height, width, label, sb));
         distances.AddRange(Directed(sb, a, height, width, label, sa));
-        return Percentile(distances, 95);
+        return Common.Statistics.Percentile(distances, 95);
     }
 
     /// <summary>For each surface point of one mask, the distance to the nearest surface point of the other (0 if it lies on it).</summary>
@@ -80,32 +80,5 @@ public static class Metrics
                 sum += (a ? 1 : 0) + (b ? 1 : 0);
             }
         return sum == 0 ? 1.0 : 2.0 * inter / sum;
-    }
-
-    public static double Percentile(IReadOnlyList<double> values, double q)
-    {
-        if (values.Count == 0) return double.NaN;
-        var sorted = values.OrderBy(v => v).ToArray();
-        double pos = q / 100 * (sorted.Length - 1);
-        int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, sorted.Length - 1);
-        return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
-    }
-
-    /// <summary>Mean with a percentile bootstrap 95% confidence interval (deterministic for a seed).</summary>
-    public static (double Mean, double Lo, double Hi) MeanCi(IReadOnlyList<double> values, int seed = 0, int resamples = 2000)
-    {
-        var v = values.Where(x => !double.IsNaN(x)).ToArray();
-        if (v.Length == 0) return (double.NaN, double.NaN, double.NaN);
-        double mean = v.Average();
-        if (v.Length == 1) return (mean, mean, mean);
-        var r = new Random(seed);
-        var means = new double[resamples];
-        for (int k = 0; k < resamples; k++)
-        {
-            double s = 0;
-            for (int i = 0; i < v.Length; i++) s += v[r.Next(v.Length)];
-            means[k] = s / v.Length;
-        }
-        return (mean, Percentile(means, 2.5), Percentile(means, 97.5));
     }
 }

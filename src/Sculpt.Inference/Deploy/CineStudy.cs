@@ -47,10 +47,14 @@ public sealed record StudyFrames(List<string> Names, List<Image8> Images, bool V
     private static List<string> FrameNames(int count) => Enumerable.Range(0, count).Select(i => $"frame_{i:D5}").ToList();
 }
 
+/// <summary>Draws the LV area curve of a study (the CLI's plot; the library itself carries no plotting library).</summary>
+public delegate void AreaPlotWriter(string pngPath, IReadOnlyList<double> lvArea, IReadOnlyList<Beat> beats, string unit, string title);
+
 /// <summary>
-/// The cine-loop pipeline behind <c>sculpt segment</c>: masks and overlays per frame, LV area and area–length
-/// volume per frame, ED/ES per beat and the ejection fraction; LV volumes in mL where a DICOM file gives the
-/// physical pixel size. One implementation for a single input and for every study of an archive.
+/// The study folder behind <c>sculpt segment</c>: masks and overlays per frame, LV area and area–length volume per
+/// frame (lv_area.csv), ED/ES per beat and the ejection fraction (beats.csv, summary.json); LV volumes in mL where
+/// a DICOM file gives the physical pixel size. One implementation for a single input and for every study of an
+/// archive.
 /// </summary>
 public static class CineStudy
 {
@@ -59,20 +63,16 @@ public static class CineStudy
     /// <summary>
     /// Segments <paramref name="input"/> and writes the study folder <paramref name="outDir"/> as a whole (a
     /// temporary folder renamed at the end). <paramref name="images"/> false leaves out the per-frame mask and
-    /// overlay PNGs, which dominate the time of an archive run. Returns summary.json's content.
+    /// overlay PNGs, which dominate the time of an archive run; <paramref name="plot"/> draws lv_area.png.
+    /// Returns summary.json's content.
     /// </summary>
-    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true)
+    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true, AreaPlotWriter? plot = null)
     {
         var study = StudyFrames.Read(input);
-        var task = seg.Task;
-        var masks = seg.Segment(study.Images.Select(img => ToModelInput(img, task)).ToList());
+        var analysis = CineAnalysis.Measure(seg.SegmentImages(study.Images), seg.Lv, study.Dicom?.Spacing, cycle: study.Video);
         var frames = study.Names;
         var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = study.Video };
-        var dicom = study.Dicom;
-        // area–length volumes scale with the cube of the pixel size; for unequal x and y sizes their geometric mean
-        // stands in for the long axis' direction (ultrasound regions are square in practice)
-        double? mlPerPx3 = dicom?.Spacing is { } sp ? Math.Pow(Math.Sqrt(sp.XMm * sp.YMm), 3) / 1000 : null;
-        if (dicom != null)
+        if (study.Dicom is { } dicom)
         {
             summary["frame_time_ms"] = dicom.FrameTimeMs is { } ft && double.IsFinite(ft) ? ft : null;
             summary["pixel_spacing_mm"] = dicom.Spacing is { } s2 ? new JsonArray(s2.XMm, s2.YMm) : null;
@@ -83,58 +83,48 @@ public static class CineStudy
             {
                 Directory.CreateDirectory(Path.Combine(tmp, "masks"));
                 Directory.CreateDirectory(Path.Combine(tmp, "overlays"));
-            }
-            var lvAreas = new List<double>(); var lengths = new List<double>(); var volumes = new List<double>();
-            byte lv = (byte)Math.Max(1, task.Labels.IndexOf("lv"));
-            for (int i = 0; i < frames.Count; i++)
-            {
-                var img = study.Images[i];
-                var full = ImageIO.ResizeNearest(masks[i], task.InputHeight, task.InputWidth, img.Height, img.Width);
-                if (images)
+                for (int i = 0; i < frames.Count; i++)
                 {
-                    File.WriteAllBytes(Path.Combine(tmp, "masks", frames[i] + ".png"), ImageIO.EncodePng(new Image8(img.Width, img.Height, 1, full)));
-                    var grey = SegmentationDataset.ToPlanes(img, 1);
-                    File.WriteAllBytes(Path.Combine(tmp, "overlays", frames[i] + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, full, img.Height, img.Width)));
+                    var img = study.Images[i];
+                    var mask = analysis.Masks[i];
+                    File.WriteAllBytes(Path.Combine(tmp, "masks", frames[i] + ".png"), ImageIO.EncodePng(mask));
+                    var grey = ImageIO.ToPlanes(img, 1);
+                    File.WriteAllBytes(Path.Combine(tmp, "overlays", frames[i] + ".png"), ImageIO.EncodePng(Overlay.Draw(grey, mask.Pixels, img.Height, img.Width)));
                 }
-                var (area, length) = AreaLength.Measure(full, img.Height, img.Width, lv);
-                lvAreas.Add(area); lengths.Add(length); volumes.Add(AreaLength.Volume(area, length));
             }
-            summary["frames_without_lv"] = lvAreas.Count(a => a == 0);
-            if (study.Video) WriteCycle(tmp, summary, lvAreas, lengths, volumes, mlPerPx3);
+            summary["frames_without_lv"] = analysis.FramesWithoutLv;
+            if (study.Video) WriteCycle(tmp, summary, analysis, plot);
             File.WriteAllText(Path.Combine(tmp, "summary.json"), summary.ToJsonString(Indented));
         });
         return summary;
     }
 
-    private static void WriteCycle(string dir, JsonObject summary, List<double> lvAreas, List<double> lengths, List<double> volumes, double? mlPerPx3)
+    private static void WriteCycle(string dir, JsonObject summary, CineAnalysis analysis, AreaPlotWriter? plot)
     {
-        var beats = CardiacCycle.Beats(volumes);
+        var beats = analysis.Beats;
         var csv = new StringBuilder("frame,lv_area_px,long_axis_px,volume_px3\n");
-        for (int i = 0; i < volumes.Count; i++) csv.Append(CultureInfo.InvariantCulture, $"{i},{lvAreas[i]},{lengths[i]:0.###},{volumes[i]:0.#}\n");
+        for (int i = 0; i < analysis.VolumePx3.Count; i++)
+            csv.Append(CultureInfo.InvariantCulture, $"{i},{analysis.LvAreaPx[i]},{analysis.LongAxisPx[i]:0.###},{analysis.VolumePx3[i]:0.#}\n");
         File.WriteAllText(Path.Combine(dir, "lv_area.csv"), csv.ToString());
         var beatCsv = new StringBuilder("beat,ed_frame,es_frame,edv_px3,esv_px3,ef_percent,edv_ml,esv_ml\n");
-        string Millilitres(double px3) => mlPerPx3 is { } f ? (px3 * f).ToString("0.###", CultureInfo.InvariantCulture) : "";
+        string Millilitres(double px3) => analysis.Millilitres(px3) is { } ml ? ml.ToString("0.###", CultureInfo.InvariantCulture) : "";
         for (int k = 0; k < beats.Count; k++)
             beatCsv.Append(CultureInfo.InvariantCulture, $"{k + 1},{beats[k].EndDiastole},")
                 .Append(CultureInfo.InvariantCulture, $"{beats[k].EndSystole},{beats[k].Edv:0.#},")
                 .Append(CultureInfo.InvariantCulture, $"{beats[k].Esv:0.#},{beats[k].EjectionFraction:0.##},")
                 .Append(CultureInfo.InvariantCulture, $"{Millilitres(beats[k].Edv)},{Millilitres(beats[k].Esv)}\n");
         File.WriteAllText(Path.Combine(dir, "beats.csv"), beatCsv.ToString());
-        double ef = beats.Count > 0 ? beats.Average(b => b.EjectionFraction) : double.NaN;
-        string efText = double.IsNaN(ef) ? "n/a" : ef.ToString("0.0", CultureInfo.InvariantCulture) + "%";
-        AreaPlot.Save(Path.Combine(dir, "lv_area.png"), lvAreas, beats, "px", $"LV area — EF {efText} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
-        summary["ejection_fraction"] = double.IsFinite(ef) ? ef : null;
+        var ef = analysis.EjectionFraction;
+        string efText = ef is { } e ? e.ToString("0.0", CultureInfo.InvariantCulture) + "%" : "n/a";
+        plot?.Invoke(Path.Combine(dir, "lv_area.png"), analysis.LvAreaPx, beats, "px", $"LV area — EF {efText} ({beats.Count} beat{(beats.Count == 1 ? "" : "s")})");
+        summary["ejection_fraction"] = ef;
         // strict JSON: an undefined EF (no LV found at end-diastole) is null, not NaN
         static JsonNode? Finite(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
         summary["beats"] = new JsonArray(beats.Select(b => (JsonNode)new JsonObject
         {
             ["ed"] = b.EndDiastole, ["es"] = b.EndSystole, ["ef"] = Finite(b.EjectionFraction),
             ["edv_px3"] = Finite(b.Edv), ["esv_px3"] = Finite(b.Esv),
-            ["edv_ml"] = mlPerPx3 is { } f ? Finite(b.Edv * f) : null, ["esv_ml"] = mlPerPx3 is { } g ? Finite(b.Esv * g) : null,
+            ["edv_ml"] = analysis.Millilitres(b.Edv), ["esv_ml"] = analysis.Millilitres(b.Esv),
         }).ToArray());
     }
-
-    private static float[] ToModelInput(Image8 img, TaskInfo task) =>
-        ImageIO.ResizeBilinear(SegmentationDataset.ToPlanes(img, task.InputChannels), task.InputChannels, img.Height, img.Width,
-            task.InputHeight, task.InputWidth);
 }

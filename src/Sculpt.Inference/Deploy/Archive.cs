@@ -130,7 +130,7 @@ public static class Archive
     private static string ErrorFile(string outDir, string study) => Path.Combine(outDir, "errors", study + ".txt");
 
     public static ArchiveResult Run(Segmenter seg, string modelPath, string root, string outDir, Shard shard, bool images, bool retryFailed,
-        Action<ArchiveProgress>? progress = null)
+        Action<ArchiveProgress>? progress = null, AreaPlotWriter? plot = null)
     {
         var (all, ignored) = Find(root);
         var mine = all.Where(shard.Owns).ToList();
@@ -152,7 +152,7 @@ public static class Archive
             Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
             try
             {
-                CineStudy.Segment(seg, modelPath, Path.Combine(root, study), folder, images);
+                CineStudy.Segment(seg, modelPath, Path.Combine(root, study), folder, images, plot);
                 processed++;
             }
             catch (Exception e) when (e is not OutOfMemoryException)

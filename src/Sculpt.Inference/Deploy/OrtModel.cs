@@ -31,12 +31,12 @@ public sealed class OrtModel : IDisposable
     }
 
     /// <summary>A session over a model exported in memory (no file): for timing a package as ONNX Runtime runs it.</summary>
-    public static OrtModel FromPackage(Runtime.ModelPackage model, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL)
-    {
-        var source = $"{model.Meta.Architecture ?? "model"} (exported in memory)";
-        var bytes = OnnxExport.Encode(model);
-        return new OrtModel(Open(() => new InferenceSession(bytes, Options(threads, optimization)), source), source, optimization);
-    }
+    public static OrtModel FromPackage(Runtime.ModelPackage model, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL) =>
+        FromBytes(OnnxExport.Encode(model), $"{model.Meta.Architecture ?? "model"} (exported in memory)", threads, optimization);
+
+    /// <summary>A session over an ONNX model held in memory; <paramref name="source"/> names it in errors.</summary>
+    public static OrtModel FromBytes(byte[] onnx, string source, int threads = 0, GraphOptimizationLevel optimization = GraphOptimizationLevel.ORT_ENABLE_ALL) =>
+        new(Open(() => new InferenceSession(onnx, Options(threads, optimization)), source), source, optimization);
 
     /// <summary>
     /// Opens the model at ORT's two useful CPU levels and keeps the one faster at batch 1 on this machine.
@@ -50,7 +50,7 @@ public sealed class OrtModel : IDisposable
         var runs = candidates.Select(m => m.SampleRun(1)).ToArray();
         foreach (var run in runs) for (int i = 0; i < 3; i++) run();
         var times = Latency.Alternating(runs, samples: 16, block: 4);
-        int best = Training.Metrics.Percentile(times[0], 50) <= Training.Metrics.Percentile(times[1], 50) ? 0 : 1;
+        int best = Common.Statistics.Percentile(times[0], 50) <= Common.Statistics.Percentile(times[1], 50) ? 0 : 1;
         candidates[1 - best].Dispose();
         return candidates[best];
     }
@@ -116,7 +116,7 @@ public static class Latency
             run();
             samples.Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
         }
-        return new LatencyStats(Training.Metrics.Percentile(samples, 50), Training.Metrics.Percentile(samples, 95), Training.Metrics.Percentile(samples, 99), samples.Count, batch);
+        return new LatencyStats(Common.Statistics.Percentile(samples, 50), Common.Statistics.Percentile(samples, 95), Common.Statistics.Percentile(samples, 99), samples.Count, batch);
     }
 
     public static LatencyStats Ort(OrtModel model, int batch, int runs = 200) => Measure(model.SampleRun(batch), batch, runs);

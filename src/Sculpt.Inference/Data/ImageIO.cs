@@ -59,6 +59,23 @@ public static class ImageIO
     public static void WritePng(string path, Image8 img) => AtomicFile.WriteAllBytes(path, EncodePng(img));
 
     /// <summary>Bilinear resize of float planes (C, H, W), pixel-centre aligned like PyTorch's align_corners=False.</summary>
+    /// <summary>Image as channel planes in [0,1]; RGB averaged for one channel, grey replicated for several.</summary>
+    public static float[] ToPlanes(Image8 img, int channels)
+    {
+        var planes = new float[channels * img.Width * img.Height];
+        int hw = img.Width * img.Height;
+        for (int p = 0; p < hw; p++)
+            for (int c = 0; c < channels; c++)
+            {
+                float v;
+                if (img.Channels == channels) v = img.Pixels[p * img.Channels + c];
+                else if (channels == 1) { int s = 0; for (int k = 0; k < img.Channels; k++) s += img.Pixels[p * img.Channels + k]; v = (float)s / img.Channels; }
+                else v = img.Pixels[p * img.Channels]; // grey image fed to a multi-channel model: replicate
+                planes[c * hw + p] = v / 255f;
+            }
+        return planes;
+    }
+
     public static float[] ResizeBilinear(float[] src, int channels, int h, int w, int outH, int outW)
     {
         if (h == outH && w == outW) return (float[])src.Clone();
