@@ -85,7 +85,7 @@ public class InputFuzzTests(ITestOutputHelper log)
             var parsed = Avi.Read(p);
             if (parsed.IsMotionJpeg) Video.DecodeMotionJpeg(parsed, p); // anything else would go to ffmpeg, out of process
         });
-        foreach (var dcm in new[] { "us-mono-implicit.dcm", "us-rgb-explicit.dcm", "us-rgb-rle.dcm", "us-mono-jpeg.dcm" })
+        foreach (var dcm in new[] { "us-mono-implicit.dcm", "us-rgb-explicit.dcm", "us-rgb-rle.dcm", "us-mono-jpeg.dcm", "us-rgb-jpeg.dcm" })
         {
             var original = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", dcm));
             Run($"DICOM {dcm} (pydicom/dcmtk)", 150, ".dcm", r => Mutate(original, r), p => Dicom.Read(p));

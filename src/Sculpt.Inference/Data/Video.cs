@@ -136,7 +136,7 @@ public sealed record Avi(int Width, int Height, string Codec, double Fps, List<b
     }
 }
 
-/// <summary>JPEG frames from Motion-JPEG streams.</summary>
+/// <summary>JPEG frames from Motion-JPEG streams and DICOM JPEG Baseline pixel data.</summary>
 public static class Jpeg
 {
     /// <summary>
@@ -146,7 +146,9 @@ public static class Jpeg
     public static Image8 Decode(byte[] jpeg, string source)
     {
         if (jpeg.Length < 4 || jpeg[0] != 0xFF || jpeg[1] != 0xD8) throw new InvalidDataException($"{source}: not a JPEG frame");
-        return ImageIO.Decode(HasHuffmanTables(jpeg) ? jpeg : WithStandardHuffmanTables(jpeg, source), source);
+        var complete = HasHuffmanTables(jpeg) ? jpeg : WithStandardHuffmanTables(jpeg, source);
+        // sequential frames decode as IJG's libjpeg decodes them (dcmtk, FFmpeg); other processes through the image decoder
+        return BaselineJpeg.IsSequentialHuffman(complete) ? BaselineJpeg.Decode(complete, source) : ImageIO.Decode(complete, source);
     }
 
     public static bool HasHuffmanTables(byte[] jpeg) => Markers(jpeg).Any(m => m.Marker == 0xC4);
