@@ -1,0 +1,152 @@
+using Sculpt.Graph;
+using Sculpt.Runtime;
+
+namespace Sculpt.Engine;
+
+/// <summary>One planned kernel: its name, the multiply-accumulates and the bytes it reads and writes per image.</summary>
+public sealed record EngineLayer(string Name, long Macs, long Bytes);
+
+/// <summary>
+/// Sculpt's own CPU executor for small graphs, in managed code (System.Numerics vectors: AVX2/FMA on x64, NEON on
+/// ARM), so a sculpted model needs no native runtime. The graph is planned once: every node recorded through its
+/// one definition, batch norm folded into the convolution before it, ReLU/clip/leaky ReLU fused into the
+/// convolution's epilogue, activations assigned to arena slots reused once their last reader has run. A run
+/// allocates nothing: each concurrent caller takes an arena of its own from a pool (thread-safe).
+/// </summary>
+public sealed class SculptEngine
+{
+    private readonly List<Step> _steps;
+    private readonly Value _input, _output;
+    private readonly int[] _slotSizes;
+    private readonly int _scratch;
+    // arenas not in use, per batch size (a lock, not a concurrent collection: those allocate on some operations)
+    private readonly Dictionary<int, Stack<Frame>> _frames = new();
+    private readonly Lock _framesLock = new();
+
+    public int InputChannels => _input.C;
+    public int InputHeight => _input.H;
+    public int InputWidth => _input.W;
+    public (int C, int H, int W) OutputShape => (_output.C, _output.H, _output.W);
+    /// <summary>The planned kernels in execution order.</summary>
+    public IReadOnlyList<EngineLayer> Layers { get; }
+
+    private SculptEngine(List<Step> steps, Value input, Value output)
+    {
+        _steps = steps; _input = input; _output = output;
+        _slotSizes = AssignSlots(steps, input, output);
+        _scratch = steps.OfType<ConvStep>().Select(c => c.ScratchSize).DefaultIfEmpty(0).Max();
+        Layers = steps.Select(s => new EngineLayer(s.Name, s.Macs, 4L * (s.Inputs.Where(v => v.IsActivation).Sum(v => (long)v.Size) + s.Output.Size))).ToList();
+    }
+
+    /// <summary>Plans <paramref name="graph"/> with <paramref name="weights"/>; <see cref="NotSupportedException"/> names what it cannot run.</summary>
+    public static SculptEngine Create(NetworkGraph graph, WeightSet weights)
+    {
+        var (steps, input, output) = Recorder.Record(graph, weights);
+        if (input is null || output is null) throw new NotSupportedException("the graph needs one input and one output");
+        Fuse(steps, output);
+        foreach (var c in steps.OfType<ConvStep>()) c.Prepare();
+        return new SculptEngine(steps, input, output);
+    }
+
+    public static SculptEngine Create(ModelPackage model) => Create(model.Graph, model.Weights);
+
+    private static void CountReaders(List<Step> steps)
+    {
+        foreach (var s in steps) { s.Output.Readers = 0; s.Output.LastReader = -1; }
+        for (int i = 0; i < steps.Count; i++)
+            foreach (var v in steps[i].Inputs) { v.Readers++; v.LastReader = i; }
+    }
+
+    /// <summary>Batch norm into the convolution before it, then an activation into the convolution's epilogue.</summary>
+    private static void Fuse(List<Step> steps, Value output)
+    {
+        CountReaders(steps);
+        for (int i = 0; i < steps.Count; i++)
+        {
+            var s = steps[i];
+            if (s.Inputs.Length != 1 || s.Inputs[0].Producer is not ConvStep conv || conv.HasEpilogue || s.Inputs[0].Readers != 1 || s.Inputs[0] == output) continue;
+            bool fused = true;
+            switch (s)
+            {
+                case AffineStep bn: conv.Fold(bn.Scale, bn.Shift); break;
+                case UnaryStep { Kind: UnaryKind.Relu }: conv.Lo = 0; conv.HasEpilogue = true; break;
+                case UnaryStep { Kind: UnaryKind.Clip } clip: conv.Lo = clip.A; conv.Hi = clip.B; conv.HasEpilogue = true; break;
+                case UnaryStep { Kind: UnaryKind.LeakyRelu } leaky: conv.NegativeSlope = leaky.A; conv.HasEpilogue = true; break;
+                default: fused = false; break;
+            }
+            if (!fused) continue;
+            // the convolution now writes the fused step's output
+            conv.Output = s.Output;
+            s.Output.Producer = conv;
+            steps.RemoveAt(i--);
+        }
+        CountReaders(steps);
+    }
+
+    /// <summary>Arena slots by liveness: a value's slot is free again after its last reader; returns the slot sizes per image.</summary>
+    private static int[] AssignSlots(List<Step> steps, Value input, Value output)
+    {
+        var sizes = new List<int>();
+        var free = new List<int>();
+        for (int i = 0; i < steps.Count; i++)
+        {
+            var y = steps[i].Output;
+            // the smallest free slot that is large enough, else the largest free one grown
+            int best = free.Where(k => sizes[k] >= y.Size).OrderBy(k => sizes[k]).Select(k => (int?)k).FirstOrDefault()
+                ?? free.OrderByDescending(k => sizes[k]).Select(k => (int?)k).FirstOrDefault() ?? -1;
+            if (best >= 0) { free.Remove(best); sizes[best] = Math.Max(sizes[best], y.Size); y.Slot = best; }
+            else { y.Slot = sizes.Count; sizes.Add(y.Size); }
+            foreach (var v in steps[i].Inputs.Distinct())
+                if (v.IsActivation && v != input && v != output && v.LastReader == i) free.Add(v.Slot);
+            if (y.Readers == 0 && y != output) free.Add(y.Slot);
+        }
+        return sizes.ToArray();
+    }
+
+    private Frame Rent(int batch)
+    {
+        lock (_framesLock)
+            if (_frames.TryGetValue(batch, out var free) && free.Count > 0) return free.Pop();
+        return NewFrame(batch);
+    }
+
+    // apart from Rent: a lambda capturing the batch size would allocate its closure on every call of Rent
+    private Frame NewFrame(int batch) => new(_slotSizes.Select(s => new float[(long)s * batch]).ToArray(), batch, _scratch);
+
+    /// <summary>
+    /// Runs a batch of <paramref name="batch"/> NCHW float32 images; writes the logits (N × C × H × W) into
+    /// <paramref name="output"/>. Allocates nothing once an arena for this batch size exists.
+    /// </summary>
+    public void Run(float[] input, int batch, Span<float> output)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch));
+        if (input.Length != batch * _input.Size) throw new ArgumentException($"input has {input.Length} values, a batch of {batch} needs {batch * _input.Size}");
+        if (output.Length != batch * _output.Size) throw new ArgumentException($"output has room for {output.Length} values, needs {batch * _output.Size}");
+        var f = Rent(batch);
+        try
+        {
+            f.Input = input;
+            foreach (var s in _steps) s.Run(f);
+            f.Of(_output).AsSpan(0, batch * _output.Size).CopyTo(output);
+        }
+        finally
+        {
+            f.Input = [];
+            lock (_framesLock)
+            {
+                if (!_frames.TryGetValue(batch, out var free)) _frames[batch] = free = new Stack<Frame>();
+                free.Push(f);
+            }
+        }
+    }
+
+    public float[] Run(float[] input, int batch)
+    {
+        var y = new float[batch * _output.Size];
+        Run(input, batch, y);
+        return y;
+    }
+
+    /// <summary>Whether the plan copies the input's values through unchanged to the output (no step at all).</summary>
+    internal bool Empty => _steps.Count == 0;
+}

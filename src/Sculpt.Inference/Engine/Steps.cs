@@ -1,0 +1,778 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Sculpt.Graph;
+
+namespace Sculpt.Engine;
+
+/// <summary>
+/// Convolution with batch norm folded into its weights and a ReLU / clip / leaky ReLU fused into its epilogue.
+/// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over four
+/// output channels and two vectors of pixels (the input copied once into a zero-bordered scratch when padded);
+/// every other convolution runs the plain loop.
+/// </summary>
+internal sealed class ConvStep : Step
+{
+    public float[] Weight;
+    public float[] Bias;
+    private readonly int _kh, _kw, _groups;
+    private readonly int[] _stride, _pad, _dilation;
+    public float Lo = float.NegativeInfinity, Hi = float.PositiveInfinity, NegativeSlope = 1;
+    public bool HasEpilogue;
+    private float[] _packed = [];
+    private bool _direct, _acrossChannels;
+    private const int ChunkVectors = 4;
+
+    public ConvStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation, int groups)
+    {
+        Inputs = [x]; Output = y; Weight = weight; Bias = bias ?? new float[y.C];
+        _kh = kh; _kw = kw; _stride = stride; _pad = pad; _dilation = dilation; _groups = groups;
+    }
+
+    public override long Macs => (long)Output.Size * (Inputs[0].C / _groups) * _kh * _kw;
+    public override string Name => $"Conv {_kh}×{_kw}{(_direct ? "" : _acrossChannels ? " (channel vectors)" : " (plain)")}";
+
+    /// <summary>Folds y = x·scale + shift (a batch norm) that follows this convolution into its weights.</summary>
+    public void Fold(float[] scale, float[] shift)
+    {
+        int per = Weight.Length / Output.C;
+        for (int o = 0; o < Output.C; o++)
+        {
+            for (int i = 0; i < per; i++) Weight[o * per + i] *= scale[o];
+            Bias[o] = Bias[o] * scale[o] + shift[o];
+        }
+    }
+
+    /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
+    public int ScratchSize => _direct && (_pad[0] > 0 || _pad[1] > 0) ? Inputs[0].C * (Inputs[0].H + 2 * _pad[0]) * (Inputs[0].W + 2 * _pad[1]) : 0;
+
+    public void Prepare()
+    {
+        _direct = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] && Output.W >= Vector<float>.Count;
+        _acrossChannels = !_direct && _groups == 1;
+        if (_acrossChannels) PackAcrossChannels();
+        if (!_direct) return;
+        // [block of 4 output channels][input channel][ky][kx][4]: the four weights one input sample meets, side by side
+        int ic = Inputs[0].C, k = _kh * _kw, blocks = Output.C / 4;
+        _packed = new float[blocks * ic * k * 4];
+        for (int b = 0; b < blocks; b++)
+            for (int c = 0; c < ic; c++)
+                for (int t = 0; t < k; t++)
+                    for (int j = 0; j < 4; j++) _packed[((b * ic + c) * k + t) * 4 + j] = Weight[((b * 4 + j) * ic + c) * k + t];
+    }
+
+    public override unsafe void Run(Frame f)
+    {
+        var x = f.Of(Inputs[0]); var y = f.Of(Output);
+        for (int n = 0; n < f.Batch; n++)
+        {
+            if (_acrossChannels)
+            {
+                fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias) AcrossChannels(xp, yp, wp, bp);
+                continue;
+            }
+            if (!_direct) { Plain(x, n * Inputs[0].Size, y, n * Output.Size); continue; }
+            fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
+                Direct(xp, yp, scratch, wp, bp, wAll);
+        }
+    }
+
+    private unsafe void Direct(float* x, float* y, float* scratch, float* packed, float* bias, float* weight)
+    {
+        var input = Inputs[0];
+        int ic = input.C, ph = _pad[0], pw = _pad[1], hp = input.H + 2 * ph, wp = input.W + 2 * pw;
+        float* src = x;
+        if (ph > 0 || pw > 0)
+        {
+            new Span<float>(scratch, ic * hp * wp).Clear();
+            for (int c = 0; c < ic; c++)
+                for (int r = 0; r < input.H; r++)
+                    new ReadOnlySpan<float>(x + (c * input.H + r) * input.W, input.W).CopyTo(new Span<float>(scratch + (c * hp + r + ph) * wp + pw, input.W));
+            src = scratch;
+        }
+        int ho = Output.H, wo = Output.W, vl = Vector<float>.Count, k = _kh * _kw, plane = ho * wo;
+        int blocks = Output.C / 4;
+        for (int b = 0; b < blocks; b++)
+        {
+            float* wb = packed + b * ic * k * 4;
+            for (int oy = 0; oy < ho; oy++)
+            {
+                int ox = 0;
+                while (ox < wo)
+                {
+                    if (ox + 2 * vl <= wo) { Block4x2(src, hp, wp, ic, wb, bias + 4 * b, y + 4 * b * plane + oy * wo + ox, plane, oy, ox); ox += 2 * vl; }
+                    else
+                    {
+                        // the last vector of a row overlaps the one before it rather than leaving a scalar tail
+                        int at = Math.Min(ox, wo - vl);
+                        Block4x1(src, hp, wp, ic, wb, bias + 4 * b, y + 4 * b * plane + oy * wo + at, plane, oy, at);
+                        ox = at + vl;
+                    }
+                }
+            }
+        }
+        // the remaining one to three channels: pairs, then one, each over four vectors of pixels at a time, so that
+        // independent accumulators hide the latency of the multiply-adds (one chain alone waits on each of them)
+        int o = blocks * 4;
+        for (; o + 2 <= Output.C; o += 2)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo;)
+                {
+                    int at = ox + 4 * vl <= wo ? ox : Math.Min(ox, wo - vl);
+                    int n = ox + 4 * vl <= wo ? 4 : 1;
+                    Block2(src, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane + oy * wo + at, plane, oy, at, n);
+                    ox = at + n * vl;
+                }
+        for (; o < Output.C; o++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo;)
+                {
+                    int at = ox + 4 * vl <= wo ? ox : Math.Min(ox, wo - vl);
+                    if (ox + 4 * vl <= wo) { Block1x4(src, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane + oy * wo + at, oy, at); ox = at + 4 * vl; }
+                    else { Block1(src, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane + oy * wo + at, oy, at); ox = at + vl; }
+                }
+    }
+
+    /// <summary>Two output channels over <paramref name="n"/> (4 or 1) vectors of pixels.</summary>
+    private unsafe void Block2(float* src, int hp, int wp, int ic, float* w0, float* w1, float bias0, float bias1, float* y, int plane, int oy, int ox, int n)
+    {
+        int vl = Vector<float>.Count;
+        if (n == 1)
+        {
+            Block1(src, hp, wp, ic, w0, bias0, y, oy, ox);
+            Block1(src, hp, wp, ic, w1, bias1, y + plane, oy, ox);
+            return;
+        }
+        Vector<float> a0 = new(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = new(bias1), b1 = b0, b2 = b0, b3 = b0;
+        for (int c = 0; c < ic; c++)
+        {
+            float* rows = src + (c * hp + oy) * wp + ox;
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                float* row = rows + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w0++, w1++)
+                {
+                    var u0 = Unsafe.ReadUnaligned<Vector<float>>(row + kx); var u1 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl);
+                    var u2 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + 2 * vl); var u3 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + 3 * vl);
+                    var p = new Vector<float>(*w0); var q = new Vector<float>(*w1);
+                    a0 = Vector.FusedMultiplyAdd(u0, p, a0); a1 = Vector.FusedMultiplyAdd(u1, p, a1);
+                    a2 = Vector.FusedMultiplyAdd(u2, p, a2); a3 = Vector.FusedMultiplyAdd(u3, p, a3);
+                    b0 = Vector.FusedMultiplyAdd(u0, q, b0); b1 = Vector.FusedMultiplyAdd(u1, q, b1);
+                    b2 = Vector.FusedMultiplyAdd(u2, q, b2); b3 = Vector.FusedMultiplyAdd(u3, q, b3);
+                }
+            }
+        }
+        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(a1));
+        Unsafe.WriteUnaligned(y + 2 * vl, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * vl, Epilogue(a3));
+        Unsafe.WriteUnaligned(y + plane, Epilogue(b0)); Unsafe.WriteUnaligned(y + plane + vl, Epilogue(b1));
+        Unsafe.WriteUnaligned(y + plane + 2 * vl, Epilogue(b2)); Unsafe.WriteUnaligned(y + plane + 3 * vl, Epilogue(b3));
+    }
+
+    private unsafe void Block1x4(float* src, int hp, int wp, int ic, float* w, float bias, float* y, int oy, int ox)
+    {
+        int vl = Vector<float>.Count;
+        Vector<float> a0 = new(bias), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < ic; c++)
+        {
+            float* rows = src + (c * hp + oy) * wp + ox;
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                float* row = rows + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w++)
+                {
+                    var p = new Vector<float>(*w);
+                    a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx), p, a0);
+                    a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl), p, a1);
+                    a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + 2 * vl), p, a2);
+                    a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + 3 * vl), p, a3);
+                }
+            }
+        }
+        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(a1));
+        Unsafe.WriteUnaligned(y + 2 * vl, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * vl, Epilogue(a3));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Vector<float> Epilogue(Vector<float> v)
+    {
+        if (!HasEpilogue) return v;
+        if (NegativeSlope != 1) v = Vector.ConditionalSelect(Vector.LessThan(v, Vector<float>.Zero), v * NegativeSlope, v);
+        return Vector.Min(Vector.Max(v, new Vector<float>(Lo)), new Vector<float>(Hi));
+    }
+
+    private unsafe void Block4x2(float* src, int hp, int wp, int ic, float* w, float* bias, float* y, int plane, int oy, int ox)
+    {
+        int vl = Vector<float>.Count;
+        Vector<float> a0 = new(bias[0]), a1 = new(bias[1]), a2 = new(bias[2]), a3 = new(bias[3]);
+        Vector<float> b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+        for (int c = 0; c < ic; c++)
+        {
+            float* rows = src + (c * hp + oy) * wp + ox;
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                float* row = rows + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w += 4)
+                {
+                    var u = Unsafe.ReadUnaligned<Vector<float>>(row + kx);
+                    var v = Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl);
+                    var w0 = new Vector<float>(w[0]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
+                    var w1 = new Vector<float>(w[1]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
+                    var w2 = new Vector<float>(w[2]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
+                    var w3 = new Vector<float>(w[3]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
+                }
+            }
+        }
+        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(b0));
+        Unsafe.WriteUnaligned(y + plane, Epilogue(a1)); Unsafe.WriteUnaligned(y + plane + vl, Epilogue(b1));
+        Unsafe.WriteUnaligned(y + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y + 2 * plane + vl, Epilogue(b2));
+        Unsafe.WriteUnaligned(y + 3 * plane, Epilogue(a3)); Unsafe.WriteUnaligned(y + 3 * plane + vl, Epilogue(b3));
+    }
+
+    private unsafe void Block4x1(float* src, int hp, int wp, int ic, float* w, float* bias, float* y, int plane, int oy, int ox)
+    {
+        Vector<float> a0 = new(bias[0]), a1 = new(bias[1]), a2 = new(bias[2]), a3 = new(bias[3]);
+        for (int c = 0; c < ic; c++)
+        {
+            float* rows = src + (c * hp + oy) * wp + ox;
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                float* row = rows + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w += 4)
+                {
+                    var u = Unsafe.ReadUnaligned<Vector<float>>(row + kx);
+                    a0 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[0]), a0);
+                    a1 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[1]), a1);
+                    a2 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[2]), a2);
+                    a3 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[3]), a3);
+                }
+            }
+        }
+        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + plane, Epilogue(a1));
+        Unsafe.WriteUnaligned(y + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * plane, Epilogue(a3));
+    }
+
+    private unsafe void Block1(float* src, int hp, int wp, int ic, float* w, float bias, float* y, int oy, int ox)
+    {
+        Vector<float> a = new(bias);
+        for (int c = 0; c < ic; c++)
+        {
+            float* rows = src + (c * hp + oy) * wp + ox;
+            for (int ky = 0; ky < _kh; ky++)
+            {
+                float* row = rows + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w++) a = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx), new Vector<float>(*w), a);
+            }
+        }
+        Unsafe.WriteUnaligned(y, Epilogue(a));
+    }
+
+    /// <summary>
+    /// [chunk of up to 4·VL output channels][input channel][ky][kx][4·VL]: for maps too narrow for a vector of
+    /// pixels (the 7×7 and 14×14 bottom of a U-Net) and for strided or dilated convolutions, the vector runs over
+    /// output channels instead, one input sample broadcast against the weights of all of them.
+    /// </summary>
+    private void PackAcrossChannels()
+    {
+        int ic = Inputs[0].C, k = _kh * _kw, width = ChunkVectors * Vector<float>.Count, chunks = (Output.C + width - 1) / width;
+        _packed = new float[chunks * ic * k * width];
+        for (int o = 0; o < Output.C; o++)
+            for (int c = 0; c < ic; c++)
+                for (int t = 0; t < k; t++) _packed[(((o / width) * ic + c) * k + t) * width + o % width] = Weight[(o * ic + c) * k + t];
+    }
+
+    private unsafe void AcrossChannels(float* x, float* y, float* packed, float* bias)
+    {
+        var input = Inputs[0];
+        int ic = input.C, h = input.H, w = input.W, ho = Output.H, wo = Output.W, oc = Output.C, vl = Vector<float>.Count;
+        int width = ChunkVectors * vl, k = _kh * _kw, plane = ho * wo;
+        float* lanes = stackalloc float[width];
+        for (int chunk = 0; chunk * width < oc; chunk++)
+        {
+            int first = chunk * width, count = Math.Min(width, oc - first), vectors = (count + vl - 1) / vl;
+            float* wc = packed + chunk * ic * k * width;
+            for (int i = 0; i < width; i++) lanes[i] = first + i < oc ? bias[first + i] : 0;
+            Vector<float> b0 = Unsafe.ReadUnaligned<Vector<float>>(lanes), b1 = Unsafe.ReadUnaligned<Vector<float>>(lanes + vl);
+            Vector<float> b2 = Unsafe.ReadUnaligned<Vector<float>>(lanes + 2 * vl), b3 = Unsafe.ReadUnaligned<Vector<float>>(lanes + 3 * vl);
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    Vector<float> a0 = b0, a1 = b1, a2 = b2, a3 = b3;
+                    for (int ky = 0; ky < _kh; ky++)
+                    {
+                        int iy = oy * _stride[0] - _pad[0] + ky * _dilation[0];
+                        if ((uint)iy >= (uint)h) continue;
+                        for (int kx = 0; kx < _kw; kx++)
+                        {
+                            int ix = ox * _stride[1] - _pad[1] + kx * _dilation[1];
+                            if ((uint)ix >= (uint)w) continue;
+                            float* xs = x + iy * w + ix;
+                            float* wt = wc + (ky * _kw + kx) * width;
+                            for (int c = 0; c < ic; c++, xs += h * w, wt += k * width)
+                            {
+                                var v = new Vector<float>(*xs);
+                                a0 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt), a0);
+                                if (vectors > 1) a1 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + vl), a1);
+                                if (vectors > 2)
+                                {
+                                    a2 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + 2 * vl), a2);
+                                    a3 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + 3 * vl), a3);
+                                }
+                            }
+                        }
+                    }
+                    Unsafe.WriteUnaligned(lanes, Epilogue(a0)); Unsafe.WriteUnaligned(lanes + vl, Epilogue(a1));
+                    Unsafe.WriteUnaligned(lanes + 2 * vl, Epilogue(a2)); Unsafe.WriteUnaligned(lanes + 3 * vl, Epilogue(a3));
+                    float* at = y + first * plane + oy * wo + ox;
+                    for (int i = 0; i < count; i++) at[i * plane] = lanes[i];
+                }
+        }
+    }
+
+    private float Scalar(float v)
+    {
+        if (!HasEpilogue) return v;
+        if (v < 0) v *= NegativeSlope;
+        return Math.Min(Math.Max(v, Lo), Hi);
+    }
+
+    private void Plain(float[] x, int xo, float[] y, int yo)
+    {
+        var input = Inputs[0];
+        int icg = input.C / _groups, ocg = Output.C / _groups, ho = Output.H, wo = Output.W, h = input.H, w = input.W;
+        for (int o = 0; o < Output.C; o++)
+        {
+            int g = o / ocg;
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    float sum = Bias[o];
+                    for (int ci = 0; ci < icg; ci++)
+                    {
+                        int c = g * icg + ci;
+                        for (int ky = 0; ky < _kh; ky++)
+                        {
+                            int iy = oy * _stride[0] - _pad[0] + ky * _dilation[0];
+                            if ((uint)iy >= (uint)h) continue;
+                            for (int kx = 0; kx < _kw; kx++)
+                            {
+                                int ix = ox * _stride[1] - _pad[1] + kx * _dilation[1];
+                                if ((uint)ix >= (uint)w) continue;
+                                sum += x[xo + (c * h + iy) * w + ix] * Weight[((o * icg + ci) * _kh + ky) * _kw + kx];
+                            }
+                        }
+                    }
+                    y[yo + (o * ho + oy) * wo + ox] = Scalar(sum);
+                }
+        }
+    }
+}
+
+/// <summary>Transposed convolution (weight [in, out/groups, kh, kw]): each input sample scattered into its output window.</summary>
+internal sealed class ConvTransposeStep : Step
+{
+    private readonly Value _x;
+    private readonly float[] _weight;
+    private readonly float[]? _bias;
+    private readonly int _kh, _kw, _groups;
+    private readonly int[] _stride, _pad, _dilation;
+
+    public ConvTransposeStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation, int groups)
+    {
+        Inputs = [x]; Output = y; _x = x; _weight = weight; _bias = bias;
+        _kh = kh; _kw = kw; _stride = stride; _pad = pad; _dilation = dilation; _groups = groups;
+    }
+
+    public override long Macs => (long)_x.Size * (Output.C / _groups) * _kh * _kw;
+    public override string Name => $"ConvTranspose {_kh}×{_kw}";
+
+    public override void Run(Frame f)
+    {
+        if (_kh == 2 && _kw == 2 && _stride is [2, 2] && _pad is [0, 0] && _dilation is [1, 1] && _groups == 1 && Output.H == 2 * _x.H && Output.W == 2 * _x.W)
+        {
+            UpTwo(f);
+            return;
+        }
+        var xs = f.Of(_x); var ys = f.Of(Output);
+        int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, ho = Output.H, wo = Output.W, icg = ic / _groups, ocg = oc / _groups;
+        for (int n = 0; n < f.Batch; n++)
+        {
+            int xo = n * _x.Size, yo = n * Output.Size;
+            for (int o = 0; o < oc; o++) ys.AsSpan(yo + o * ho * wo, ho * wo).Fill(_bias?[o] ?? 0);
+            for (int c = 0; c < ic; c++)
+            {
+                int g = c / icg;
+                for (int ol = 0; ol < ocg; ol++)
+                {
+                    int o = g * ocg + ol;
+                    for (int ky = 0; ky < _kh; ky++)
+                        for (int kx = 0; kx < _kw; kx++)
+                        {
+                            float wt = _weight[((c * ocg + ol) * _kh + ky) * _kw + kx];
+                            for (int iy = 0; iy < h; iy++)
+                            {
+                                int oy = iy * _stride[0] - _pad[0] + ky * _dilation[0];
+                                if ((uint)oy >= (uint)ho) continue;
+                                int xrow = xo + (c * h + iy) * w, yrow = yo + (o * ho + oy) * wo;
+                                for (int ix = 0; ix < w; ix++)
+                                {
+                                    int ox = ix * _stride[1] - _pad[1] + kx * _dilation[1];
+                                    if ((uint)ox < (uint)wo) ys[yrow + ox] += xs[xrow + ix] * wt;
+                                }
+                            }
+                        }
+                }
+            }
+        }
+    }
+
+    /// <summary>The U-Net's up-convolution (2×2, stride 2): every input pixel makes one 2×2 output block, summed over input channels.</summary>
+    private void UpTwo(Frame f)
+    {
+        var xs = f.Of(_x); var ys = f.Of(Output);
+        int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, wo = Output.W, plane = h * w;
+        for (int n = 0; n < f.Batch; n++)
+        {
+            int xo = n * _x.Size, yo = n * Output.Size;
+            for (int o = 0; o < oc; o++)
+            {
+                float b = _bias?[o] ?? 0;
+                for (int iy = 0; iy < h; iy++)
+                {
+                    int top = yo + (o * 2 * h + 2 * iy) * wo, bottom = top + wo;
+                    for (int ix = 0; ix < w; ix++)
+                    {
+                        float s00 = b, s01 = b, s10 = b, s11 = b;
+                        int at = xo + iy * w + ix;
+                        for (int c = 0; c < ic; c++)
+                        {
+                            float v = xs[at + c * plane];
+                            int k = (c * oc + o) * 4;
+                            s00 += v * _weight[k]; s01 += v * _weight[k + 1]; s10 += v * _weight[k + 2]; s11 += v * _weight[k + 3];
+                        }
+                        ys[top + 2 * ix] = s00; ys[top + 2 * ix + 1] = s01; ys[bottom + 2 * ix] = s10; ys[bottom + 2 * ix + 1] = s11;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// <summary>y = x·scale[c] + shift[c]: a batch norm that no convolution could absorb.</summary>
+internal sealed class AffineStep : Step
+{
+    public readonly float[] Scale, Shift;
+    public AffineStep(Value x, Value y, float[] scale, float[] shift) { Inputs = [x]; Output = y; Scale = scale; Shift = shift; }
+    public override string Name => "BatchNorm";
+
+    public override void Run(Frame f)
+    {
+        var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
+        int plane = Output.Plane;
+        for (int n = 0; n < f.Batch; n++)
+            for (int c = 0; c < Output.C; c++)
+            {
+                int at = (n * Output.C + c) * plane;
+                for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] * Scale[c] + Shift[c];
+            }
+    }
+}
+
+/// <summary>Instance norm (one group per channel) and group norm: statistics per image and group, then the per-channel affine.</summary>
+internal sealed class GroupNormStep : Step
+{
+    private readonly int _groups;
+    private readonly float[]? _gamma, _beta;
+    private readonly double _eps;
+
+    public GroupNormStep(Value x, Value y, int groups, float[]? gamma, float[]? beta, double eps)
+    {
+        Inputs = [x]; Output = y; _groups = groups; _gamma = gamma; _beta = beta; _eps = eps;
+    }
+
+    public override string Name => _groups == Output.C ? "InstanceNorm" : "GroupNorm";
+
+    public override void Run(Frame f)
+    {
+        var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
+        int per = Output.C / _groups, plane = Output.Plane, count = per * plane;
+        for (int n = 0; n < f.Batch; n++)
+            for (int g = 0; g < _groups; g++)
+            {
+                int at = (n * Output.C + g * per) * plane;
+                double sum = 0, sq = 0;
+                for (int i = 0; i < count; i++) { double v = xs[at + i]; sum += v; sq += v * v; }
+                double mean = sum / count, variance = Math.Max(0, sq / count - mean * mean);
+                float inv = (float)(1 / Math.Sqrt(variance + _eps)), m = (float)mean;
+                for (int c = 0; c < per; c++)
+                {
+                    int ch = g * per + c;
+                    float gamma = _gamma?[ch] ?? 1, beta = _beta?[ch] ?? 0;
+                    for (int i = 0; i < plane; i++) ys[at + c * plane + i] = (xs[at + c * plane + i] - m) * inv * gamma + beta;
+                }
+            }
+    }
+}
+
+internal sealed class UnaryStep : Step
+{
+    public readonly UnaryKind Kind;
+    public readonly float A, B;
+
+    public UnaryStep(Value x, Value y, UnaryKind kind, float a, float b)
+    {
+        Inputs = [x]; Output = y; Kind = kind; A = a; B = b;
+    }
+
+    public override string Name => Kind.ToString();
+
+    public override void Run(Frame f)
+    {
+        var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
+        int total = f.Batch * Output.Size;
+        switch (Kind)
+        {
+            case UnaryKind.Relu: for (int i = 0; i < total; i++) ys[i] = Math.Max(xs[i], 0f); break;
+            case UnaryKind.LeakyRelu: for (int i = 0; i < total; i++) ys[i] = xs[i] < 0 ? xs[i] * A : xs[i]; break;
+            case UnaryKind.Sigmoid: for (int i = 0; i < total; i++) ys[i] = 1f / (1f + MathF.Exp(-xs[i])); break;
+            case UnaryKind.Tanh: for (int i = 0; i < total; i++) ys[i] = MathF.Tanh(xs[i]); break;
+            case UnaryKind.Silu: for (int i = 0; i < total; i++) ys[i] = xs[i] / (1f + MathF.Exp(-xs[i])); break;
+            case UnaryKind.HardSwish: for (int i = 0; i < total; i++) ys[i] = xs[i] * Math.Clamp(xs[i] / 6f + 0.5f, 0f, 1f); break;
+            case UnaryKind.HardSigmoid: for (int i = 0; i < total; i++) ys[i] = Math.Clamp(A * xs[i] + B, 0f, 1f); break;
+            case UnaryKind.Clip: for (int i = 0; i < total; i++) ys[i] = Math.Min(Math.Max(xs[i], A), B); break;
+            case UnaryKind.Softmax:
+                int c = Output.C, plane = Output.Plane;
+                for (int n = 0; n < f.Batch; n++)
+                    for (int p = 0; p < plane; p++)
+                    {
+                        int at = n * c * plane + p;
+                        float max = float.NegativeInfinity, sum = 0;
+                        for (int k = 0; k < c; k++) max = Math.Max(max, xs[at + k * plane]);
+                        for (int k = 0; k < c; k++) { float e = MathF.Exp(xs[at + k * plane] - max); ys[at + k * plane] = e; sum += e; }
+                        for (int k = 0; k < c; k++) ys[at + k * plane] /= sum;
+                    }
+                break;
+            default: throw new NotSupportedException(Kind.ToString());
+        }
+    }
+}
+
+internal sealed class PReluStep : Step
+{
+    private readonly float[] _slope;
+    public PReluStep(Value x, Value y, float[] slope) { Inputs = [x]; Output = y; _slope = slope; }
+    public override string Name => "PRelu";
+
+    public override void Run(Frame f)
+    {
+        var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
+        int plane = Output.Plane;
+        for (int n = 0; n < f.Batch; n++)
+            for (int c = 0; c < Output.C; c++)
+            {
+                float a = _slope[_slope.Length == 1 ? 0 : c];
+                int at = (n * Output.C + c) * plane;
+                for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] < 0 ? xs[at + i] * a : xs[at + i];
+            }
+    }
+}
+
+/// <summary>Add, Sub, Mul, Div with broadcasting over channels or pixels (gates, per-channel constants, scalars).</summary>
+internal sealed class BinaryStep : Step
+{
+    private readonly BinaryKind _kind;
+    public BinaryStep(Value a, Value b, Value y, BinaryKind kind) { Inputs = [a, b]; Output = y; _kind = kind; }
+    public override string Name => _kind.ToString();
+
+    public override void Run(Frame f)
+    {
+        Value a = Inputs[0], b = Inputs[1];
+        var xa = f.Of(a); var xb = f.Of(b); var ys = f.Of(Output);
+        int c = Output.C, h = Output.H, w = Output.W;
+        (int N, int C, int Y, int X) Strides(Value v) => (v.IsActivation ? v.Size : 0, v.C == 1 ? 0 : v.H * v.W, v.H == 1 ? 0 : v.W, v.W == 1 ? 0 : 1);
+        var sa = Strides(a); var sb = Strides(b);
+        for (int n = 0; n < f.Batch; n++)
+            for (int ch = 0; ch < c; ch++)
+                for (int yy = 0; yy < h; yy++)
+                {
+                    int ia = n * sa.N + ch * sa.C + yy * sa.Y, ib = n * sb.N + ch * sb.C + yy * sb.Y, o = ((n * c + ch) * h + yy) * w;
+                    for (int xx = 0; xx < w; xx++)
+                    {
+                        float u = xa[ia + xx * sa.X], v = xb[ib + xx * sb.X];
+                        ys[o + xx] = _kind switch { BinaryKind.Add => u + v, BinaryKind.Sub => u - v, BinaryKind.Mul => u * v, _ => u / v };
+                    }
+                }
+    }
+}
+
+/// <summary>Max pooling (padding counts as −∞) and average pooling (padding counted in the divisor, as PyTorch and the export say).</summary>
+internal sealed class PoolStep : Step
+{
+    private readonly int[] _k, _s, _p;
+    private readonly bool _max;
+    public PoolStep(Value x, Value y, int[] kernel, int[] stride, int[] pad, bool max) { Inputs = [x]; Output = y; _k = kernel; _s = stride; _p = pad; _max = max; }
+    public override string Name => $"{(_max ? "MaxPool" : "AvgPool")} {_k[0]}×{_k[1]}";
+
+    public override void Run(Frame f)
+    {
+        var x = Inputs[0];
+        var xs = f.Of(x); var ys = f.Of(Output);
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
+        if (_max && _k is [2, 2] && _s is [2, 2] && _p is [0, 0] && 2 * ho <= h && 2 * wo <= w)
+        {
+            // the U-Net's 2×2 max pool: no padding, every window inside the input
+            for (int nc = 0; nc < f.Batch * Output.C; nc++)
+                for (int oy = 0; oy < ho; oy++)
+                {
+                    int r0 = nc * h * w + 2 * oy * w, r1 = r0 + w, yo = (nc * ho + oy) * wo;
+                    for (int ox = 0; ox < wo; ox++)
+                        ys[yo + ox] = Math.Max(Math.Max(xs[r0 + 2 * ox], xs[r0 + 2 * ox + 1]), Math.Max(xs[r1 + 2 * ox], xs[r1 + 2 * ox + 1]));
+                }
+            return;
+        }
+        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        {
+            int xi = nc * h * w, yi = nc * ho * wo;
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    int y0 = oy * _s[0] - _p[0], x0 = ox * _s[1] - _p[1];
+                    int y1 = Math.Min(y0 + _k[0], h + _p[0]), x1 = Math.Min(x0 + _k[1], w + _p[1]);
+                    int divisor = (y1 - y0) * (x1 - x0);
+                    int ya = Math.Max(y0, 0), xa = Math.Max(x0, 0), yb = Math.Min(y1, h), xb = Math.Min(x1, w);
+                    float acc = _max ? float.NegativeInfinity : 0;
+                    for (int iy = ya; iy < yb; iy++)
+                        for (int ix = xa; ix < xb; ix++)
+                        {
+                            float v = xs[xi + iy * w + ix];
+                            acc = _max ? Math.Max(acc, v) : acc + v;
+                        }
+                    ys[yi + oy * wo + ox] = _max ? acc : acc / divisor;
+                }
+        }
+    }
+}
+
+/// <summary>Adaptive average pooling with PyTorch's bins [⌊i·in/out⌋, ⌈(i+1)·in/out⌉).</summary>
+internal sealed class AdaptivePoolStep : Step
+{
+    public AdaptivePoolStep(Value x, Value y) { Inputs = [x]; Output = y; }
+    public override string Name => "AdaptiveAvgPool";
+
+    public override void Run(Frame f)
+    {
+        var x = Inputs[0];
+        var xs = f.Of(x); var ys = f.Of(Output);
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
+        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    int y0 = oy * h / ho, y1 = ((oy + 1) * h + ho - 1) / ho, x0 = ox * w / wo, x1 = ((ox + 1) * w + wo - 1) / wo;
+                    float sum = 0;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) sum += xs[nc * h * w + iy * w + ix];
+                    ys[nc * ho * wo + oy * wo + ox] = sum / ((y1 - y0) * (x1 - x0));
+                }
+    }
+}
+
+/// <summary>
+/// ONNX Resize as the export writes it: nearest with asymmetric coordinates and floor, or linear with
+/// pytorch_half_pixel or align_corners coordinates, in float as ONNX Runtime computes them.
+/// </summary>
+internal sealed class ResizeStep : Step
+{
+    private readonly bool _bilinear, _alignCorners;
+    private readonly int[] _y0, _y1, _x0, _x1;
+    private readonly float[] _dy, _dx;
+
+    public ResizeStep(Value x, Value y, bool bilinear, bool alignCorners, float scaleY, float scaleX)
+    {
+        Inputs = [x]; Output = y; _bilinear = bilinear; _alignCorners = alignCorners;
+        (_y0, _y1, _dy) = Axis(x.H, y.H, scaleY);
+        (_x0, _x1, _dx) = Axis(x.W, y.W, scaleX);
+    }
+
+    public override string Name => _bilinear ? "Resize (linear)" : "Resize (nearest)";
+
+    private (int[], int[], float[]) Axis(int length, int outLength, float scale)
+    {
+        var lo = new int[outLength]; var hi = new int[outLength]; var d = new float[outLength];
+        for (int o = 0; o < outLength; o++)
+        {
+            if (!_bilinear)
+            {
+                lo[o] = hi[o] = Math.Min((int)MathF.Floor(o / scale), length - 1);
+                continue;
+            }
+            float at = _alignCorners ? (outLength == 1 ? 0 : o * (float)(length - 1) / (outLength - 1)) : (outLength > 1 ? (o + 0.5f) / scale - 0.5f : 0);
+            at = Math.Clamp(at, 0, length - 1);
+            lo[o] = Math.Min((int)at, length - 1);
+            hi[o] = Math.Min(lo[o] + 1, length - 1);
+            d[o] = lo[o] == hi[o] ? 0.5f : at - lo[o];
+        }
+        return (lo, hi, d);
+    }
+
+    public override void Run(Frame f)
+    {
+        var x = Inputs[0];
+        var xs = f.Of(x); var ys = f.Of(Output);
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
+        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        {
+            int xi = nc * h * w, yi = nc * ho * wo;
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    if (!_bilinear) { ys[yi + oy * wo + ox] = xs[xi + _y0[oy] * w + _x0[ox]]; continue; }
+                    float dy1 = _dy[oy], dx1 = _dx[ox];
+                    // equal neighbours (the edge) weigh ½ each, as ONNX Runtime's linear kernel does
+                    float dy2 = _y0[oy] == _y1[oy] ? 0.5f : 1 - dy1, dx2 = _x0[ox] == _x1[ox] ? 0.5f : 1 - dx1;
+                    int r0 = xi + _y0[oy] * w, r1 = xi + _y1[oy] * w;
+                    ys[yi + oy * wo + ox] = dx2 * dy2 * xs[r0 + _x0[ox]] + dx1 * dy2 * xs[r0 + _x1[ox]] + dx2 * dy1 * xs[r1 + _x0[ox]] + dx1 * dy1 * xs[r1 + _x1[ox]];
+                }
+        }
+    }
+}
+
+/// <summary>Zero padding of the spatial borders; negative pads crop.</summary>
+internal sealed class PadStep : Step
+{
+    private readonly int _top, _left;
+    public PadStep(Value x, Value y, int top, int left) { Inputs = [x]; Output = y; _top = top; _left = left; }
+    public override string Name => "Pad";
+
+    public override void Run(Frame f)
+    {
+        var x = Inputs[0];
+        var xs = f.Of(x); var ys = f.Of(Output);
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
+        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    int iy = oy - _top, ix = ox - _left;
+                    ys[(nc * ho + oy) * wo + ox] = (uint)iy < (uint)h && (uint)ix < (uint)w ? xs[(nc * h + iy) * w + ix] : 0;
+                }
+    }
+}
+
+internal sealed class ConcatStep : Step
+{
+    public ConcatStep(Value[] xs, Value y) { Inputs = xs; Output = y; }
+    public override string Name => "Concat";
+
+    public override void Run(Frame f)
+    {
+        var ys = f.Of(Output);
+        for (int n = 0; n < f.Batch; n++)
+        {
+            int at = n * Output.Size;
+            foreach (var x in Inputs)
+            {
+                f.Of(x).AsSpan(n * x.Size, x.Size).CopyTo(ys.AsSpan(at));
+                at += x.Size;
+            }
+        }
+    }
+}
