@@ -12,6 +12,8 @@ try
 {
     using var segmenter = await Segmenter.OpenAsync(args[0]);
     var cine = await segmenter.AnalyzeStudyAsync(args[1]);
+    // Sculpt's own engine or ONNX Runtime, whichever ran this model faster on this machine when it was opened
+    Console.WriteLine($"engine: {segmenter.EngineName}");
     Console.WriteLine($"frames: {cine.Masks.Count}");
     for (int k = 0; k < cine.Beats.Count; k++)
     {

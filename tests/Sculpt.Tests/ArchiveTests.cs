@@ -41,7 +41,7 @@ public sealed class ArchiveFixture
         File.WriteAllBytes(Path.Combine(Archive, "dicom", "damaged.dcm"),
             File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "dicom", "us-mono-rle.dcm"))[..700]);
         File.WriteAllText(Path.Combine(Archive, "README.txt"), "not a study");
-        var r = TestFiles.Cli("segment", "--model", Model, "--input", Archive, "--out", Reference, "--no-images", "--json");
+        var r = TestFiles.Cli("segment", "--engine", "ort", "--model", Model, "--input", Archive, "--out", Reference, "--no-images", "--json");
         Assert.True(r.Code == 0, r.Err);
         ReferenceRun = JsonNode.Parse(r.Out)!;
     }
@@ -96,7 +96,7 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
     public void AKilledRunResumesAndItsTableEqualsAnUninterruptedRun()
     {
         var outDir = Path.Combine(TestFiles.TempDir(), "out");
-        using var child = ArchiveFixture.StartCli(null, "segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images");
+        using var child = ArchiveFixture.StartCli(null, "segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images");
         var clock = Stopwatch.StartNew();
         // studies finished or recorded as failed; a summary.json inside a temporary folder is not yet one
         int Done() => !Directory.Exists(outDir) ? 0 : Directory.GetFiles(outDir, "summary.json", SearchOption.AllDirectories).Count(f => !f.Contains(".tmp-"))
@@ -107,7 +107,7 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         child.WaitForExit();
         Assert.False(File.Exists(Path.Combine(outDir, "summary.csv")));
         int doneBefore = Done();
-        var r = TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--json");
+        var r = TestFiles.Cli("segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--json");
         Assert.True(r.Code == 0, r.Err);
         var run = JsonNode.Parse(r.Out)!;
         Assert.Equal(doneBefore, run["skipped"]!.GetValue<int>());
@@ -116,10 +116,10 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         Assert.Equal(File.ReadAllText(Path.Combine(fx.Reference, "summary.csv")), File.ReadAllText(Path.Combine(outDir, "summary.csv")));
         Assert.Empty(Directory.GetDirectories(outDir, "*.tmp-*", SearchOption.AllDirectories));
         // once more: everything is done or recorded as failed, nothing is segmented again
-        var again = JsonNode.Parse(TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--json").Out)!;
+        var again = JsonNode.Parse(TestFiles.Cli("segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--json").Out)!;
         Assert.Equal((14, 0), (again["skipped"]!.GetValue<int>(), again["processed"]!.GetValue<int>()));
         // --retry-failed tries the damaged study again, and records it again
-        var retry = JsonNode.Parse(TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir,
+        var retry = JsonNode.Parse(TestFiles.Cli("segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir,
             "--no-images", "--retry-failed", "--json").Out)!;
         Assert.Equal((13, 1, 1), (retry["skipped"]!.GetValue<int>(), retry["failed_now"]!.GetValue<int>(), retry["failed"]!.GetValue<int>()));
     }
@@ -130,7 +130,7 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         var outDir = Path.Combine(TestFiles.TempDir(), "out");
         // as a Kubernetes Indexed Job starts them: the same command, the index in JOB_COMPLETION_INDEX
         var shards = Enumerable.Range(0, 4).Select(i => ArchiveFixture.StartCli(new Dictionary<string, string> { ["JOB_COMPLETION_INDEX"] = $"{i}" },
-            "segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--shard", "4", "--json")).ToList();
+            "segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", outDir, "--no-images", "--shard", "4", "--json")).ToList();
         var counts = new List<int>();
         foreach (var p in shards)
         {
@@ -203,7 +203,7 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         Assert.Equal(0, TestFiles.Cli(merge[1..].Select(Mounted).ToArray()).Code);
         // the same model in ONNX Runtime, one process, no shards
         var single = Path.Combine(dir, "single");
-        Assert.Equal(0, TestFiles.Cli("segment", "--model", onnx, "--input", fx.Archive, "--out", single, "--no-images").Code);
+        Assert.Equal(0, TestFiles.Cli("segment", "--engine", "ort", "--model", onnx, "--input", fx.Archive, "--out", single, "--no-images").Code);
         Assert.Equal(File.ReadAllText(Path.Combine(single, "summary.csv")), File.ReadAllText(Path.Combine(results, "summary.csv")));
 
         // Slurm: the array script, once per array index as sbatch --array=1-N would start it
@@ -242,7 +242,7 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         var studies = Enumerable.Range(0, 500).Select(i => $"site/{i:D4}.dcm").ToList();
         var owners = studies.Select(s => Enumerable.Range(0, 7).Single(i => new Shard(i, 7).Owns(s))).ToList();
         Assert.All(Enumerable.Range(0, 7), i => Assert.InRange(owners.Count(o => o == i), 40, 105));
-        Assert.Equal(2, TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", TestFiles.TempDir(), "--shard", "9/4").Code);
-        Assert.Equal(2, TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", Path.Combine(fx.Archive, "o")).Code);
+        Assert.Equal(2, TestFiles.Cli("segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", TestFiles.TempDir(), "--shard", "9/4").Code);
+        Assert.Equal(2, TestFiles.Cli("segment", "--engine", "ort", "--model", ArchiveFixture.Model, "--input", fx.Archive, "--out", Path.Combine(fx.Archive, "o")).Code);
     }
 }

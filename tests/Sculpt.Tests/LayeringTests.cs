@@ -20,15 +20,17 @@ public class LayeringTests
         ["Runtime"] = ["Common", "Graph"],
         ["Onnx"] = ["Common", "Graph", "Runtime"],
         ["Models"] = ["Graph"],
+        // Sculpt's own executor: plans a graph with its weights
+        ["Engine"] = ["Common", "Graph", "Runtime"],
         ["Clinical"] = ["Common"],
         // the synthetic generator records each loop's true EF with the clinical formula (one definition of EF);
         // a data set carries the normalisation of the task it was made for
         ["Data"] = ["Common", "Clinical", "Runtime"],
-        ["Deploy"] = ["Common", "Graph", "Runtime", "Onnx", "Data", "Clinical"],
+        ["Deploy"] = ["Common", "Graph", "Runtime", "Onnx", "Data", "Clinical", "Engine"],
         ["Import"] = ["Common", "Graph", "Runtime", "Onnx"],
         ["Training"] = ["Common", "Graph", "Runtime", "Models", "Data"],
         ["Pruning"] = ["Common", "Graph", "Runtime", "Models", "Data", "Training"],
-        ["Report"] = ["Common", "Graph", "Runtime", "Onnx", "Models", "Data", "Clinical", "Deploy", "Training", "Pruning", "Import"],
+        ["Report"] = ["Common", "Graph", "Runtime", "Onnx", "Models", "Data", "Clinical", "Deploy", "Engine", "Training", "Pruning", "Import"],
     };
 
     private static string RepoRoot()

@@ -82,7 +82,10 @@ public class PackagingTests
         var loop = Path.Combine(data, "videos", "video_0000");
         var printed = Run(app, Path.Combine(app, "EjectionFraction.dll"), ArchiveFixture.Model, loop);
 
-        var r = TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", loop, "--out", Path.Combine(dir, "seg"), "--json");
+        // the same executor as the sample chose (the two agree to 1e-4 in the logits, not bit for bit)
+        var engine = Regex.Match(printed, @"engine: (\w+)").Groups[1].Value;
+        Assert.Contains(engine, new[] { "sculpt", "ort" });
+        var r = TestFiles.Cli("segment", "--engine", engine, "--model", ArchiveFixture.Model, "--input", loop, "--out", Path.Combine(dir, "seg"), "--json");
         Assert.True(r.Code == 0, r.Err);
         var summary = JsonNode.Parse(r.Out)!;
         double ef = summary["ejection_fraction"]!.GetValue<double>();

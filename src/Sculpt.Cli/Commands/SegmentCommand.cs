@@ -10,8 +10,8 @@ namespace Sculpt.Cli.Commands;
 public static class SegmentCommand
 {
     public const string Help = """
-        sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--json]
-        sculpt segment --model M --input ARCHIVE --out DIR [--shard i/N | --shard N] [--no-images] [--retry-failed] [--json]
+        sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--engine E] [--json]
+        sculpt segment --model M --input ARCHIVE --out DIR [--shard i/N | --shard N] [--no-images] [--retry-failed] [--engine E] [--json]
         sculpt segment --merge DIR [--json]
 
         IMAGE (.png/.jpg/.jpeg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
@@ -22,6 +22,11 @@ public static class SegmentCommand
         beat), lv_area.png (area over time, ED/ES marked) and summary.json with the ejection fraction averaged
         over beats (single-plane area-length V = 8A²/(3πL)). X.npy: a raw NCHW float32 tensor, no
         preprocessing; --logits writes the raw outputs as .npy.
+
+        --engine auto|sculpt|ort: the executor. auto (default) times Sculpt's own engine and ONNX Runtime on the model
+        at load, alternating, and keeps the faster (ONNX Runtime where Sculpt's engine cannot plan the graph); the two
+        agree to 1e-4 in the logits, so a pixel whose logit is that close to the threshold can differ between them.
+        sculpt needs no native library. Give it explicitly where runs must be byte-identical (shards, resumes).
 
         ARCHIVE: a folder without images of its own. Every cine loop below it is a study — a DICOM file (.dcm,
         .dicom, or no extension and a DICOM header), a video file, or a folder of images — and is written to
@@ -49,6 +54,11 @@ public static class SegmentCommand
         bool json = a.Flag("json");
         bool archive = Archive.IsArchive(input);
         var shardText = a.Get("shard");
+        var engine = a.Get("engine", "auto") switch
+        {
+            "auto" => EngineChoice.Auto, "sculpt" => EngineChoice.Sculpt, "ort" => EngineChoice.Ort,
+            var e => throw new UsageException($"--engine must be auto, sculpt or ort, got '{e}'"),
+        };
         bool noImages = a.Flag("no-images"), retryFailed = a.Flag("retry-failed");
         a.EnsureAllUsed();
         if (!File.Exists(input) && !Directory.Exists(input)) throw new FileNotFoundException($"{input}: input not found");
@@ -61,7 +71,7 @@ public static class SegmentCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
         }
         if (archive && outDir != null) CheckOutsideArchive(input, outDir);
-        using var seg = Segmenter.Open(modelPath);
+        using var seg = Segmenter.Open(modelPath, new SegmenterOptions { Engine = engine });
         if (archive)
         {
             if (outDir == null) throw new UsageException("missing required option --out");
@@ -75,7 +85,12 @@ public static class SegmentCommand
             try { result = seg.RunRaw(data, shape); }
             catch (InvalidDataException e) { throw new InvalidDataException($"{input}: {e.Message}"); }
             if (logitsPath != null) AtomicFile.WriteAllBytes(logitsPath, Npy.Encode(result.y, result.yShape));
-            if (json) Output.Json(new JsonObject { ["input"] = input, ["shape"] = new JsonArray(result.yShape.Select(v => (JsonNode)v).ToArray()), ["logits"] = logitsPath });
+            if (json)
+                Output.Json(new JsonObject
+                {
+                    ["input"] = input, ["shape"] = new JsonArray(result.yShape.Select(v => (JsonNode)v).ToArray()), ["logits"] = logitsPath,
+                    ["engine"] = seg.EngineName,
+                });
             else Console.WriteLine($"{input}: logits [{string.Join(", ", result.yShape)}]{(logitsPath != null ? $" written to {logitsPath}" : "")}");
             return 0;
         }
@@ -85,7 +100,12 @@ public static class SegmentCommand
         var summary = CineStudy.Segment(seg, modelPath, input, outDir, plot: Clinical.AreaPlot.Save);
         bool video = summary["video"]!.GetValue<bool>();
         int frames = summary["frames"]!.GetValue<int>();
-        if (json) Output.Json(summary);
+        if (json)
+        {
+            var printed = (JsonObject)summary.DeepClone();
+            printed["engine"] = seg.EngineName;
+            Output.Json(printed);
+        }
         else
         {
             Console.WriteLine($"segmented {frames} {(video ? "video frames" : "image(s)")} → {outDir}/masks, {outDir}/overlays");
@@ -119,7 +139,7 @@ public static class SegmentCommand
         {
             Output.Json(new JsonObject
             {
-                ["archive"] = input, ["out"] = outDir, ["shard"] = shard.ToString(), ["studies"] = result.Studies, ["processed"] = result.Processed,
+                ["archive"] = input, ["out"] = outDir, ["shard"] = shard.ToString(), ["engine"] = seg.EngineName, ["studies"] = result.Studies, ["processed"] = result.Processed,
                 ["skipped"] = result.Skipped, ["failed_now"] = result.FailedNow, ["failed"] = result.Failed, ["ignored_files"] = result.IgnoredFiles, ["csv"] = result.Csv,
                 ["seconds"] = Math.Round(result.Seconds, 2), ["studies_per_second"] = Math.Round(result.StudiesPerSecond, 3),
             });

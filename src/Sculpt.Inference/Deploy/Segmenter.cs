@@ -8,9 +8,22 @@ using Sculpt.Runtime;
 
 namespace Sculpt.Deploy;
 
+/// <summary>Which executor runs the model.</summary>
+public enum EngineChoice
+{
+    /// <summary>Both are timed on this machine at load, alternating, and the faster is kept.</summary>
+    Auto,
+    /// <summary>ONNX Runtime (native).</summary>
+    Ort,
+    /// <summary>Sculpt's own managed engine: no native library is loaded.</summary>
+    Sculpt,
+}
+
 /// <summary>How a <see cref="Segmenter"/> runs its model.</summary>
 public sealed record SegmenterOptions
 {
+    /// <summary>The executor; <see cref="EngineChoice.Auto"/> chooses by measurement (ONNX Runtime where Sculpt's cannot plan the graph).</summary>
+    public EngineChoice Engine { get; init; } = EngineChoice.Auto;
     /// <summary>ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).</summary>
     public int Threads { get; init; }
     /// <summary>
@@ -31,19 +44,24 @@ public sealed record SegmenterOptions
 /// </summary>
 public sealed class Segmenter : IDisposable
 {
-    private readonly OrtModel _ort;
+    private readonly OrtModel? _ort;
+    private readonly Engine.SculptEngine? _engine;
     private readonly int _batchSize;
 
     /// <summary>What the model does: labels, input size and channels, normalisation.</summary>
     public TaskInfo Task { get; }
     /// <summary>The file the model was loaded from.</summary>
     public string Source { get; }
-    /// <summary>The ONNX Runtime optimisation level the model runs at.</summary>
-    public GraphOptimizationLevel Optimization => _ort.Optimization;
+    /// <summary>The ONNX Runtime optimisation level the model runs at (null when Sculpt's engine runs it).</summary>
+    public GraphOptimizationLevel? Optimization => _ort?.Optimization;
+    /// <summary>The executor that runs the model: "sculpt" or "ort".</summary>
+    public string EngineName => _engine != null ? "sculpt" : "ort";
+    /// <summary>Batch-1 milliseconds of both engines as measured at load when the choice was automatic.</summary>
+    public (double SculptMs, double OrtMs)? Timing { get; private init; }
 
-    private Segmenter(string source, TaskInfo task, OrtModel ort, int batchSize)
+    private Segmenter(string source, TaskInfo task, OrtModel? ort, Engine.SculptEngine? engine, int batchSize)
     {
-        Source = source; Task = task; _ort = ort; _batchSize = batchSize;
+        Source = source; Task = task; _ort = ort; _engine = engine; _batchSize = batchSize;
     }
 
     /// <summary>Loads a <c>.sculpt</c> package or an <c>.onnx</c> model; one-line errors name the file.</summary>
@@ -51,16 +69,44 @@ public sealed class Segmenter : IDisposable
     {
         options ??= new();
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "BatchSize must be at least 1");
-        if (!path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+        bool onnx = path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+        ModelPackage? pkg = onnx ? null : ModelPackage.Load(path);
+        if (onnx && options.Engine != EngineChoice.Ort) pkg = TryImport(path, options.Engine == EngineChoice.Sculpt);
+        Engine.SculptEngine? engine = null;
+        if (pkg != null && options.Engine != EngineChoice.Ort)
         {
-            // a package runs as its ONNX export, made in memory: one runtime for both kinds of file
-            var pkg = ModelPackage.Load(path);
-            var onnx = OnnxExport.Encode(pkg);
-            return new Segmenter(path, pkg.Meta.Task, OpenOrt(level => OrtModel.FromBytes(onnx, path, options.Threads, level), options), options.BatchSize);
+            try { engine = Engine.SculptEngine.Create(pkg); }
+            catch (NotSupportedException) when (options.Engine == EngineChoice.Auto) { }
+            catch (NotSupportedException e) { throw new InvalidDataException($"{path}: Sculpt's engine cannot run this model: {e.Message}"); }
         }
-        var ort = OpenOrt(level => new OrtModel(path, options.Threads, level), options);
-        try { return new Segmenter(path, OnnxTask(ort, path), ort, options.BatchSize); }
+        var task = pkg?.Meta.Task;
+        if (options.Engine == EngineChoice.Sculpt) return new Segmenter(path, task!, null, engine, options.BatchSize);
+        // a package runs in ONNX Runtime as its ONNX export, made in memory
+        var bytes = pkg != null && !onnx ? OnnxExport.Encode(pkg) : null;
+        var ort = OpenOrt(level => bytes != null ? OrtModel.FromBytes(bytes, path, options.Threads, level) : new OrtModel(path, options.Threads, level), options);
+        try
+        {
+            if (onnx) task = OnnxTask(ort, path);
+            if (engine == null) return new Segmenter(path, task!, ort, null, options.BatchSize);
+            // both can run it: the faster at batch 1 on this machine, timed alternately so that noise hits both alike
+            var input = new float[engine.InputChannels * engine.InputHeight * engine.InputWidth];
+            for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+            var output = new float[engine.OutputShape.C * engine.OutputShape.H * engine.OutputShape.W];
+            var runs = new Action[] { () => engine.Run(input, 1, output), ort.SampleRun(1) };
+            foreach (var r in runs) for (int i = 0; i < 3; i++) r();
+            var times = Latency.Alternating(runs, samples: 12, block: 3, maxSeconds: 5);
+            double ours = Common.Statistics.Percentile(times[0], 50), theirs = Common.Statistics.Percentile(times[1], 50);
+            if (ours <= theirs) { ort.Dispose(); return new Segmenter(path, task!, null, engine, options.BatchSize) { Timing = (ours, theirs) }; }
+            return new Segmenter(path, task!, ort, null, options.BatchSize) { Timing = (ours, theirs) };
+        }
         catch { ort.Dispose(); throw; }
+    }
+
+    /// <summary>An ONNX file as a package for Sculpt's engine: its sculpt.task metadata, or null where the importer cannot read it.</summary>
+    private static ModelPackage? TryImport(string path, bool required)
+    {
+        try { return OnnxImport.Read(path); }
+        catch (InvalidDataException) when (!required) { return null; }
     }
 
     /// <summary>As <see cref="Open"/>, off the caller's thread (loading reads and decodes the whole model).</summary>
@@ -94,7 +140,13 @@ public sealed class Segmenter : IDisposable
         if (shape.Length != 4) throw new InvalidDataException($"input must be 4-D NCHW, has {shape.Length} dimensions [{string.Join(", ", shape)}]");
         if (shape[1] != Task.InputChannels || shape[2] != Task.InputHeight || shape[3] != Task.InputWidth)
             throw new InvalidDataException($"input shape [{string.Join(", ", shape)}] does not fit the model's [N, {Task.InputChannels}, {Task.InputHeight}, {Task.InputWidth}]");
-        return _ort.Run(input, shape);
+        if (_engine != null)
+        {
+            int n = checked((int)shape[0]);
+            var (c, h, w) = _engine.OutputShape;
+            return (_engine.Run(input, n), [n, c, h, w]);
+        }
+        return _ort!.Run(input, shape);
     }
 
     /// <summary>Label maps at model input size for images given as [0,1] planes (C×H×W) at model input size.</summary>
@@ -178,7 +230,7 @@ public sealed class Segmenter : IDisposable
     private float[] ToModelInput(Image8 img) =>
         ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, Task.InputChannels), Task.InputChannels, img.Height, img.Width, Task.InputHeight, Task.InputWidth);
 
-    public void Dispose() => _ort.Dispose();
+    public void Dispose() => _ort?.Dispose();
 }
 
 /// <summary>A segmented cine loop: per-frame label maps and LV measurements, beats and the ejection fraction.</summary>
