@@ -94,6 +94,16 @@ public class PackagingTests
         var beats = Regex.Matches(printed, @"beat \d+: ED frame (\d+), ES frame (\d+)").Select(m => (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value)));
         Assert.Equal(summary["beats"]!.AsArray().Select(b => (b!["ed"]!.GetValue<int>(), b["es"]!.GetValue<int>())), beats);
         Assert.NotEmpty(beats);
+
+        // Sculpt's engine chosen: the same study, and no native inference library in the process
+        var managed = Run(app, Path.Combine(app, "EjectionFraction.dll"), ArchiveFixture.Model, loop, "sculpt");
+        Assert.Contains("engine: sculpt\n", managed);
+        Assert.Contains("ONNX Runtime loaded: no\n", managed);
+        Assert.Contains("ONNX Runtime loaded: yes\n", Run(app, Path.Combine(app, "EjectionFraction.dll"), ArchiveFixture.Model, loop, "ort"));
+        var cli = JsonNode.Parse(TestFiles.Cli("segment", "--engine", "sculpt", "--model", ArchiveFixture.Model, "--input", loop, "--out",
+            Path.Combine(dir, "seg-sculpt"), "--json").Out)!;
+        Assert.Equal(cli["ejection_fraction"]!.GetValue<double>(),
+            double.Parse(Regex.Match(managed, @"ejection fraction: (\S+)%").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]
