@@ -7,13 +7,14 @@ using Sculpt.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 using Sculpt.Common;
+using Sculpt.Engine;
 
 namespace Sculpt.Cli.Commands;
 
 public static class BenchCommand
 {
     public const string Help = """
-        sculpt bench --model M.sculpt|M.onnx [--compare M2] [--backend ort|torch|both] [--threads 1,2]
+        sculpt bench --model M.sculpt|M.onnx [--compare M2] [--engine sculpt|ort|both] [--backend ort|torch|sculpt|both|all] [--threads 1,2]
                      [--batches 1,8,32] [--runs 200] [--streams S [--window W]] [--profile] [--ort-opt auto|all|extended|basic] [--json]
 
         CPU inference benchmark. For each model, backend and thread count: batch-1 latency p50/p95/p99 and
@@ -28,19 +29,30 @@ public static class BenchCommand
         small model fills a multi-core CPU), per batch size: the median of three W-second windows (default 2),
         alternating between the models with --compare.
         --profile: ONNX Runtime's profiler at batch 1 (last thread count) splits each model's run into time in
-        operator kernels, by operator type, and time outside them (per-node dispatch and scheduling).
+        operator kernels, by operator type, and time outside them (per-node dispatch and scheduling); with Sculpt's
+        engine, its time per planned kernel with GFLOP/s (and % of the peak) and GB/s of the activations it moves.
+        --engine sculpt|ort|both: Sculpt's own managed engine, ONNX Runtime, or both alternating (sets --backend;
+        both = sculpt and ort). Sculpt's engine runs single-threaded per call; --threads applies to ORT only, and
+        --streams runs S concurrent callers of one engine.
 
         example: sculpt bench --model dense.sculpt --compare pruned.sculpt --threads 1,2
         """;
 
-    private sealed record Subject(string Name, string Path, ModelPackage? Package, OrtModel? Ort, long Macs, long[] InputShape);
+    private sealed record Subject(string Name, string Path, ModelPackage? Package, OrtModel? Ort, long Macs, long[] InputShape)
+    {
+        /// <summary>Sculpt's engine over the model (planned on first use; a .onnx file through the importer).</summary>
+        public SculptEngine? Engine => _engine ??= SculptEngine.Create(Package ?? OnnxImport.Read(Path));
+        private SculptEngine? _engine;
+    }
 
     public static int Run(string[] argv)
     {
         var a = new Args(argv, new HashSet<string> { "json", "profile" });
         var first = a.Required("model");
         var second = a.Get("compare");
-        var backend = a.Get("backend", "ort");
+        var backend = a.Get("engine") is { } engineText
+            ? engineText switch { "sculpt" => "sculpt", "ort" => "ort", "both" => "sculpt,ort", var e => throw new UsageException($"--engine must be sculpt, ort or both, got '{e}'") }
+            : a.Get("backend", "ort");
         var threads = a.Get("threads", string.Join(",", Enumerable.Range(1, Environment.ProcessorCount))).Split(',').Select(int.Parse).ToArray();
         var batches = a.Get("batches", "1,8,32").Split(',').Select(int.Parse).ToArray();
         int runs = a.Int("runs", 200);
@@ -56,12 +68,12 @@ public static class BenchCommand
             "basic" => GraphOptimizationLevel.ORT_ENABLE_BASIC, var o => throw new UsageException($"--ort-opt must be auto, all, extended or basic, got '{o}'"),
         };
         a.EnsureAllUsed();
-        if (backend is not ("ort" or "torch" or "both")) throw new UsageException("--backend must be ort, torch or both");
+        var backends = backend switch { "both" => new[] { "ort", "torch" }, "all" => new[] { "sculpt", "ort", "torch" }, _ => backend.Split(',') };
+        if (backends.Any(b => b is not ("ort" or "torch" or "sculpt"))) throw new UsageException("--backend must be ort, torch, sculpt, both or all");
         TorchRuntime.Initialize();
         using var tmp = new TempFolder("sculpt-bench-");
-        var subjects = new List<Subject> { Load(first, tmp.Path, backend) };
-        if (second != null) subjects.Add(Load(second, tmp.Path, backend));
-        var backends = backend == "both" ? new[] { "ort", "torch" } : new[] { backend };
+        var subjects = new List<Subject> { Load(first, tmp.Path, backends) };
+        if (second != null) subjects.Add(Load(second, tmp.Path, backends));
         var rows = new List<JsonObject>();
         var progress = new ProgressLine();
         var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
@@ -83,7 +95,7 @@ public static class BenchCommand
                 {
                     // alternate subjects so machine noise hits both alike
                     var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
-                    foreach (var r in runners) for (int w = 0; w < 5; w++) r();
+                    foreach (var r in runners) Latency.WarmUp(r, be == "sculpt" ? 1.5 : 0);
                     int n = b == 1 ? runs : Math.Max(10, runs / b);
                     var stats = Latency.Alternating(runners, n, block: Math.Clamp(n / 10, 2, 10), maxSeconds: 60);
                     progress.Update($"bench threads {t} {be} batch {b}");
@@ -94,7 +106,7 @@ public static class BenchCommand
                         rows.Add(new JsonObject
                         {
                             ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
-                            ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null,
+                            ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null, ["engine"] = be,
                             ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Common.Statistics.Percentile(stats[k], 95), ["p99"] = Common.Statistics.Percentile(stats[k], 99) },
                             ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
                             ["speedup_vs_first"] = k == 0 ? null : Common.Statistics.Percentile(stats[0], 50) / p50,
@@ -104,10 +116,11 @@ public static class BenchCommand
         }
         var streamRows = new List<JsonObject>();
         if (streams > 0)
+            foreach (var be in backends.Where(x => x != "torch"))
             foreach (var b in batches)
             {
-                progress.Update($"bench {streams} streams batch {b}");
-                var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, "ort", b, 1, Level(k, 1))).ToList()).ToArray();
+                progress.Update($"bench {streams} streams {be} batch {b}");
+                var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, be, b, 1, be == "ort" ? Level(k, 1) : null)).ToList()).ToArray();
                 // three alternating windows per subject; the median window counts
                 var fps = subjects.Select(_ => new List<double>()).ToArray();
                 for (int round = 0; round < 3; round++)
@@ -117,13 +130,18 @@ public static class BenchCommand
                     double f = Common.Statistics.Percentile(fps[k], 50);
                     streamRows.Add(new JsonObject
                     {
-                        ["model"] = subjects[k].Name, ["backend"] = "ort", ["ort_opt"] = LevelName(Level(k, 1)), ["streams"] = streams, ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
+                        ["model"] = subjects[k].Name, ["backend"] = be, ["ort_opt"] = be == "ort" ? LevelName(Level(k, 1)) : null, ["streams"] = streams,
+                        ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
                         ["speedup_vs_first"] = k == 0 ? null : f / Common.Statistics.Percentile(fps[0], 50),
                     });
                 }
             }
         progress.Done();
-        var profiles = profile ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
+        var profiles = profile && backends.Contains("ort")
+            ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
+        double peak1 = profile && backends.Contains("sculpt") ? Latency.PeakGflops(1) : 0;
+        var layerProfiles = profile && backends.Contains("sculpt")
+            ? subjects.Select(s => (s.Name, Engine: s.Engine!, Ms: s.Engine!.ProfileLayers(1, Math.Min(runs, 100)))).ToList() : new();
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
         var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
@@ -136,6 +154,15 @@ public static class BenchCommand
                 ["params"] = subjects.Select(s => s.Package?.Graph.ParameterCount()).First(), ["macs"] = subjects[0].Macs,
                 ["results"] = new JsonArray(rows.Select(r => (JsonNode)r).ToArray()),
                 ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)r).ToArray()),
+                ["sculpt_layers"] = layerProfiles.Count > 0 ? new JsonArray(layerProfiles.Select(p => (JsonNode)new JsonObject
+                {
+                    ["model"] = p.Name, ["peak_gflops_1_thread"] = peak1,
+                    ["layers"] = new JsonArray(p.Engine.Layers.Select((l, i) => (JsonNode)new JsonObject
+                    {
+                        ["kernel"] = l.Name, ["macs"] = l.Macs, ["bytes"] = l.Bytes, ["ms"] = p.Ms[i],
+                        ["gflops"] = 2.0 * l.Macs / (p.Ms[i] / 1000) / 1e9, ["gb_per_s"] = l.Bytes / (p.Ms[i] / 1000) / 1e9,
+                    }).ToArray()),
+                }).ToArray()) : null,
                 ["profile"] = profile ? new JsonArray(profiles.Select(p => (JsonNode)new JsonObject
                 {
                     ["model"] = p.Name, ["run_ms"] = p.P.RunMs, ["kernel_ms"] = p.P.KernelMs, ["overhead_ms"] = p.P.OverheadMs, ["nodes"] = p.P.Nodes,
@@ -154,27 +181,37 @@ public static class BenchCommand
             }), new HashSet<int> { 0, 1, 2 }));
         if (streamRows.Count > 0)
         {
-            Console.WriteLine($"\n{streams} concurrent single-threaded ONNX Runtime sessions:");
-            Console.Write(Output.Table(new[] { "model", "opt", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
+            Console.WriteLine($"\n{streams} concurrent single-threaded callers (ONNX Runtime: one session each; Sculpt: one engine):");
+            Console.Write(Output.Table(new[] { "model", "backend", "opt", "streams", "batch", "frames/s", "speed-up" }, streamRows.Select(r => new[]
             {
-                r["model"]!.GetValue<string>(), r["ort_opt"]!.GetValue<string>(), r["streams"]!.ToString(), r["batch"]!.ToString(), Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
+                r["model"]!.GetValue<string>(), r["backend"]!.GetValue<string>(), r["ort_opt"]?.GetValue<string>() ?? "", r["streams"]!.ToString(), r["batch"]!.ToString(),
+                Output.F(r["throughput_fps"]!.GetValue<double>(), "0"),
                 r["speedup_vs_first"] is { } s ? $"{s.GetValue<double>():0.0}×" : "",
-            }), new HashSet<int> { 0, 1 }));
+            }), new HashSet<int> { 0, 1, 2 }));
         }
         foreach (var (name, p) in profiles)
         {
             Console.WriteLine($"\n{name}: ONNX Runtime profile at batch 1, {threads[^1]} thread(s): run {p.RunMs:0.000} ms = {p.KernelMs:0.000} ms in {p.Nodes} operator kernels + {p.OverheadMs:0.000} ms outside them ({100 * p.OverheadMs / p.RunMs:0}%)");
             Console.Write(Output.Table(new[] { "operator", "nodes", "ms per run", "% of run" }, p.ByOp.Select(o => new[] { o.Op, o.Count.ToString(), Output.F(o.Ms, "0.000"), Output.F(100 * o.Ms / p.RunMs, "0.0") })));
         }
+        foreach (var (name, engine, ms) in layerProfiles)
+        {
+            Console.WriteLine($"\n{name}: Sculpt's engine per planned kernel at batch 1 (sum {ms.Sum():0.000} ms; peak {peak1:0.0} GFLOP/s on 1 thread):");
+            Console.Write(Output.Table(new[] { "#", "kernel", "output", "MMAC", "ms", "GFLOP/s", "% of peak", "GB/s" }, engine.Layers.Select((l, i) => new[]
+            {
+                i.ToString(System.Globalization.CultureInfo.InvariantCulture), l.Name, l.Output, Output.F(l.Macs / 1e6, "0.000"), Output.F(ms[i], "0.0000"),
+                Output.F(2.0 * l.Macs / (ms[i] / 1000) / 1e9, "0.0"), Output.F(100 * 2.0 * l.Macs / (ms[i] / 1000) / 1e9 / peak1, "0"), Output.F(l.Bytes / (ms[i] / 1000) / 1e9, "0.0"),
+            }), new HashSet<int> { 1, 2 }));
+        }
         Console.WriteLine($"\npeak (1024² float32 matrix multiply, ONNX Runtime GEMM): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
         return 0;
     }
 
-    private static Subject Load(string path, string tmp, string backend)
+    private static Subject Load(string path, string tmp, string[] backends)
     {
         if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
         {
-            if (backend != "ort") throw new UsageException($"{path}: an ONNX file can only be timed with --backend ort");
+            if (backends.Contains("torch")) throw new UsageException($"{path}: an ONNX file cannot be timed with the torch backend");
             var ort = new OrtModel(path);
             long macs = long.TryParse(ort.Metadata.GetValueOrDefault("sculpt.macs"), out var m) ? m : 0;
             var shape = ort.InputShape.Select(d => d < 0 ? 1 : d).ToArray();
@@ -194,6 +231,14 @@ public static class BenchCommand
 
     private static Action Runner(Subject s, string backend, int batch, int threads, GraphOptimizationLevel? level)
     {
+        if (backend == "sculpt")
+        {
+            var engine = s.Engine!;
+            var input = new float[batch * engine.InputChannels * engine.InputHeight * engine.InputWidth];
+            for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+            var output = new float[batch * engine.OutputShape.C * engine.OutputShape.H * engine.OutputShape.W];
+            return () => engine.Run(input, batch, output);
+        }
         if (backend == "ort") return new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL).SampleRun(batch);
         if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
         var shape = (long[])s.InputShape.Clone();

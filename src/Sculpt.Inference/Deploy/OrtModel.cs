@@ -102,6 +102,18 @@ public sealed record LatencyStats(double P50Ms, double P95Ms, double P99Ms, int 
 
 public static class Latency
 {
+    /// <summary>
+    /// Runs <paramref name="run"/> for at least <paramref name="seconds"/> (and 5 times): long enough for .NET's
+    /// tiered compilation to replace Sculpt's engine's first-tier code with its optimised, profile-guided code.
+    /// Measured on the 1148× model: timed straight after 5 runs, the recompilations on the background thread
+    /// showed as a p95 of 4.3 ms against a p50 of 0.39 ms.
+    /// </summary>
+    public static void WarmUp(Action run, double seconds)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 5 || clock.Elapsed.TotalSeconds < seconds; i++) run();
+    }
+
     /// <summary>Wall-clock latency of <paramref name="run"/> after warm-up, as percentiles in milliseconds.</summary>
     public static LatencyStats Measure(Action run, int batch, int runs = 200, int warmup = 10, double maxSeconds = 20)
     {
@@ -153,7 +165,7 @@ public static class Latency
     /// </summary>
     public static double ConcurrentThroughput(IReadOnlyList<Action> streams, int batch, double seconds)
     {
-        foreach (var run in streams) for (int i = 0; i < 5; i++) run();
+        foreach (var run in streams) WarmUp(run, 0.5);
         var counts = new long[streams.Count];
         using var start = new Barrier(streams.Count + 1);
         var deadline = 0L;

@@ -93,7 +93,7 @@ public sealed class Segmenter : IDisposable
             for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
             var output = new float[engine.OutputShape.C * engine.OutputShape.H * engine.OutputShape.W];
             var runs = new Action[] { () => engine.Run(input, 1, output), ort.SampleRun(1) };
-            foreach (var r in runs) for (int i = 0; i < 3; i++) r();
+            foreach (var r in runs) Latency.WarmUp(r, 0.3);
             var times = Latency.Alternating(runs, samples: 12, block: 3, maxSeconds: 5);
             double ours = Common.Statistics.Percentile(times[0], 50), theirs = Common.Statistics.Percentile(times[1], 50);
             if (ours <= theirs) { ort.Dispose(); return new Segmenter(path, task!, null, engine, options.BatchSize) { Timing = (ours, theirs) }; }

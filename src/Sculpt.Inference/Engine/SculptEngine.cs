@@ -3,8 +3,8 @@ using Sculpt.Runtime;
 
 namespace Sculpt.Engine;
 
-/// <summary>One planned kernel: its name, the multiply-accumulates and the bytes it reads and writes per image.</summary>
-public sealed record EngineLayer(string Name, long Macs, long Bytes);
+/// <summary>One planned kernel: its name, output shape, the multiply-accumulates and the activation bytes it reads and writes per image.</summary>
+public sealed record EngineLayer(string Name, string Output, long Macs, long Bytes);
 
 /// <summary>
 /// Sculpt's own CPU executor for small graphs, in managed code (System.Numerics vectors: AVX2/FMA on x64, NEON on
@@ -35,7 +35,7 @@ public sealed class SculptEngine
         _steps = steps; _input = input; _output = output;
         _slotSizes = AssignSlots(steps, input, output);
         _scratch = steps.OfType<ConvStep>().Select(c => c.ScratchSize).DefaultIfEmpty(0).Max();
-        Layers = steps.Select(s => new EngineLayer(s.Name, s.Macs, 4L * (s.Inputs.Where(v => v.IsActivation).Sum(v => (long)v.Size) + s.Output.Size))).ToList();
+        Layers = steps.Select(s => new EngineLayer(s.Name, $"{s.Output.C}×{s.Output.H}×{s.Output.W}", s.Macs, 4L * (s.Inputs.Where(v => v.IsActivation).Sum(v => (long)v.Size) + s.Output.Size))).ToList();
     }
 
     /// <summary>Plans <paramref name="graph"/> with <paramref name="weights"/>; <see cref="NotSupportedException"/> names what it cannot run.</summary>
@@ -110,6 +110,16 @@ public sealed class SculptEngine
         return NewFrame(batch);
     }
 
+    private void Return(Frame f)
+    {
+        f.Input = [];
+        lock (_framesLock)
+        {
+            if (!_frames.TryGetValue(f.Batch, out var free)) _frames[f.Batch] = free = new Stack<Frame>();
+            free.Push(f);
+        }
+    }
+
     // apart from Rent: a lambda capturing the batch size would allocate its closure on every call of Rent
     private Frame NewFrame(int batch) => new(_slotSizes.Select(s => new float[(long)s * batch]).ToArray(), batch, _scratch);
 
@@ -129,15 +139,7 @@ public sealed class SculptEngine
             foreach (var s in _steps) s.Run(f);
             f.Of(_output).AsSpan(0, batch * _output.Size).CopyTo(output);
         }
-        finally
-        {
-            f.Input = [];
-            lock (_framesLock)
-            {
-                if (!_frames.TryGetValue(batch, out var free)) _frames[batch] = free = new Stack<Frame>();
-                free.Push(f);
-            }
-        }
+        finally { Return(f); }
     }
 
     public float[] Run(float[] input, int batch)
@@ -145,6 +147,29 @@ public sealed class SculptEngine
         var y = new float[batch * _output.Size];
         Run(input, batch, y);
         return y;
+    }
+
+    /// <summary>
+    /// Milliseconds per run of each planned kernel at <paramref name="batch"/> (median of <paramref name="runs"/>
+    /// timed runs after warm-up), in <see cref="Layers"/>' order: where the engine's time goes.
+    /// </summary>
+    public double[] ProfileLayers(int batch, int runs)
+    {
+        var f = Rent(batch);
+        try
+        {
+            f.Input = new float[batch * _input.Size];
+            var times = _steps.Select(_ => new List<double>(runs)).ToArray();
+            for (int r = 0; r < runs + 5; r++)
+                for (int i = 0; i < _steps.Count; i++)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    _steps[i].Run(f);
+                    if (r >= 5) times[i].Add(System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+            return times.Select(t => Common.Statistics.Percentile(t, 50)).ToArray();
+        }
+        finally { Return(f); }
     }
 
     /// <summary>Whether the plan copies the input's values through unchanged to the output (no step at all).</summary>
