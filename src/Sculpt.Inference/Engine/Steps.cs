@@ -21,6 +21,7 @@ internal sealed class ConvStep : Step
     public float Lo = float.NegativeInfinity, Hi = float.PositiveInfinity, NegativeSlope = 1;
     public bool HasEpilogue;
     private float[] _packed = [];
+    private int[] _inAt = [], _outAt = [];
     private bool _direct, _acrossChannels;
     private const int ChunkVectors = 4;
 
@@ -53,6 +54,7 @@ internal sealed class ConvStep : Step
         _acrossChannels = !_direct && _groups == 1;
         if (_acrossChannels) PackAcrossChannels();
         if (!_direct) return;
+        PlanPositions(Inputs[0].W + 2 * _pad[1]);
         // [block of 4 output channels][input channel][ky][kx][4]: the four weights one input sample meets, side by side
         int ic = Inputs[0].C, k = _kh * _kw, blocks = Output.C / 4;
         _packed = new float[blocks * ic * k * 4];
@@ -101,106 +103,42 @@ internal sealed class ConvStep : Step
             }
             src = scratch;
         }
-        int ho = Output.H, wo = Output.W, vl = Vector<float>.Count, k = _kh * _kw, plane = ho * wo;
-        int blocks = Output.C / 4;
-        for (int b = 0; b < blocks; b++)
+        int plane = Output.H * Output.W, k = _kh * _kw, blocks = Output.C / 4, count = _inAt.Length;
+        fixed (int* inAt = _inAt, outAt = _outAt)
         {
-            float* wb = packed + b * ic * k * 4;
-            for (int oy = 0; oy < ho; oy++)
+            for (int b = 0; b < blocks; b++)
             {
-                int ox = 0;
-                while (ox < wo)
-                {
-                    if (ox + 2 * vl <= wo) { Block4x2(src, hp, wp, ic, wb, bias + 4 * b, y + 4 * b * plane + oy * wo + ox, plane, oy, ox); ox += 2 * vl; }
-                    else
-                    {
-                        // the last vector of a row overlaps the one before it rather than leaving a scalar tail
-                        int at = Math.Min(ox, wo - vl);
-                        Block4x1(src, hp, wp, ic, wb, bias + 4 * b, y + 4 * b * plane + oy * wo + at, plane, oy, at);
-                        ox = at + vl;
-                    }
-                }
+                float* wb = packed + b * ic * k * 4;
+                float* yb = y + 4 * b * plane;
+                for (int i = 0; i < count; i += 2) Block4x2(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
             }
+            int o = blocks * 4;
+            for (; o + 2 <= Output.C; o += 2)
+                for (int i = 0; i < count; i += 4)
+                    Block2x4(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane, outAt + i, plane);
+            for (; o < Output.C; o++)
+                for (int i = 0; i < count; i += 4) Block1x4(src, inAt + i, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane, outAt + i);
         }
-        // the remaining one to three channels: pairs, then one, each over four vectors of pixels at a time, so that
-        // independent accumulators hide the latency of the multiply-adds (one chain alone waits on each of them)
-        int o = blocks * 4;
-        for (; o + 2 <= Output.C; o += 2)
-            for (int oy = 0; oy < ho; oy++)
-                for (int ox = 0; ox < wo;)
-                {
-                    int at = ox + 4 * vl <= wo ? ox : Math.Min(ox, wo - vl);
-                    int n = ox + 4 * vl <= wo ? 4 : 1;
-                    Block2(src, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane + oy * wo + at, plane, oy, at, n);
-                    ox = at + n * vl;
-                }
-        for (; o < Output.C; o++)
-            for (int oy = 0; oy < ho; oy++)
-                for (int ox = 0; ox < wo;)
-                {
-                    int at = ox + 4 * vl <= wo ? ox : Math.Min(ox, wo - vl);
-                    if (ox + 4 * vl <= wo) { Block1x4(src, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane + oy * wo + at, oy, at); ox = at + 4 * vl; }
-                    else { Block1(src, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane + oy * wo + at, oy, at); ox = at + vl; }
-                }
     }
 
-    /// <summary>Two output channels over <paramref name="n"/> (4 or 1) vectors of pixels.</summary>
-    private unsafe void Block2(float* src, int hp, int wp, int ic, float* w0, float* w1, float bias0, float bias1, float* y, int plane, int oy, int ox, int n)
+    /// <summary>
+    /// The output plane as a list of pixel vectors — each row in whole vectors, its last one overlapping the one
+    /// before rather than leaving a scalar tail — padded to a multiple of four by repeating the last (an idempotent
+    /// second write). Kernels take four (or two) of them at a time, from one row or from several, so that four
+    /// independent chains of multiply-adds are in flight even on a 14-pixel map.
+    /// </summary>
+    private void PlanPositions(int wp)
     {
-        int vl = Vector<float>.Count;
-        if (n == 1)
-        {
-            Block1(src, hp, wp, ic, w0, bias0, y, oy, ox);
-            Block1(src, hp, wp, ic, w1, bias1, y + plane, oy, ox);
-            return;
-        }
-        Vector<float> a0 = new(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = new(bias1), b1 = b0, b2 = b0, b3 = b0;
-        for (int c = 0; c < ic; c++)
-        {
-            float* rows = src + (c * hp + oy) * wp + ox;
-            for (int ky = 0; ky < _kh; ky++)
+        int wo = Output.W, vl = Vector<float>.Count;
+        var input = new List<int>(); var output = new List<int>();
+        for (int oy = 0; oy < Output.H; oy++)
+            for (int ox = 0; ox < wo; ox += vl)
             {
-                float* row = rows + ky * wp;
-                for (int kx = 0; kx < _kw; kx++, w0++, w1++)
-                {
-                    var u0 = Unsafe.ReadUnaligned<Vector<float>>(row + kx); var u1 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl);
-                    var u2 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + 2 * vl); var u3 = Unsafe.ReadUnaligned<Vector<float>>(row + kx + 3 * vl);
-                    var p = new Vector<float>(*w0); var q = new Vector<float>(*w1);
-                    a0 = Vector.FusedMultiplyAdd(u0, p, a0); a1 = Vector.FusedMultiplyAdd(u1, p, a1);
-                    a2 = Vector.FusedMultiplyAdd(u2, p, a2); a3 = Vector.FusedMultiplyAdd(u3, p, a3);
-                    b0 = Vector.FusedMultiplyAdd(u0, q, b0); b1 = Vector.FusedMultiplyAdd(u1, q, b1);
-                    b2 = Vector.FusedMultiplyAdd(u2, q, b2); b3 = Vector.FusedMultiplyAdd(u3, q, b3);
-                }
+                int at = Math.Min(ox, wo - vl);
+                input.Add(oy * wp + at); output.Add(oy * wo + at);
             }
-        }
-        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(a1));
-        Unsafe.WriteUnaligned(y + 2 * vl, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * vl, Epilogue(a3));
-        Unsafe.WriteUnaligned(y + plane, Epilogue(b0)); Unsafe.WriteUnaligned(y + plane + vl, Epilogue(b1));
-        Unsafe.WriteUnaligned(y + plane + 2 * vl, Epilogue(b2)); Unsafe.WriteUnaligned(y + plane + 3 * vl, Epilogue(b3));
-    }
-
-    private unsafe void Block1x4(float* src, int hp, int wp, int ic, float* w, float bias, float* y, int oy, int ox)
-    {
-        int vl = Vector<float>.Count;
-        Vector<float> a0 = new(bias), a1 = a0, a2 = a0, a3 = a0;
-        for (int c = 0; c < ic; c++)
-        {
-            float* rows = src + (c * hp + oy) * wp + ox;
-            for (int ky = 0; ky < _kh; ky++)
-            {
-                float* row = rows + ky * wp;
-                for (int kx = 0; kx < _kw; kx++, w++)
-                {
-                    var p = new Vector<float>(*w);
-                    a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx), p, a0);
-                    a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl), p, a1);
-                    a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + 2 * vl), p, a2);
-                    a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx + 3 * vl), p, a3);
-                }
-            }
-        }
-        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(a1));
-        Unsafe.WriteUnaligned(y + 2 * vl, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * vl, Epilogue(a3));
+        while (input.Count % 4 != 0) { input.Add(input[^1]); output.Add(output[^1]); }
+        _inAt = input.ToArray(); _outAt = output.ToArray();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -211,70 +149,83 @@ internal sealed class ConvStep : Step
         return Vector.Min(Vector.Max(v, new Vector<float>(Lo)), new Vector<float>(Hi));
     }
 
-    private unsafe void Block4x2(float* src, int hp, int wp, int ic, float* w, float* bias, float* y, int plane, int oy, int ox)
+    private unsafe void Block4x2(float* p, float* q, int hp, int wp, int ic, float* w, float* bias, float* y0, float* y1, int plane)
     {
-        int vl = Vector<float>.Count;
         Vector<float> a0 = new(bias[0]), a1 = new(bias[1]), a2 = new(bias[2]), a3 = new(bias[3]);
         Vector<float> b0 = a0, b1 = a1, b2 = a2, b3 = a3;
-        for (int c = 0; c < ic; c++)
-        {
-            float* rows = src + (c * hp + oy) * wp + ox;
+        for (int c = 0; c < ic; c++, p += hp * wp, q += hp * wp)
             for (int ky = 0; ky < _kh; ky++)
             {
-                float* row = rows + ky * wp;
+                float* rp = p + ky * wp, rq = q + ky * wp;
                 for (int kx = 0; kx < _kw; kx++, w += 4)
                 {
-                    var u = Unsafe.ReadUnaligned<Vector<float>>(row + kx);
-                    var v = Unsafe.ReadUnaligned<Vector<float>>(row + kx + vl);
+                    var u = Unsafe.ReadUnaligned<Vector<float>>(rp + kx);
+                    var v = Unsafe.ReadUnaligned<Vector<float>>(rq + kx);
                     var w0 = new Vector<float>(w[0]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
                     var w1 = new Vector<float>(w[1]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
                     var w2 = new Vector<float>(w[2]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
                     var w3 = new Vector<float>(w[3]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
                 }
             }
-        }
-        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + vl, Epilogue(b0));
-        Unsafe.WriteUnaligned(y + plane, Epilogue(a1)); Unsafe.WriteUnaligned(y + plane + vl, Epilogue(b1));
-        Unsafe.WriteUnaligned(y + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y + 2 * plane + vl, Epilogue(b2));
-        Unsafe.WriteUnaligned(y + 3 * plane, Epilogue(a3)); Unsafe.WriteUnaligned(y + 3 * plane + vl, Epilogue(b3));
+        Unsafe.WriteUnaligned(y0, Epilogue(a0)); Unsafe.WriteUnaligned(y1, Epilogue(b0));
+        Unsafe.WriteUnaligned(y0 + plane, Epilogue(a1)); Unsafe.WriteUnaligned(y1 + plane, Epilogue(b1));
+        Unsafe.WriteUnaligned(y0 + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y1 + 2 * plane, Epilogue(b2));
+        Unsafe.WriteUnaligned(y0 + 3 * plane, Epilogue(a3)); Unsafe.WriteUnaligned(y1 + 3 * plane, Epilogue(b3));
     }
 
-    private unsafe void Block4x1(float* src, int hp, int wp, int ic, float* w, float* bias, float* y, int plane, int oy, int ox)
+    private unsafe void Block2x4(float* src, int* inAt, int hp, int wp, int ic, float* w0, float* w1, float bias0, float bias1, float* y, int* outAt, int plane)
     {
-        Vector<float> a0 = new(bias[0]), a1 = new(bias[1]), a2 = new(bias[2]), a3 = new(bias[3]);
+        float* p0 = src + inAt[0], p1 = src + inAt[1], p2 = src + inAt[2], p3 = src + inAt[3];
+        Vector<float> a0 = new(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = new(bias1), b1 = b0, b2 = b0, b3 = b0;
         for (int c = 0; c < ic; c++)
         {
-            float* rows = src + (c * hp + oy) * wp + ox;
+            int plane0 = c * hp * wp;
             for (int ky = 0; ky < _kh; ky++)
             {
-                float* row = rows + ky * wp;
-                for (int kx = 0; kx < _kw; kx++, w += 4)
+                int row = plane0 + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w0++, w1++)
                 {
-                    var u = Unsafe.ReadUnaligned<Vector<float>>(row + kx);
-                    a0 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[0]), a0);
-                    a1 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[1]), a1);
-                    a2 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[2]), a2);
-                    a3 = Vector.FusedMultiplyAdd(u, new Vector<float>(w[3]), a3);
+                    int at = row + kx;
+                    var u0 = Unsafe.ReadUnaligned<Vector<float>>(p0 + at); var u1 = Unsafe.ReadUnaligned<Vector<float>>(p1 + at);
+                    var u2 = Unsafe.ReadUnaligned<Vector<float>>(p2 + at); var u3 = Unsafe.ReadUnaligned<Vector<float>>(p3 + at);
+                    var f = new Vector<float>(*w0); var g = new Vector<float>(*w1);
+                    a0 = Vector.FusedMultiplyAdd(u0, f, a0); a1 = Vector.FusedMultiplyAdd(u1, f, a1);
+                    a2 = Vector.FusedMultiplyAdd(u2, f, a2); a3 = Vector.FusedMultiplyAdd(u3, f, a3);
+                    b0 = Vector.FusedMultiplyAdd(u0, g, b0); b1 = Vector.FusedMultiplyAdd(u1, g, b1);
+                    b2 = Vector.FusedMultiplyAdd(u2, g, b2); b3 = Vector.FusedMultiplyAdd(u3, g, b3);
                 }
             }
         }
-        Unsafe.WriteUnaligned(y, Epilogue(a0)); Unsafe.WriteUnaligned(y + plane, Epilogue(a1));
-        Unsafe.WriteUnaligned(y + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y + 3 * plane, Epilogue(a3));
+        float* y1 = y + plane;
+        Unsafe.WriteUnaligned(y + outAt[0], Epilogue(a0)); Unsafe.WriteUnaligned(y + outAt[1], Epilogue(a1));
+        Unsafe.WriteUnaligned(y + outAt[2], Epilogue(a2)); Unsafe.WriteUnaligned(y + outAt[3], Epilogue(a3));
+        Unsafe.WriteUnaligned(y1 + outAt[0], Epilogue(b0)); Unsafe.WriteUnaligned(y1 + outAt[1], Epilogue(b1));
+        Unsafe.WriteUnaligned(y1 + outAt[2], Epilogue(b2)); Unsafe.WriteUnaligned(y1 + outAt[3], Epilogue(b3));
     }
 
-    private unsafe void Block1(float* src, int hp, int wp, int ic, float* w, float bias, float* y, int oy, int ox)
+    private unsafe void Block1x4(float* src, int* inAt, int hp, int wp, int ic, float* w, float bias, float* y, int* outAt)
     {
-        Vector<float> a = new(bias);
+        float* p0 = src + inAt[0], p1 = src + inAt[1], p2 = src + inAt[2], p3 = src + inAt[3];
+        Vector<float> a0 = new(bias), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < ic; c++)
         {
-            float* rows = src + (c * hp + oy) * wp + ox;
+            int plane0 = c * hp * wp;
             for (int ky = 0; ky < _kh; ky++)
             {
-                float* row = rows + ky * wp;
-                for (int kx = 0; kx < _kw; kx++, w++) a = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(row + kx), new Vector<float>(*w), a);
+                int row = plane0 + ky * wp;
+                for (int kx = 0; kx < _kw; kx++, w++)
+                {
+                    int at = row + kx;
+                    var f = new Vector<float>(*w);
+                    a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p0 + at), f, a0);
+                    a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p1 + at), f, a1);
+                    a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p2 + at), f, a2);
+                    a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p3 + at), f, a3);
+                }
             }
         }
-        Unsafe.WriteUnaligned(y, Epilogue(a));
+        Unsafe.WriteUnaligned(y + outAt[0], Epilogue(a0)); Unsafe.WriteUnaligned(y + outAt[1], Epilogue(a1));
+        Unsafe.WriteUnaligned(y + outAt[2], Epilogue(a2)); Unsafe.WriteUnaligned(y + outAt[3], Epilogue(a3));
     }
 
     /// <summary>
