@@ -173,17 +173,11 @@ public class ArchiveTests(ArchiveFixture fx) : IClassFixture<ArchiveFixture>
         }
     }
 
-    private static string RepoRoot()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
-        return root;
-    }
 
     [Fact]
     public void TheShippedKubernetesJobAndSlurmArrayRunThisAndMergeToOneRunsTable()
     {
-        var root = RepoRoot();
+        var root = TestFiles.RepoRoot();
         var dir = TestFiles.TempDir();
         // Kubernetes: the container command of the Indexed Job, once per completion index, the volumes mapped to folders here
         var job = File.ReadAllText(Path.Combine(root, "deploy", "k8s", "segment-archive-job.yaml"));

@@ -33,19 +33,13 @@ public class LayeringTests
         ["Report"] = ["Common", "Graph", "Runtime", "Onnx", "Models", "Data", "Clinical", "Deploy", "Engine", "Training", "Pruning", "Import"],
     };
 
-    private static string RepoRoot()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
-        return root;
-    }
 
     private static readonly string[] Projects = ["Sculpt.Inference", "Sculpt"];
 
     private static IEnumerable<(string Folder, string File)> Sources() =>
         Projects.SelectMany(p =>
         {
-            var dir = Path.Combine(RepoRoot(), "src", p);
+            var dir = Path.Combine(TestFiles.RepoRoot(), "src", p);
             return Directory.GetFiles(dir, "*.cs", SearchOption.AllDirectories)
                 .Select(f => Path.GetRelativePath(dir, f))
                 .Where(r => !r.StartsWith("bin/") && !r.StartsWith("obj/") && r.Contains('/'))
@@ -87,7 +81,7 @@ public class LayeringTests
             Assert.True(Allowed.ContainsKey(folder), $"folder {folder} has no place in the layers (LayeringTests.Allowed)");
             foreach (var used in References(File.ReadAllText(file), types).Distinct())
                 if (used != folder && Allowed.ContainsKey(used) && !Allowed[folder].Contains(used))
-                    violations.Add($"{Path.GetRelativePath(RepoRoot(), file)}: {folder} uses {used}");
+                    violations.Add($"{Path.GetRelativePath(TestFiles.RepoRoot(), file)}: {folder} uses {used}");
         }
         Assert.True(violations.Count == 0, string.Join("\n", violations));
         Assert.Superset(new HashSet<string> { "Common", "Graph", "Onnx", "Deploy", "Training", "Pruning" }, folders);

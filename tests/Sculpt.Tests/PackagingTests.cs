@@ -17,12 +17,6 @@ namespace Sculpt.Tests;
 [Collection("serial")]
 public class PackagingTests
 {
-    private static string RepoRoot()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
-        return root;
-    }
 
     /// <summary>The configuration these tests were built in (bin/Release/… or bin/Debug/…).</summary>
     private static string Configuration => AppContext.BaseDirectory.Contains("/bin/Debug/") ? "Debug" : "Release";
@@ -50,7 +44,7 @@ public class PackagingTests
     private static (string Feed, string Package) Pack(string dir)
     {
         var feed = Path.Combine(dir, "feed");
-        Run(RepoRoot(), "pack", Path.Combine("src", "Sculpt.Inference", "Sculpt.Inference.csproj"), "-c", Configuration, "--no-build", "-o", feed, "-v", "q");
+        Run(TestFiles.RepoRoot(), "pack", Path.Combine("src", "Sculpt.Inference", "Sculpt.Inference.csproj"), "-c", Configuration, "--no-build", "-o", feed, "-v", "q");
         return (feed, Directory.GetFiles(feed, "Sculpt.Inference.*.nupkg").Single());
     }
 
@@ -60,7 +54,7 @@ public class PackagingTests
         var dir = TestFiles.TempDir();
         var (feed, package) = Pack(dir);
         var sample = Path.Combine(dir, "samples");
-        CopyTree(Path.Combine(RepoRoot(), "samples"), sample);
+        CopyTree(Path.Combine(TestFiles.RepoRoot(), "samples"), sample);
         // packages restore into a folder of their own, so this run's package is used and not one cached earlier
         // under the same version; everything else comes from the local package cache (no network)
         var project = Path.Combine(sample, "EjectionFraction", "EjectionFraction.csproj");
@@ -73,6 +67,8 @@ public class PackagingTests
             zip.GetEntry("lib/net10.0/Sculpt.Inference.dll")!.Open().CopyTo(packed);
             Assert.Equal(packed.ToArray(), File.ReadAllBytes(Path.Combine(app, "Sculpt.Inference.dll")));
         }
+        // any RID: the application carries ONNX Runtime's native builds for the other platforms too (the package forces none)
+        Assert.All(new[] { "linux-x64", "linux-arm64", "win-x64", "osx-arm64" }, rid => Assert.True(Directory.Exists(Path.Combine(app, "runtimes", rid)), rid));
         // no training stack reaches the application
         var deployed = Directory.GetFiles(app, "*", SearchOption.AllDirectories).Select(Path.GetFileName).ToList();
         Assert.DoesNotContain(deployed, f => Regex.IsMatch(f!, "torch|ScottPlot|Skia", RegexOptions.IgnoreCase));
@@ -137,7 +133,7 @@ public class PackagingTests
     [Fact]
     public void TheSampleReferencesTheOneVersion()
     {
-        var csproj = XDocument.Load(Path.Combine(RepoRoot(), "samples", "EjectionFraction", "EjectionFraction.csproj"));
+        var csproj = XDocument.Load(Path.Combine(TestFiles.RepoRoot(), "samples", "EjectionFraction", "EjectionFraction.csproj"));
         var reference = csproj.Descendants("PackageReference").Single(e => e.Attribute("Include")!.Value == "Sculpt.Inference");
         Assert.Equal(global::Sculpt.Common.SculptVersion.Text, reference.Attribute("Version")!.Value);
     }

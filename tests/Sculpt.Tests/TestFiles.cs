@@ -18,6 +18,14 @@ internal static class TestAssembly
 
 internal static class TestFiles
 {
+    /// <summary>The repository's root folder (the one holding Sculpt.slnx), found from the test's output folder.</summary>
+    public static string RepoRoot()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
+        return root;
+    }
+
     public static string TempDir()
     {
         var d = Path.Combine(Path.GetTempPath(), "sculpt-tests", Guid.NewGuid().ToString("N"));
