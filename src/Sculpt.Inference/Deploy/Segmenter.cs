@@ -37,10 +37,11 @@ public sealed record SegmenterOptions
 
 /// <summary>
 /// A segmentation model ready to run: a <c>.sculpt</c> package or an <c>.onnx</c> file with its task metadata
-/// (labels, input size, normalisation), executed by ONNX Runtime on the CPU. Images in, label maps out, with the
-/// model's own preprocessing; cine loops in, LV area per frame, ED/ES frames and the ejection fraction out.
-/// Thread-safe: concurrent callers may share one instance (ONNX Runtime sessions run concurrently, and the
-/// segmenter holds no other state).
+/// (labels, input size, normalisation), executed on the CPU by Sculpt's own engine or by ONNX Runtime
+/// (<see cref="SegmenterOptions.Engine"/>). Images in, label maps out, with the model's own preprocessing; cine
+/// loops in, LV area per frame, ED/ES frames and the ejection fraction out. Thread-safe: concurrent callers may
+/// share one instance (ONNX Runtime sessions run concurrently, the engine gives each caller an arena of its own,
+/// and the segmenter holds no other state).
 /// </summary>
 public sealed class Segmenter : IDisposable
 {

@@ -171,7 +171,4 @@ public sealed class SculptEngine
         }
         finally { Return(f); }
     }
-
-    /// <summary>Whether the plan copies the input's values through unchanged to the output (no step at all).</summary>
-    internal bool Empty => _steps.Count == 0;
 }
