@@ -87,6 +87,18 @@ public class LayeringTests
         Assert.Superset(new HashSet<string> { "Common", "Graph", "Onnx", "Deploy", "Training", "Pruning" }, folders);
     }
 
+    /// <summary>The graph IR and its operator definitions are pure C#: no TorchSharp and no ONNX Runtime.</summary>
+    [Fact]
+    public void TheGraphNamesNoRuntime()
+    {
+        var offenders = Sources().Where(s => s.Folder == "Graph")
+            .SelectMany(s => File.ReadLines(s.File).Where(l => l.StartsWith("using ") && (l.Contains("TorchSharp") || l.Contains("OnnxRuntime")))
+                .Select(l => $"{Path.GetFileName(s.File)}: {l}"))
+            .ToList();
+        Assert.Empty(offenders);
+        Assert.Contains(Sources(), s => s.Folder == "Graph");
+    }
+
     [Fact]
     public void TheCheckSeesQualifiedTypesButNotPropertiesOfTheSameName()
     {

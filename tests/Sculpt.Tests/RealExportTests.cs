@@ -181,19 +181,3 @@ public class OnnxRefusalTests
         Assert.Contains(back.Graph.Nodes.OfType<UpsampleNode>(), u => u.Inputs.Count == 2 && back.Graph[u.Inputs[1]] is InputNode);
     }
 }
-
-public class LayerTests
-{
-    /// <summary>The graph IR and its operator definitions are pure C#: no TorchSharp, ONNX Runtime or ONNX codec.</summary>
-    [Fact]
-    public void GraphDependsOnNothingAboveIt()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Sculpt.slnx"))) root = Path.GetDirectoryName(root)!;
-        var offenders = Directory.GetFiles(Path.Combine(root, "src", "Sculpt", "Graph"), "*.cs", SearchOption.AllDirectories)
-            .SelectMany(f => File.ReadLines(f).Where(l => l.StartsWith("using ") && (l.Contains("TorchSharp") || l.Contains("OnnxRuntime")
-                || l.Contains("Sculpt.") && !l.Contains("Sculpt.Graph"))).Select(l => $"{Path.GetFileName(f)}: {l}"))
-            .ToList();
-        Assert.Empty(offenders);
-    }
-}
