@@ -90,6 +90,14 @@ public class CliTests
             streamRows.Select(r => (r!["batch"]!.GetValue<int>(), r["model"]!.GetValue<string>())).ToArray());
         Assert.All(streamRows, r => Assert.True(r!["throughput_fps"]!.GetValue<double>() > 0));
         Assert.True(bj["latency_ms"]!["p50"]!.GetValue<double>() > 0);
+        // both engines side by side, and where Sculpt's engine spends its time: every planned kernel, MACs summing to the model's
+        var both = Sculpt("bench", "--model", small, "--engine", "both", "--threads", "1", "--batches", "1", "--runs", "5", "--profile", "--json");
+        Assert.True(both.Code == 0, both.Err);
+        var bothJson = System.Text.Json.Nodes.JsonNode.Parse(both.Out)!;
+        Assert.Equal(["sculpt", "ort"], bothJson["results"]!.AsArray().Select(r => r!["engine"]!.GetValue<string>()));
+        var layers = bothJson["sculpt_layers"]![0]!["layers"]!.AsArray();
+        Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.MacCount(), layers.Sum(r => r!["macs"]!.GetValue<long>()));
+        Assert.All(layers, r => Assert.True(r!["ms"]!.GetValue<double>() > 0));
         var groups = Sculpt("inspect", "--model", small, "--groups", "--json");
         Assert.Equal(0, groups.Code);
         Assert.Contains("\"prunable\": true", groups.Out);

@@ -74,7 +74,6 @@ public static class BenchCommand
         using var tmp = new TempFolder("sculpt-bench-");
         var subjects = new List<Subject> { Load(first, tmp.Path, backends) };
         if (second != null) subjects.Add(Load(second, tmp.Path, backends));
-        var rows = new List<JsonObject>();
         var progress = new ProgressLine();
         var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
         GraphOptimizationLevel Level(int k, int t)
@@ -87,55 +86,10 @@ public static class BenchCommand
             }
             return found;
         }
-        foreach (var t in threads)
-        {
-            double peak = Latency.PeakGflops(t);
-            foreach (var be in backends)
-                foreach (var b in batches)
-                {
-                    // alternate subjects so machine noise hits both alike
-                    var runners = subjects.Select((s, k) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null)).ToArray();
-                    foreach (var r in runners) Latency.WarmUp(r, be == "sculpt" ? 1.5 : 0);
-                    int n = b == 1 ? runs : Math.Max(10, runs / b);
-                    var stats = Latency.Alternating(runners, n, block: Math.Clamp(n / 10, 2, 10), maxSeconds: 60);
-                    progress.Update($"bench threads {t} {be} batch {b}");
-                    for (int k = 0; k < subjects.Count; k++)
-                    {
-                        double p50 = Common.Statistics.Percentile(stats[k], 50);
-                        double gflops = 2.0 * subjects[k].Macs * b / (p50 / 1000) / 1e9;
-                        rows.Add(new JsonObject
-                        {
-                            ["model"] = subjects[k].Name, ["backend"] = be, ["threads"] = t, ["batch"] = b, ["runs"] = stats[k].Count,
-                            ["ort_opt"] = be == "ort" ? LevelName(Level(k, t)) : null, ["engine"] = be,
-                            ["latency_ms"] = new JsonObject { ["p50"] = p50, ["p95"] = Common.Statistics.Percentile(stats[k], 95), ["p99"] = Common.Statistics.Percentile(stats[k], 99) },
-                            ["throughput_fps"] = b * 1000.0 / p50, ["gflops"] = gflops, ["peak_gflops"] = peak, ["fraction_of_peak"] = gflops / peak,
-                            ["speedup_vs_first"] = k == 0 ? null : Common.Statistics.Percentile(stats[0], 50) / p50,
-                        });
-                    }
-                }
-        }
-        var streamRows = new List<JsonObject>();
-        if (streams > 0)
-            foreach (var be in backends.Where(x => x != "torch"))
-            foreach (var b in batches)
-            {
-                progress.Update($"bench {streams} streams {be} batch {b}");
-                var runners = subjects.Select((s, k) => Enumerable.Range(0, streams).Select(_ => Runner(s, be, b, 1, be == "ort" ? Level(k, 1) : null)).ToList()).ToArray();
-                // three alternating windows per subject; the median window counts
-                var fps = subjects.Select(_ => new List<double>()).ToArray();
-                for (int round = 0; round < 3; round++)
-                    for (int k = 0; k < subjects.Count; k++) fps[k].Add(Latency.ConcurrentThroughput(runners[k], b, window));
-                for (int k = 0; k < subjects.Count; k++)
-                {
-                    double f = Common.Statistics.Percentile(fps[k], 50);
-                    streamRows.Add(new JsonObject
-                    {
-                        ["model"] = subjects[k].Name, ["backend"] = be, ["ort_opt"] = be == "ort" ? LevelName(Level(k, 1)) : null, ["streams"] = streams,
-                        ["threads_per_stream"] = 1, ["batch"] = b, ["throughput_fps"] = f,
-                        ["speedup_vs_first"] = k == 0 ? null : f / Common.Statistics.Percentile(fps[0], 50),
-                    });
-                }
-            }
+        var timed = subjects.Select((s, k) => new BenchSubject(s.Name, s.Macs,
+            (be, b, t) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null), (be, t) => be == "ort" ? LevelName(Level(k, t)) : null)).ToList();
+        var rows = Benchmark.Latencies(timed, backends, threads, batches, runs, m => progress.Update(m));
+        var streamRows = streams > 0 ? Benchmark.Streams(timed, backends.Where(x => x != "torch").ToList(), batches, streams, window, m => progress.Update(m)) : [];
         progress.Done();
         var profiles = profile && backends.Contains("ort")
             ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
