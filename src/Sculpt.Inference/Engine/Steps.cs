@@ -8,9 +8,9 @@ namespace Sculpt.Engine;
 
 /// <summary>
 /// Convolution with batch norm folded into its weights and a ReLU / clip / leaky ReLU fused into its epilogue.
-/// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over four
-/// output channels and two vectors of pixels (the input copied once into a zero-bordered scratch when padded);
-/// every other convolution runs the plain loop.
+/// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over output
+/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4; the input copied once into a zero-bordered scratch when
+/// padded); other groups-1 convolutions vectorise over output channels; grouped ones run the plain loop.
 /// </summary>
 internal sealed class ConvStep : Step
 {
@@ -157,35 +157,6 @@ internal sealed class ConvStep : Step
             for (int ky = 0; ky < _kh; ky++)
             {
                 float* rp = p + ky * wp, rq = q + ky * wp;
-                if (_kw == 3)
-                {
-                    {
-                        var u = Unsafe.ReadUnaligned<Vector<float>>(rp + 0);
-                        var v = Unsafe.ReadUnaligned<Vector<float>>(rq + 0);
-                        var w0 = new Vector<float>(w[0]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
-                        var w1 = new Vector<float>(w[1]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
-                        var w2 = new Vector<float>(w[2]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
-                        var w3 = new Vector<float>(w[3]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
-                    }
-                    {
-                        var u = Unsafe.ReadUnaligned<Vector<float>>(rp + 1);
-                        var v = Unsafe.ReadUnaligned<Vector<float>>(rq + 1);
-                        var w0 = new Vector<float>(w[4]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
-                        var w1 = new Vector<float>(w[5]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
-                        var w2 = new Vector<float>(w[6]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
-                        var w3 = new Vector<float>(w[7]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
-                    }
-                    {
-                        var u = Unsafe.ReadUnaligned<Vector<float>>(rp + 2);
-                        var v = Unsafe.ReadUnaligned<Vector<float>>(rq + 2);
-                        var w0 = new Vector<float>(w[8]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
-                        var w1 = new Vector<float>(w[9]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
-                        var w2 = new Vector<float>(w[10]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
-                        var w3 = new Vector<float>(w[11]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
-                    }
-                    w += 12;
-                    continue;
-                }
                 for (int kx = 0; kx < _kw; kx++, w += 4)
                 {
                     var u = Unsafe.ReadUnaligned<Vector<float>>(rp + kx);
@@ -212,42 +183,6 @@ internal sealed class ConvStep : Step
             for (int ky = 0; ky < _kh; ky++)
             {
                 int row = plane0 + ky * wp;
-                if (_kw == 3)
-                {
-                    // the 3×3 case written out: the loop's own counting was a fifth of the instructions
-                    {
-                        int at = row + 0;
-                        var u0 = Unsafe.ReadUnaligned<Vector<float>>(p0 + at); var u1 = Unsafe.ReadUnaligned<Vector<float>>(p1 + at);
-                        var u2 = Unsafe.ReadUnaligned<Vector<float>>(p2 + at); var u3 = Unsafe.ReadUnaligned<Vector<float>>(p3 + at);
-                        var f = new Vector<float>(w0[0]); var g = new Vector<float>(w1[0]);
-                        a0 = Vector.FusedMultiplyAdd(u0, f, a0); a1 = Vector.FusedMultiplyAdd(u1, f, a1);
-                        a2 = Vector.FusedMultiplyAdd(u2, f, a2); a3 = Vector.FusedMultiplyAdd(u3, f, a3);
-                        b0 = Vector.FusedMultiplyAdd(u0, g, b0); b1 = Vector.FusedMultiplyAdd(u1, g, b1);
-                        b2 = Vector.FusedMultiplyAdd(u2, g, b2); b3 = Vector.FusedMultiplyAdd(u3, g, b3);
-                    }
-                    {
-                        int at = row + 1;
-                        var u0 = Unsafe.ReadUnaligned<Vector<float>>(p0 + at); var u1 = Unsafe.ReadUnaligned<Vector<float>>(p1 + at);
-                        var u2 = Unsafe.ReadUnaligned<Vector<float>>(p2 + at); var u3 = Unsafe.ReadUnaligned<Vector<float>>(p3 + at);
-                        var f = new Vector<float>(w0[1]); var g = new Vector<float>(w1[1]);
-                        a0 = Vector.FusedMultiplyAdd(u0, f, a0); a1 = Vector.FusedMultiplyAdd(u1, f, a1);
-                        a2 = Vector.FusedMultiplyAdd(u2, f, a2); a3 = Vector.FusedMultiplyAdd(u3, f, a3);
-                        b0 = Vector.FusedMultiplyAdd(u0, g, b0); b1 = Vector.FusedMultiplyAdd(u1, g, b1);
-                        b2 = Vector.FusedMultiplyAdd(u2, g, b2); b3 = Vector.FusedMultiplyAdd(u3, g, b3);
-                    }
-                    {
-                        int at = row + 2;
-                        var u0 = Unsafe.ReadUnaligned<Vector<float>>(p0 + at); var u1 = Unsafe.ReadUnaligned<Vector<float>>(p1 + at);
-                        var u2 = Unsafe.ReadUnaligned<Vector<float>>(p2 + at); var u3 = Unsafe.ReadUnaligned<Vector<float>>(p3 + at);
-                        var f = new Vector<float>(w0[2]); var g = new Vector<float>(w1[2]);
-                        a0 = Vector.FusedMultiplyAdd(u0, f, a0); a1 = Vector.FusedMultiplyAdd(u1, f, a1);
-                        a2 = Vector.FusedMultiplyAdd(u2, f, a2); a3 = Vector.FusedMultiplyAdd(u3, f, a3);
-                        b0 = Vector.FusedMultiplyAdd(u0, g, b0); b1 = Vector.FusedMultiplyAdd(u1, g, b1);
-                        b2 = Vector.FusedMultiplyAdd(u2, g, b2); b3 = Vector.FusedMultiplyAdd(u3, g, b3);
-                    }
-                    w0 += 3; w1 += 3;
-                    continue;
-                }
                 for (int kx = 0; kx < _kw; kx++, w0++, w1++)
                 {
                     int at = row + kx;
@@ -278,35 +213,6 @@ internal sealed class ConvStep : Step
             for (int ky = 0; ky < _kh; ky++)
             {
                 int row = plane0 + ky * wp;
-                if (_kw == 3)
-                {
-                    {
-                        int at = row + 0;
-                        var f = new Vector<float>(w[0]);
-                        a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p0 + at), f, a0);
-                        a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p1 + at), f, a1);
-                        a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p2 + at), f, a2);
-                        a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p3 + at), f, a3);
-                    }
-                    {
-                        int at = row + 1;
-                        var f = new Vector<float>(w[1]);
-                        a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p0 + at), f, a0);
-                        a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p1 + at), f, a1);
-                        a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p2 + at), f, a2);
-                        a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p3 + at), f, a3);
-                    }
-                    {
-                        int at = row + 2;
-                        var f = new Vector<float>(w[2]);
-                        a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p0 + at), f, a0);
-                        a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p1 + at), f, a1);
-                        a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p2 + at), f, a2);
-                        a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p3 + at), f, a3);
-                    }
-                    w += 3;
-                    continue;
-                }
                 for (int kx = 0; kx < _kw; kx++, w++)
                 {
                     int at = row + kx;
