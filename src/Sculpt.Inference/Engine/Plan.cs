@@ -48,8 +48,7 @@ internal abstract class Step
 
 /// <summary>
 /// Records a graph as kernel steps by running each node's one definition (<see cref="Node.Forward{T}"/>) against
-/// symbolic values, as the ONNX writer does; then folds batch norm into the convolution before it and fuses the
-/// activation after a convolution into its epilogue.
+/// symbolic values, as the ONNX writer does (the engine then fuses them, <see cref="SculptEngine"/>).
 /// </summary>
 internal sealed class Recorder : ITensorOps<Value>
 {
@@ -72,20 +71,19 @@ internal sealed class Recorder : ITensorOps<Value>
         RequireActivation(x, "convolution");
         var k = weight.ConstantShape!;
         int oc = (int)k[0], kh = (int)k[2], kw = (int)k[3];
-        int ho = Out(x.H, kh, stride[0], padding[0], dilation[0]), wo = Out(x.W, kw, stride[1], padding[1], dilation[1]);
+        int ho = Node.SlidingOut(x.H, kh, stride[0], padding[0], dilation[0]);
+        int wo = Node.SlidingOut(x.W, kw, stride[1], padding[1], dilation[1]);
         return Add(new ConvStep(x, Value.Activation(oc, ho, wo), (float[])weight.Constant!.Clone(), bias?.Constant is { } b ? (float[])b.Clone() : null,
             kh, kw, stride, padding, dilation, groups));
     }
-
-    private static int Out(int size, int k, int s, int p, int d) => (size + 2 * p - d * (k - 1) - 1) / s + 1;
 
     public Value ConvTranspose(Value x, Value weight, Value? bias, int[] stride, int[] padding, int[] outputPadding, int[] dilation, int groups)
     {
         RequireActivation(x, "transposed convolution");
         var k = weight.ConstantShape!;
         int oc = (int)k[1] * groups, kh = (int)k[2], kw = (int)k[3];
-        int ho = (x.H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + outputPadding[0] + 1;
-        int wo = (x.W - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + outputPadding[1] + 1;
+        int ho = Node.TransposedOut(x.H, kh, stride[0], padding[0], dilation[0], outputPadding[0]);
+        int wo = Node.TransposedOut(x.W, kw, stride[1], padding[1], dilation[1], outputPadding[1]);
         return Add(new ConvTransposeStep(x, Value.Activation(oc, ho, wo), weight.Constant!, bias?.Constant, kh, kw, stride, padding, dilation, groups));
     }
 
@@ -136,16 +134,9 @@ internal sealed class Recorder : ITensorOps<Value>
 
     private Value Pool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil, bool max)
     {
-        int ho = PoolOut(x.H, kernel[0], stride[0], padding[0], ceil), wo = PoolOut(x.W, kernel[1], stride[1], padding[1], ceil);
+        int ho = Node.SlidingOut(x.H, kernel[0], stride[0], padding[0], 1, ceil);
+        int wo = Node.SlidingOut(x.W, kernel[1], stride[1], padding[1], 1, ceil);
         return Add(new PoolStep(x, Value.Activation(x.C, ho, wo), kernel, stride, padding, max));
-    }
-
-    private static int PoolOut(int size, int k, int s, int p, bool ceil)
-    {
-        int numer = size + 2 * p - k;
-        int o = (ceil ? (numer + s - 1) / s : numer / s) + 1;
-        if (ceil && (o - 1) * s >= size + p) o--;
-        return o;
     }
 
     public Value AdaptiveAvgPool(Value x, int[] outputSize, Shape input) =>

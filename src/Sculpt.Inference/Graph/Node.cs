@@ -117,7 +117,8 @@ public abstract class Node
         if (pair[0] < min || pair[1] < min) throw Error($"{what} must be ≥ {min}, got [{pair[0]}, {pair[1]}]");
     }
 
-    protected static int SlidingOut(int size, int kernel, int stride, int pad, int dilation, bool ceil = false)
+    /// <summary>Output length of a sliding window (convolution, pooling) along one axis; 0 when the window does not fit.</summary>
+    protected internal static int SlidingOut(int size, int kernel, int stride, int pad, int dilation, bool ceil = false)
     {
         int span = dilation * (kernel - 1) + 1;
         int numer = size + 2 * pad - span;
@@ -127,6 +128,10 @@ public abstract class Node
         if (ceil && (o - 1) * stride >= size + pad) o--;
         return o;
     }
+
+    /// <summary>Output length of a transposed convolution along one axis (PyTorch's and ONNX's formula).</summary>
+    protected internal static int TransposedOut(int size, int kernel, int stride, int pad, int dilation, int outputPad) =>
+        (size - 1) * stride - 2 * pad + dilation * (kernel - 1) + outputPad + 1;
 }
 
 /// <summary>What a node's <see cref="Node.Forward{T}"/> sees: its inputs (and their shapes) and its own weights by name.</summary>

@@ -112,8 +112,8 @@ public sealed class ConvTranspose2dNode : Conv2dNode
     public override Shape InferShape(IReadOnlyList<Shape> inputs)
     {
         RequireChannels(inputs[0], InChannels);
-        int h = (inputs[0].H - 1) * Stride[0] - 2 * Padding[0] + Dilation[0] * (Kernel[0] - 1) + OutputPadding[0] + 1;
-        int w = (inputs[0].W - 1) * Stride[1] - 2 * Padding[1] + Dilation[1] * (Kernel[1] - 1) + OutputPadding[1] + 1;
+        int h = TransposedOut(inputs[0].H, Kernel[0], Stride[0], Padding[0], Dilation[0], OutputPadding[0]);
+        int w = TransposedOut(inputs[0].W, Kernel[1], Stride[1], Padding[1], Dilation[1], OutputPadding[1]);
         if (h < 1 || w < 1) throw Error($"output would be empty for input {inputs[0]}");
         return new(OutChannels, h, w);
     }
