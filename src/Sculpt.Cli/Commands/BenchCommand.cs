@@ -185,20 +185,12 @@ public static class BenchCommand
 
     private static Action Runner(Subject s, string backend, int batch, int threads, GraphOptimizationLevel? level)
     {
-        if (backend == "sculpt")
-        {
-            var engine = s.Engine!;
-            var input = new float[batch * engine.InputChannels * engine.InputHeight * engine.InputWidth];
-            for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
-            var output = new float[batch * engine.OutputShape.C * engine.OutputShape.H * engine.OutputShape.W];
-            return () => engine.Run(input, batch, output);
-        }
+        if (backend == "sculpt") return s.Engine!.SampleRun(batch);
         if (backend == "ort") return new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL).SampleRun(batch);
         if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
         var shape = (long[])s.InputShape.Clone();
         shape[0] = batch;
-        var data = new float[shape.Aggregate(1L, (x, y) => x * y)];
-        for (int i = 0; i < data.Length; i++) data[i] = (i % 97) / 97f;
+        var data = TimingInput.Of(shape.Aggregate(1L, (x, y) => x * y));
         var module = new GraphModule(s.Package.Graph, s.Package.Weights);
         module.eval();
         var x = tensor(data, shape);

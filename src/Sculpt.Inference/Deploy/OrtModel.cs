@@ -47,10 +47,8 @@ public sealed class OrtModel : IDisposable
     public static OrtModel Fastest(Func<GraphOptimizationLevel, OrtModel> open)
     {
         var candidates = new[] { GraphOptimizationLevel.ORT_ENABLE_ALL, GraphOptimizationLevel.ORT_ENABLE_EXTENDED }.Select(open).ToArray();
-        var runs = candidates.Select(m => m.SampleRun(1)).ToArray();
-        foreach (var run in runs) for (int i = 0; i < 3; i++) run();
-        var times = Latency.Alternating(runs, samples: 16, block: 4);
-        int best = Common.Statistics.Percentile(times[0], 50) <= Common.Statistics.Percentile(times[1], 50) ? 0 : 1;
+        int best = Latency.FasterOf(candidates[0].SampleRun(1), candidates[1].SampleRun(1), 0, warmUpRuns: 3, samples: 16, block: 4)
+            .Index;
         candidates[1 - best].Dispose();
         return candidates[best];
     }
@@ -60,8 +58,7 @@ public sealed class OrtModel : IDisposable
     {
         var shape = InputShape.Select(d => d < 0 ? 1 : d).ToArray();
         shape[0] = batch;
-        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+        var input = Common.TimingInput.Of(shape.Aggregate(1L, (a, b) => a * b));
         return () => Run(input, shape);
     }
 
@@ -108,10 +105,24 @@ public static class Latency
     /// Measured on the 1148× model: timed straight after 5 runs, the recompilations on the background thread
     /// showed as a p95 of 4.3 ms against a p50 of 0.39 ms.
     /// </summary>
-    public static void WarmUp(Action run, double seconds)
+    public static void WarmUp(Action run, double seconds, int runs = 5)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        for (int i = 0; i < 5 || clock.Elapsed.TotalSeconds < seconds; i++) run();
+        for (int i = 0; i < runs || clock.Elapsed.TotalSeconds < seconds; i++) run();
+    }
+
+    /// <summary>
+    /// Which of two runs is faster on this machine now (0 or 1; a tie goes to the first): both warmed, then timed
+    /// alternately in blocks; with the two median milliseconds.
+    /// </summary>
+    public static (int Index, double FirstMs, double SecondMs) FasterOf(Action first, Action second, double warmUpSeconds, int warmUpRuns,
+        int samples, int block, double maxSeconds = 60)
+    {
+        WarmUp(first, warmUpSeconds, warmUpRuns);
+        WarmUp(second, warmUpSeconds, warmUpRuns);
+        var times = Alternating([first, second], samples, block, maxSeconds);
+        double a = Common.Statistics.Percentile(times[0], 50), b = Common.Statistics.Percentile(times[1], 50);
+        return (a <= b ? 0 : 1, a, b);
     }
 
     /// <summary>Wall-clock latency of <paramref name="run"/> after warm-up, as percentiles in milliseconds.</summary>
@@ -242,8 +253,7 @@ public sealed record OrtProfile(double RunMs, double KernelMs, int Nodes, List<(
         using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(onnxPath, options);
         var name = session.InputMetadata.Keys.Single();
         var shape = session.InputMetadata[name].Dimensions.Select(d => (long)(d < 0 ? batch : d)).ToArray();
-        var input = new float[shape.Aggregate(1L, (a, b) => a * b)];
-        for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
+        var input = Common.TimingInput.Of(shape.Aggregate(1L, (a, b) => a * b));
         using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
         var outName = session.OutputMetadata.Keys.First();

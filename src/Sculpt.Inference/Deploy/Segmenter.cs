@@ -90,14 +90,9 @@ public sealed class Segmenter : IDisposable
             if (onnx) task = OnnxTask(ort, path);
             if (engine == null) return new Segmenter(path, task!, ort, null, options.BatchSize);
             // both can run it: the faster at batch 1 on this machine, timed alternately so that noise hits both alike
-            var input = new float[engine.InputChannels * engine.InputHeight * engine.InputWidth];
-            for (int i = 0; i < input.Length; i++) input[i] = (i % 97) / 97f;
-            var output = new float[engine.OutputShape.C * engine.OutputShape.H * engine.OutputShape.W];
-            var runs = new Action[] { () => engine.Run(input, 1, output), ort.SampleRun(1) };
-            foreach (var r in runs) Latency.WarmUp(r, 0.3);
-            var times = Latency.Alternating(runs, samples: 12, block: 3, maxSeconds: 5);
-            double ours = Common.Statistics.Percentile(times[0], 50), theirs = Common.Statistics.Percentile(times[1], 50);
-            if (ours <= theirs) { ort.Dispose(); return new Segmenter(path, task!, null, engine, options.BatchSize) { Timing = (ours, theirs) }; }
+            var (faster, ours, theirs) = Latency.FasterOf(engine.SampleRun(1), ort.SampleRun(1), warmUpSeconds: 0.3, warmUpRuns: 5,
+                samples: 12, block: 3, maxSeconds: 5);
+            if (faster == 0) { ort.Dispose(); return new Segmenter(path, task!, null, engine, options.BatchSize) { Timing = (ours, theirs) }; }
             return new Segmenter(path, task!, ort, null, options.BatchSize) { Timing = (ours, theirs) };
         }
         catch { ort.Dispose(); throw; }

@@ -149,6 +149,14 @@ public sealed class SculptEngine
         return y;
     }
 
+    /// <summary>A run over a fixed batch of <see cref="Common.TimingInput"/> (for timing), allocating nothing per call.</summary>
+    public Action SampleRun(int batch)
+    {
+        var input = Common.TimingInput.Of(batch * _input.Size);
+        var output = new float[batch * _output.Size];
+        return () => Run(input, batch, output);
+    }
+
     /// <summary>
     /// Milliseconds per run of each planned kernel at <paramref name="batch"/> (median of <paramref name="runs"/>
     /// timed runs after warm-up), in <see cref="Layers"/>' order: where the engine's time goes.
