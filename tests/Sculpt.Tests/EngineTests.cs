@@ -16,19 +16,26 @@ public class EngineTests
 {
     private static float[] Input(int n, Random r) => Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
 
-    /// <summary>Largest |engine − ORT| relative to max(1, largest |ORT output|), at batch <paramref name="batch"/>.</summary>
+    /// <summary>
+    /// Largest |engine − ORT| relative to max(1, largest |ORT output|), at batch <paramref name="batch"/>, over every
+    /// vector width this CPU accelerates (the kernels are specialised per width).
+    /// </summary>
     internal static double Difference(ModelPackage model, int batch, int seed = 0, float[]? input = null)
     {
         var g = model.Graph.InputNodes.Single();
         input ??= Input(batch * g.Channels * g.Height * g.Width, new Random(seed));
-        var engine = SculptEngine.Create(model);
-        var ours = engine.Run(input, batch);
         using var ort = OrtModel.FromPackage(model, threads: 1);
         var (theirs, shape) = ort.Run(input, [batch, g.Channels, g.Height, g.Width]);
-        var (c, h, w) = engine.OutputShape;
-        Assert.Equal(new long[] { batch, c, h, w }, shape);
-        double scale = Math.Max(1, theirs.Max(v => Math.Abs(v)));
-        return ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max() / scale;
+        double scale = Math.Max(1, theirs.Max(v => Math.Abs(v))), worst = 0;
+        foreach (int lanes in VectorWidths.Accelerated)
+        {
+            var engine = SculptEngine.Create(model.Graph, model.Weights, lanes);
+            var ours = engine.Run(input, batch);
+            var (c, h, w) = engine.OutputShape;
+            Assert.Equal(new long[] { batch, c, h, w }, shape);
+            worst = Math.Max(worst, ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max() / scale);
+        }
+        return worst;
     }
 
     [Fact]
@@ -186,5 +193,8 @@ public class EngineTests
         Assert.DoesNotContain(layers, l => l.Name is "BatchNorm" or "Relu");
         Assert.Equal(g.Nodes.OfType<Conv2dNode>().Count(n => n is not ConvTranspose2dNode), layers.Count(l => l.Name.StartsWith("Conv ")));
         Assert.Equal(g.MacCount(), layers.Sum(l => l.Macs));
+        // each width this CPU accelerates is one the agreement tests above really ran (32-pixel rows fill every width)
+        foreach (int lanes in VectorWidths.Accelerated)
+            Assert.Contains(SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 9), lanes).Layers, l => l.Name.Contains($"({32 * lanes}-bit pixel vectors)"));
     }
 }

@@ -39,12 +39,15 @@ public sealed class SculptEngine
     }
 
     /// <summary>Plans <paramref name="graph"/> with <paramref name="weights"/>; <see cref="NotSupportedException"/> names what it cannot run.</summary>
-    public static SculptEngine Create(NetworkGraph graph, WeightSet weights)
+    public static SculptEngine Create(NetworkGraph graph, WeightSet weights) => Create(graph, weights, int.MaxValue);
+
+    /// <summary>As <see cref="Create(NetworkGraph, WeightSet)"/>, with vectors of at most <paramref name="maxLanes"/> floats (tests run every width).</summary>
+    internal static SculptEngine Create(NetworkGraph graph, WeightSet weights, int maxLanes)
     {
         var (steps, input, output) = Recorder.Record(graph, weights);
         if (input is null || output is null) throw new NotSupportedException("the graph needs one input and one output");
         Fuse(steps, output);
-        foreach (var c in steps.OfType<ConvStep>()) c.Prepare();
+        foreach (var c in steps.OfType<ConvStep>()) c.Prepare(maxLanes);
         return new SculptEngine(steps, input, output);
     }
 

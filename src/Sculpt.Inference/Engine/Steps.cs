@@ -23,6 +23,7 @@ internal sealed class ConvStep : Step
     private float[] _packed = [];
     private int[] _inAt = [], _outAt = [];
     private bool _direct, _acrossChannels;
+    private int _lanes; // floats per vector of the direct kernel
     private const int ChunkVectors = 4;
 
     public ConvStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation, int groups)
@@ -32,7 +33,7 @@ internal sealed class ConvStep : Step
     }
 
     public override long Macs => (long)Output.Size * (Inputs[0].C / _groups) * _kh * _kw;
-    public override string Name => $"Conv {_kh}×{_kw}{(_direct ? "" : _acrossChannels ? " (channel vectors)" : " (plain)")}";
+    public override string Name => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
 
     /// <summary>Folds y = x·scale + shift (a batch norm) that follows this convolution into its weights.</summary>
     public void Fold(float[] scale, float[] shift)
@@ -48,10 +49,17 @@ internal sealed class ConvStep : Step
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
     public int ScratchSize => _direct && (_pad[0] > 0 || _pad[1] > 0) ? Inputs[0].C * (Inputs[0].H + 2 * _pad[0]) * (Inputs[0].W + 2 * _pad[1]) : 0;
 
-    public void Prepare()
+    /// <summary>
+    /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
+    /// direct kernel, which is otherwise the widest of <see cref="VectorWidths.Accelerated"/> that the rows fill.
+    /// </summary>
+    public void Prepare(int maxLanes = int.MaxValue)
     {
-        _direct = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] && Output.W >= Vector<float>.Count;
+        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1]
+            ? VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes && Output.W >= l) : 0;
+        _direct = _lanes > 0;
         _acrossChannels = !_direct && _groups == 1;
+        if (_acrossChannels) _lanes = VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes, VectorWidths.Accelerated[^1]);
         if (_acrossChannels) PackAcrossChannels();
         if (!_direct) return;
         PlanPositions(Inputs[0].W + 2 * _pad[1]);
@@ -71,38 +79,56 @@ internal sealed class ConvStep : Step
         {
             if (_acrossChannels)
             {
-                fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias) AcrossChannels(xp, yp, wp, bp);
+                fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias)
+                    switch (_lanes)
+                    {
+                        case 16: AcrossChannels<Lanes512>(xp, yp, wp, bp); break;
+                        case 8: AcrossChannels<Lanes256>(xp, yp, wp, bp); break;
+                        default: AcrossChannels<Lanes128>(xp, yp, wp, bp); break;
+                    }
                 continue;
             }
             if (!_direct) { Plain(x, n * Inputs[0].Size, y, n * Output.Size); continue; }
             fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
-                Direct(xp, yp, scratch, wp, bp, wAll);
+            {
+                float* src = PaddedInput(xp, scratch);
+                switch (_lanes)
+                {
+                    case 16: Direct<Lanes512>(src, yp, wp, bp, wAll); break;
+                    case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
+                    default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
+                }
+            }
         }
     }
 
-    private unsafe void Direct(float* x, float* y, float* scratch, float* packed, float* bias, float* weight)
+    /// <summary>The input with its zero border (copied into <paramref name="scratch"/>), or the input itself when unpadded.</summary>
+    private unsafe float* PaddedInput(float* x, float* scratch)
     {
         var input = Inputs[0];
         int ic = input.C, ph = _pad[0], pw = _pad[1], hp = input.H + 2 * ph, wp = input.W + 2 * pw;
-        float* src = x;
-        if (ph > 0 || pw > 0)
+        if (ph == 0 && pw == 0) return x;
+        // only the border needs zeros: the interior is overwritten with the input
+        for (int c = 0; c < ic; c++)
         {
-            // only the border needs zeros: the interior is overwritten with the input
-            for (int c = 0; c < ic; c++)
+            float* padded = scratch + c * hp * wp;
+            new Span<float>(padded, ph * wp).Clear();
+            new Span<float>(padded + (ph + input.H) * wp, ph * wp).Clear();
+            for (int r = 0; r < input.H; r++)
             {
-                float* padded = scratch + c * hp * wp;
-                new Span<float>(padded, ph * wp).Clear();
-                new Span<float>(padded + (ph + input.H) * wp, ph * wp).Clear();
-                for (int r = 0; r < input.H; r++)
-                {
-                    float* row = padded + (r + ph) * wp;
-                    new Span<float>(row, pw).Clear();
-                    new ReadOnlySpan<float>(x + (c * input.H + r) * input.W, input.W).CopyTo(new Span<float>(row + pw, input.W));
-                    new Span<float>(row + pw + input.W, pw).Clear();
-                }
+                float* row = padded + (r + ph) * wp;
+                new Span<float>(row, pw).Clear();
+                new ReadOnlySpan<float>(x + (c * input.H + r) * input.W, input.W).CopyTo(new Span<float>(row + pw, input.W));
+                new Span<float>(row + pw + input.W, pw).Clear();
             }
-            src = scratch;
         }
+        return scratch;
+    }
+
+    private unsafe void Direct<TV>(float* src, float* y, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
+    {
+        var input = Inputs[0];
+        int ic = input.C, hp = input.H + 2 * _pad[0], wp = input.W + 2 * _pad[1];
         int plane = Output.H * Output.W, k = _kh * _kw, blocks = Output.C / 4, count = _inAt.Length;
         fixed (int* inAt = _inAt, outAt = _outAt)
         {
@@ -110,14 +136,15 @@ internal sealed class ConvStep : Step
             {
                 float* wb = packed + b * ic * k * 4;
                 float* yb = y + 4 * b * plane;
-                for (int i = 0; i < count; i += 2) Block4x2(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
+                for (int i = 0; i < count; i += 2)
+                    Block4x2<TV>(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
             }
             int o = blocks * 4;
             for (; o + 2 <= Output.C; o += 2)
                 for (int i = 0; i < count; i += 4)
-                    Block2x4(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane, outAt + i, plane);
+                    Block2x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane, outAt + i, plane);
             for (; o < Output.C; o++)
-                for (int i = 0; i < count; i += 4) Block1x4(src, inAt + i, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane, outAt + i);
+                for (int i = 0; i < count; i += 4) Block1x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane, outAt + i);
         }
     }
 
@@ -129,7 +156,7 @@ internal sealed class ConvStep : Step
     /// </summary>
     private void PlanPositions(int wp)
     {
-        int wo = Output.W, vl = Vector<float>.Count;
+        int wo = Output.W, vl = _lanes;
         var input = new List<int>(); var output = new List<int>();
         for (int oy = 0; oy < Output.H; oy++)
             for (int ox = 0; ox < wo; ox += vl)
@@ -142,41 +169,43 @@ internal sealed class ConvStep : Step
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Vector<float> Epilogue(Vector<float> v)
+    private TV Epilogue<TV>(TV v) where TV : struct, ILanes<TV>
     {
         if (!HasEpilogue) return v;
-        if (NegativeSlope != 1) v = Vector.ConditionalSelect(Vector.LessThan(v, Vector<float>.Zero), v * NegativeSlope, v);
-        return Vector.Min(Vector.Max(v, new Vector<float>(Lo)), new Vector<float>(Hi));
+        if (NegativeSlope != 1) v = TV.Leaky(v, NegativeSlope);
+        return TV.Clamp(v, Lo, Hi);
     }
 
-    private unsafe void Block4x2(float* p, float* q, int hp, int wp, int ic, float* w, float* bias, float* y0, float* y1, int plane)
+    private unsafe void Block4x2<TV>(float* p, float* q, int hp, int wp, int ic, float* w, float* bias, float* y0, float* y1, int plane)
+        where TV : struct, ILanes<TV>
     {
-        Vector<float> a0 = new(bias[0]), a1 = new(bias[1]), a2 = new(bias[2]), a3 = new(bias[3]);
-        Vector<float> b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+        TV a0 = TV.Broadcast(bias[0]), a1 = TV.Broadcast(bias[1]), a2 = TV.Broadcast(bias[2]), a3 = TV.Broadcast(bias[3]);
+        TV b0 = a0, b1 = a1, b2 = a2, b3 = a3;
         for (int c = 0; c < ic; c++, p += hp * wp, q += hp * wp)
             for (int ky = 0; ky < _kh; ky++)
             {
                 float* rp = p + ky * wp, rq = q + ky * wp;
                 for (int kx = 0; kx < _kw; kx++, w += 4)
                 {
-                    var u = Unsafe.ReadUnaligned<Vector<float>>(rp + kx);
-                    var v = Unsafe.ReadUnaligned<Vector<float>>(rq + kx);
-                    var w0 = new Vector<float>(w[0]); a0 = Vector.FusedMultiplyAdd(u, w0, a0); b0 = Vector.FusedMultiplyAdd(v, w0, b0);
-                    var w1 = new Vector<float>(w[1]); a1 = Vector.FusedMultiplyAdd(u, w1, a1); b1 = Vector.FusedMultiplyAdd(v, w1, b1);
-                    var w2 = new Vector<float>(w[2]); a2 = Vector.FusedMultiplyAdd(u, w2, a2); b2 = Vector.FusedMultiplyAdd(v, w2, b2);
-                    var w3 = new Vector<float>(w[3]); a3 = Vector.FusedMultiplyAdd(u, w3, a3); b3 = Vector.FusedMultiplyAdd(v, w3, b3);
+                    var u = TV.Load(rp + kx);
+                    var v = TV.Load(rq + kx);
+                    var w0 = TV.Broadcast(w[0]); a0 = TV.MultiplyAdd(u, w0, a0); b0 = TV.MultiplyAdd(v, w0, b0);
+                    var w1 = TV.Broadcast(w[1]); a1 = TV.MultiplyAdd(u, w1, a1); b1 = TV.MultiplyAdd(v, w1, b1);
+                    var w2 = TV.Broadcast(w[2]); a2 = TV.MultiplyAdd(u, w2, a2); b2 = TV.MultiplyAdd(v, w2, b2);
+                    var w3 = TV.Broadcast(w[3]); a3 = TV.MultiplyAdd(u, w3, a3); b3 = TV.MultiplyAdd(v, w3, b3);
                 }
             }
-        Unsafe.WriteUnaligned(y0, Epilogue(a0)); Unsafe.WriteUnaligned(y1, Epilogue(b0));
-        Unsafe.WriteUnaligned(y0 + plane, Epilogue(a1)); Unsafe.WriteUnaligned(y1 + plane, Epilogue(b1));
-        Unsafe.WriteUnaligned(y0 + 2 * plane, Epilogue(a2)); Unsafe.WriteUnaligned(y1 + 2 * plane, Epilogue(b2));
-        Unsafe.WriteUnaligned(y0 + 3 * plane, Epilogue(a3)); Unsafe.WriteUnaligned(y1 + 3 * plane, Epilogue(b3));
+        TV.Store(y0, Epilogue(a0)); TV.Store(y1, Epilogue(b0));
+        TV.Store(y0 + plane, Epilogue(a1)); TV.Store(y1 + plane, Epilogue(b1));
+        TV.Store(y0 + 2 * plane, Epilogue(a2)); TV.Store(y1 + 2 * plane, Epilogue(b2));
+        TV.Store(y0 + 3 * plane, Epilogue(a3)); TV.Store(y1 + 3 * plane, Epilogue(b3));
     }
 
-    private unsafe void Block2x4(float* src, int* inAt, int hp, int wp, int ic, float* w0, float* w1, float bias0, float bias1, float* y, int* outAt, int plane)
+    private unsafe void Block2x4<TV>(float* src, int* inAt, int hp, int wp, int ic, float* w0, float* w1, float bias0, float bias1,
+        float* y, int* outAt, int plane) where TV : struct, ILanes<TV>
     {
         float* p0 = src + inAt[0], p1 = src + inAt[1], p2 = src + inAt[2], p3 = src + inAt[3];
-        Vector<float> a0 = new(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = new(bias1), b1 = b0, b2 = b0, b3 = b0;
+        TV a0 = TV.Broadcast(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = TV.Broadcast(bias1), b1 = b0, b2 = b0, b3 = b0;
         for (int c = 0; c < ic; c++)
         {
             int plane0 = c * hp * wp;
@@ -186,27 +215,28 @@ internal sealed class ConvStep : Step
                 for (int kx = 0; kx < _kw; kx++, w0++, w1++)
                 {
                     int at = row + kx;
-                    var u0 = Unsafe.ReadUnaligned<Vector<float>>(p0 + at); var u1 = Unsafe.ReadUnaligned<Vector<float>>(p1 + at);
-                    var u2 = Unsafe.ReadUnaligned<Vector<float>>(p2 + at); var u3 = Unsafe.ReadUnaligned<Vector<float>>(p3 + at);
-                    var f = new Vector<float>(*w0); var g = new Vector<float>(*w1);
-                    a0 = Vector.FusedMultiplyAdd(u0, f, a0); a1 = Vector.FusedMultiplyAdd(u1, f, a1);
-                    a2 = Vector.FusedMultiplyAdd(u2, f, a2); a3 = Vector.FusedMultiplyAdd(u3, f, a3);
-                    b0 = Vector.FusedMultiplyAdd(u0, g, b0); b1 = Vector.FusedMultiplyAdd(u1, g, b1);
-                    b2 = Vector.FusedMultiplyAdd(u2, g, b2); b3 = Vector.FusedMultiplyAdd(u3, g, b3);
+                    var u0 = TV.Load(p0 + at); var u1 = TV.Load(p1 + at);
+                    var u2 = TV.Load(p2 + at); var u3 = TV.Load(p3 + at);
+                    var f = TV.Broadcast(*w0); var g = TV.Broadcast(*w1);
+                    a0 = TV.MultiplyAdd(u0, f, a0); a1 = TV.MultiplyAdd(u1, f, a1);
+                    a2 = TV.MultiplyAdd(u2, f, a2); a3 = TV.MultiplyAdd(u3, f, a3);
+                    b0 = TV.MultiplyAdd(u0, g, b0); b1 = TV.MultiplyAdd(u1, g, b1);
+                    b2 = TV.MultiplyAdd(u2, g, b2); b3 = TV.MultiplyAdd(u3, g, b3);
                 }
             }
         }
         float* y1 = y + plane;
-        Unsafe.WriteUnaligned(y + outAt[0], Epilogue(a0)); Unsafe.WriteUnaligned(y + outAt[1], Epilogue(a1));
-        Unsafe.WriteUnaligned(y + outAt[2], Epilogue(a2)); Unsafe.WriteUnaligned(y + outAt[3], Epilogue(a3));
-        Unsafe.WriteUnaligned(y1 + outAt[0], Epilogue(b0)); Unsafe.WriteUnaligned(y1 + outAt[1], Epilogue(b1));
-        Unsafe.WriteUnaligned(y1 + outAt[2], Epilogue(b2)); Unsafe.WriteUnaligned(y1 + outAt[3], Epilogue(b3));
+        TV.Store(y + outAt[0], Epilogue(a0)); TV.Store(y + outAt[1], Epilogue(a1));
+        TV.Store(y + outAt[2], Epilogue(a2)); TV.Store(y + outAt[3], Epilogue(a3));
+        TV.Store(y1 + outAt[0], Epilogue(b0)); TV.Store(y1 + outAt[1], Epilogue(b1));
+        TV.Store(y1 + outAt[2], Epilogue(b2)); TV.Store(y1 + outAt[3], Epilogue(b3));
     }
 
-    private unsafe void Block1x4(float* src, int* inAt, int hp, int wp, int ic, float* w, float bias, float* y, int* outAt)
+    private unsafe void Block1x4<TV>(float* src, int* inAt, int hp, int wp, int ic, float* w, float bias, float* y, int* outAt)
+        where TV : struct, ILanes<TV>
     {
         float* p0 = src + inAt[0], p1 = src + inAt[1], p2 = src + inAt[2], p3 = src + inAt[3];
-        Vector<float> a0 = new(bias), a1 = a0, a2 = a0, a3 = a0;
+        TV a0 = TV.Broadcast(bias), a1 = a0, a2 = a0, a3 = a0;
         for (int c = 0; c < ic; c++)
         {
             int plane0 = c * hp * wp;
@@ -216,16 +246,16 @@ internal sealed class ConvStep : Step
                 for (int kx = 0; kx < _kw; kx++, w++)
                 {
                     int at = row + kx;
-                    var f = new Vector<float>(*w);
-                    a0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p0 + at), f, a0);
-                    a1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p1 + at), f, a1);
-                    a2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p2 + at), f, a2);
-                    a3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(p3 + at), f, a3);
+                    var f = TV.Broadcast(*w);
+                    a0 = TV.MultiplyAdd(TV.Load(p0 + at), f, a0);
+                    a1 = TV.MultiplyAdd(TV.Load(p1 + at), f, a1);
+                    a2 = TV.MultiplyAdd(TV.Load(p2 + at), f, a2);
+                    a3 = TV.MultiplyAdd(TV.Load(p3 + at), f, a3);
                 }
             }
         }
-        Unsafe.WriteUnaligned(y + outAt[0], Epilogue(a0)); Unsafe.WriteUnaligned(y + outAt[1], Epilogue(a1));
-        Unsafe.WriteUnaligned(y + outAt[2], Epilogue(a2)); Unsafe.WriteUnaligned(y + outAt[3], Epilogue(a3));
+        TV.Store(y + outAt[0], Epilogue(a0)); TV.Store(y + outAt[1], Epilogue(a1));
+        TV.Store(y + outAt[2], Epilogue(a2)); TV.Store(y + outAt[3], Epilogue(a3));
     }
 
     /// <summary>
@@ -235,17 +265,17 @@ internal sealed class ConvStep : Step
     /// </summary>
     private void PackAcrossChannels()
     {
-        int ic = Inputs[0].C, k = _kh * _kw, width = ChunkVectors * Vector<float>.Count, chunks = (Output.C + width - 1) / width;
+        int ic = Inputs[0].C, k = _kh * _kw, width = ChunkVectors * _lanes, chunks = (Output.C + width - 1) / width;
         _packed = new float[chunks * ic * k * width];
         for (int o = 0; o < Output.C; o++)
             for (int c = 0; c < ic; c++)
                 for (int t = 0; t < k; t++) _packed[(((o / width) * ic + c) * k + t) * width + o % width] = Weight[(o * ic + c) * k + t];
     }
 
-    private unsafe void AcrossChannels(float* x, float* y, float* packed, float* bias)
+    private unsafe void AcrossChannels<TV>(float* x, float* y, float* packed, float* bias) where TV : struct, ILanes<TV>
     {
         var input = Inputs[0];
-        int ic = input.C, h = input.H, w = input.W, ho = Output.H, wo = Output.W, oc = Output.C, vl = Vector<float>.Count;
+        int ic = input.C, h = input.H, w = input.W, ho = Output.H, wo = Output.W, oc = Output.C, vl = TV.Count;
         int width = ChunkVectors * vl, k = _kh * _kw, plane = ho * wo;
         float* lanes = stackalloc float[width];
         for (int chunk = 0; chunk * width < oc; chunk++)
@@ -253,12 +283,12 @@ internal sealed class ConvStep : Step
             int first = chunk * width, count = Math.Min(width, oc - first), vectors = (count + vl - 1) / vl;
             float* wc = packed + chunk * ic * k * width;
             for (int i = 0; i < width; i++) lanes[i] = first + i < oc ? bias[first + i] : 0;
-            Vector<float> b0 = Unsafe.ReadUnaligned<Vector<float>>(lanes), b1 = Unsafe.ReadUnaligned<Vector<float>>(lanes + vl);
-            Vector<float> b2 = Unsafe.ReadUnaligned<Vector<float>>(lanes + 2 * vl), b3 = Unsafe.ReadUnaligned<Vector<float>>(lanes + 3 * vl);
+            TV b0 = TV.Load(lanes), b1 = TV.Load(lanes + vl);
+            TV b2 = TV.Load(lanes + 2 * vl), b3 = TV.Load(lanes + 3 * vl);
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
-                    Vector<float> a0 = b0, a1 = b1, a2 = b2, a3 = b3;
+                    TV a0 = b0, a1 = b1, a2 = b2, a3 = b3;
                     for (int ky = 0; ky < _kh; ky++)
                     {
                         int iy = oy * _stride[0] - _pad[0] + ky * _dilation[0];
@@ -271,13 +301,13 @@ internal sealed class ConvStep : Step
                             float* wt = wc + (ky * _kw + kx) * width;
                             for (int c = 0; c < ic; c++, xs += h * w, wt += k * width)
                             {
-                                var v = new Vector<float>(*xs);
-                                a0 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt), a0);
-                                if (vectors > 1) a1 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + vl), a1);
+                                var v = TV.Broadcast(*xs);
+                                a0 = TV.MultiplyAdd(v, TV.Load(wt), a0);
+                                if (vectors > 1) a1 = TV.MultiplyAdd(v, TV.Load(wt + vl), a1);
                                 if (vectors > 2)
                                 {
-                                    a2 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + 2 * vl), a2);
-                                    a3 = Vector.FusedMultiplyAdd(v, Unsafe.ReadUnaligned<Vector<float>>(wt + 3 * vl), a3);
+                                    a2 = TV.MultiplyAdd(v, TV.Load(wt + 2 * vl), a2);
+                                    a3 = TV.MultiplyAdd(v, TV.Load(wt + 3 * vl), a3);
                                 }
                             }
                         }

@@ -1,0 +1,89 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Sculpt.Engine;
+
+/// <summary>
+/// A vector of floats of one hardware width, for kernels written once and specialised by the JIT per width
+/// (a struct type argument: no interface calls remain). <see cref="System.Numerics.Vector{T}"/> stays at 256 bits
+/// on AVX-512 machines, where ONNX Runtime's GEMM (the peak we measure against) uses 512.
+/// </summary>
+internal interface ILanes<TSelf> where TSelf : struct, ILanes<TSelf>
+{
+    static abstract int Count { get; }
+    static abstract unsafe TSelf Load(float* p);
+    static abstract unsafe void Store(float* p, TSelf v);
+    static abstract TSelf Broadcast(float v);
+    /// <summary>a·b + c, fused.</summary>
+    static abstract TSelf MultiplyAdd(TSelf a, TSelf b, TSelf c);
+    static abstract TSelf Clamp(TSelf v, float lo, float hi);
+    /// <summary>v where v ≥ 0, else v·slope.</summary>
+    static abstract TSelf Leaky(TSelf v, float slope);
+}
+
+internal readonly struct Lanes128(Vector128<float> v) : ILanes<Lanes128>
+{
+    private readonly Vector128<float> _v = v;
+    public static int Count => Vector128<float>.Count;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Lanes128 Load(float* p) => new(Vector128.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void Store(float* p, Lanes128 v) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 Broadcast(float v) => new(Vector128.Create(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes128 MultiplyAdd(Lanes128 a, Lanes128 b, Lanes128 c) => new(Vector128.FusedMultiplyAdd(a._v, b._v, c._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes128 Clamp(Lanes128 v, float lo, float hi) => new(Vector128.Min(Vector128.Max(v._v, Vector128.Create(lo)), Vector128.Create(hi)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes128 Leaky(Lanes128 v, float slope) =>
+        new(Vector128.ConditionalSelect(Vector128.LessThan(v._v, Vector128<float>.Zero), v._v * slope, v._v));
+}
+
+internal readonly struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
+{
+    private readonly Vector256<float> _v = v;
+    public static int Count => Vector256<float>.Count;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Lanes256 Load(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void Store(float* p, Lanes256 v) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 Broadcast(float v) => new(Vector256.Create(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes256 MultiplyAdd(Lanes256 a, Lanes256 b, Lanes256 c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes256 Clamp(Lanes256 v, float lo, float hi) => new(Vector256.Min(Vector256.Max(v._v, Vector256.Create(lo)), Vector256.Create(hi)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes256 Leaky(Lanes256 v, float slope) =>
+        new(Vector256.ConditionalSelect(Vector256.LessThan(v._v, Vector256<float>.Zero), v._v * slope, v._v));
+}
+
+internal readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
+{
+    private readonly Vector512<float> _v = v;
+    public static int Count => Vector512<float>.Count;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe Lanes512 Load(float* p) => new(Vector512.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static unsafe void Store(float* p, Lanes512 v) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 Broadcast(float v) => new(Vector512.Create(v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes512 MultiplyAdd(Lanes512 a, Lanes512 b, Lanes512 c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes512 Clamp(Lanes512 v, float lo, float hi) => new(Vector512.Min(Vector512.Max(v._v, Vector512.Create(lo)), Vector512.Create(hi)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Lanes512 Leaky(Lanes512 v, float slope) =>
+        new(Vector512.ConditionalSelect(Vector512.LessThan(v._v, Vector512<float>.Zero), v._v * slope, v._v));
+}
+
+/// <summary>The vector widths this CPU runs natively, widest first.</summary>
+public static class VectorWidths
+{
+    /// <summary>
+    /// Floats per vector: 16 with AVX-512, 8 with AVX, 4 where 128 bits is the widest (NEON on ARM, or SSE only);
+    /// the direct convolution kernels use the widest that a layer's rows can fill.
+    /// </summary>
+    public static IReadOnlyList<int> Accelerated { get; } = Detect();
+
+    private static int[] Detect()
+    {
+        var widths = new List<int>();
+        if (Vector512.IsHardwareAccelerated) widths.Add(16);
+        if (Vector256.IsHardwareAccelerated) widths.Add(8);
+        if (widths.Count == 0) widths.Add(4); // NEON, SSE — or, without any, Vector128's software fallback
+        return widths.ToArray();
+    }
+}
