@@ -39,20 +39,19 @@ def dice(path):
     d = json.load(open(path + ".test.json"))
     return {"mean": d["dice"], "ci": (d["labels"][0]["dice_lo"], d["labels"][0]["dice_hi"])}
 print("| seed | dense test Dice | output (which) | params | compression | output test Dice [95% CI] | relative loss |"
-      " pruned weights | retrained architecture | uniform width |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      " fine-tune samples | pruned weights | retrained architecture | uniform width |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for s in seeds:
     p = json.load(open(f"{out}/prune-{s}.json")) if os.path.exists(f"{out}/prune-{s}.json") else None
     dense, final = dice(f"{out}/dense-{s}.sculpt"), dice(f"{out}/pruned-{s}.sculpt")
     if p is None or dense is None or final is None:
         print(f"| {s} | (incomplete) |"); continue
     fmt = lambda m: "—" if m is None else f'{m["mean"]:.4f}'
-    other_w, scratch = dice(f"{out}/run-{s}/pruned-weights.sculpt"), dice(f"{out}/run-{s}/control-scratch.sculpt")
-    which = "retrained" if other_w is not None else "pruned weights"
-    weights = other_w if other_w is not None else final
-    retrained = final if other_w is not None else scratch
+    # the run folder keeps both candidates; prune's JSON says which one it output
+    which = p["output"]
+    weights, retrained = dice(f"{out}/run-{s}/pruned-weights.sculpt"), dice(f"{out}/run-{s}/control-scratch.sculpt")
     loss = 100 * (dense["mean"] - final["mean"]) / dense["mean"]
     print(f'| {s} | {dense["mean"]:.4f} | {which} | {p["params"]:,} | {p["compression"]:.0f}× | '
-          f'{final["mean"]:.4f} [{final["ci"][0]:.4f}, {final["ci"][1]:.4f}] | {loss:.2f}% | {fmt(weights)} | {fmt(retrained)} | '
+          f'{final["mean"]:.4f} [{final["ci"][0]:.4f}, {final["ci"][1]:.4f}] | {loss:.2f}% | {p["fine_tune_samples"]:,} | {fmt(weights)} | {fmt(retrained)} | '
           f'{fmt(dice(f"{out}/run-{s}/control-uniform.sculpt"))} |')
 PY

@@ -38,6 +38,13 @@ public sealed class Args
     public string Required(string name) => Get(name) ?? throw new UsageException($"missing required option --{name}");
     public string Get(string name, string fallback) => Get(name) ?? fallback;
 
+    /// <summary>One of a set of names, read by the library's own parser; an unknown name is a usage error.</summary>
+    public T Choice<T>(string name, string fallback, Func<string, T> parse)
+    {
+        try { return parse(Get(name, fallback)); }
+        catch (ArgumentException e) { throw new UsageException($"--{name}: {e.Message}"); }
+    }
+
     public int Int(string name, int fallback)
     {
         var v = Get(name);

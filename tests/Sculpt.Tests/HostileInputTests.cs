@@ -27,6 +27,17 @@ public class CliInputTests
             Assert.Single(r.Err.Trim().Split('\n'));
             Assert.Contains("must be", r.Err);
         }
+        // an unknown criterion or allocation is refused before any data is read or any folder made
+        foreach (var (option, known) in new[] { ("--criterion", "taylor, l1"), ("--allocation", "global, uniform, cost") })
+            foreach (var command in new[] { new[] { "demo" }, ["prune", "--model", "m", "--data", "d", "--compression", "2"] })
+            {
+                var r = TestFiles.Cli([.. command, "--out", Path.Combine(dir, "u"), option, "bogus"]);
+                Assert.Equal(2, r.Code);
+                Assert.Single(r.Err.Trim().Split('\n'));
+                Assert.Contains($"{option}: unknown", r.Err);
+                Assert.Contains(known, r.Err);
+                Assert.False(Directory.Exists(Path.Combine(dir, "u")));
+            }
         Assert.False(Directory.Exists(Path.Combine(dir, "s")));
         var model = Path.Combine(dir, "m.sculpt");
         var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 16 });

@@ -16,7 +16,7 @@ public static class DemoCommand
 {
     public const string Help = """
         sculpt demo [--out DIR] [--quick] [--seed S] [--resume] [--json]
-                    [--arch A] [--frames N] [--epochs E] [--compression X] [--criterion C] [--max-loss L]
+                    [--arch A] [--frames N] [--epochs E] [--compression X] [--criterion C] [--allocation A] [--max-loss L]
                     [--ft-samples N] [--max-step-ratio Q] [--min-channels C] [--final-epochs F] [--threads T]
 
         The paper's experiment on built-in synthetic echocardiography, end to end:
@@ -24,7 +24,8 @@ public static class DemoCommand
           2 train a dense U-Net (default `unet`, width 16, 5 epochs) → DIR/models/dense.sculpt
           3 prune iteratively to X× fewer parameters (default 1148, the published point), steps of at most Q×
             (default 1.5), Taylor importance (default; --criterion l1|l2|bn-scale|fpgm|random), batch-norm
-            re-estimation, a short fine-tune after every step (N = 64 samples at the dense model's cost), then F
+            re-estimation, global allocation (default; --allocation cost|uniform: see sculpt prune --help), a
+            short fine-tune after every step (N = 64 samples at the dense model's cost), then F
             (default 20) epochs for the final model → DIR/prune.run (every step), DIR/models/pruned.sculpt.
             With --max-loss L the chosen model is instead the smallest step model whose validation Dice is within
             L (e.g. 0.04, the paper's ~4%) of the dense model's
@@ -48,9 +49,12 @@ public static class DemoCommand
             Seed = a.Int("seed", 0), Arch = a.Get("arch", quick ? "unet-small" : "unet"), Frames = a.Int("frames", quick ? 160 : 400),
             Epochs = a.Int("epochs", quick ? 4 : 5), Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression),
             MinDice = null, FineTuneSamples = a.Int("ft-samples", 64), MaxStepRatio = a.Double("max-step-ratio", 1.5),
-            MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "taylor"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
+            MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "taylor"),
+            Allocation = a.Get("allocation", "global"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
         };
         double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0) : null;
+        a.Choice("criterion", "taylor", Importance.Parse); // names checked now, not after training
+        a.Choice("allocation", "global", AllocationModes.Parse);
         a.Threads();
         a.EnsureAllUsed();
         var command = "sculpt demo " + string.Join(' ', argv);
@@ -69,7 +73,6 @@ public static class DemoCommand
             if (config.Frames < 20) throw new UsageException("--frames must be ≥ 20 (train, val and test splits)");
             if (!(config.Compression >= 1)) throw new UsageException("--compression must be ≥ 1");
             if (maxLoss is < 0 or >= 1) throw new UsageException("--max-loss must be in [0, 1)");
-            Importance.Parse(config.Criterion);
             config.MaxRelativeLoss = maxLoss;
             Directory.CreateDirectory(run.Root);
             run.WriteConfig(config);
@@ -104,12 +107,12 @@ public static class DemoCommand
                 config.MinDice = Math.Round(dense.Meta.Metrics["val_dice"] * (1 - loss), 6);
                 run.WriteConfig(config);
             }
-            Stage($"3/5 pruning to {config.Compression:0.#}× fewer parameters (steps ≤ {config.MaxStepRatio}×, {config.Criterion} importance{(config.MinDice is { } md ? $"; chosen: smallest step with val Dice ≥ {md:0.0000}" : "")})");
+            Stage($"3/5 pruning to {config.Compression:0.#}× fewer parameters (steps ≤ {config.MaxStepRatio}×, {config.Criterion} importance, {config.Allocation} allocation{(config.MinDice is { } md ? $"; chosen: smallest step with val Dice ≥ {md:0.0000}" : "")})");
             var (pruned, _) = PruneCommand.Run(dense, ds, new PruneOptions
             {
                 Compression = config.Compression, MinDice = config.MinDice, MaxStepRatio = config.MaxStepRatio, FineTuneEpochs = 1, FineTuneSamples = config.FineTuneSamples,
                 FinalEpochs = config.FinalEpochs, Distill = config.Distill, Criterion = Importance.Parse(config.Criterion), Seed = config.Seed, LearningRate = 1e-3, BatchSize = 8,
-                Allocation = new AllocationOptions { MinChannels = config.MinChannels },
+                Allocation = new AllocationOptions { MinChannels = config.MinChannels, Mode = AllocationModes.Parse(config.Allocation) },
             }, run.PruneRun, resume: true);
             pruned.Save(run.PrunedModel);
         }

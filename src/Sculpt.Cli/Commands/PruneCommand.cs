@@ -76,14 +76,10 @@ public static class PruneCommand
             Compression = a.Has("compression") ? a.Double("compression", 1) : null,
             MaxParams = LongOpt("max-params"), MaxMacs = LongOpt("max-macs"),
             MinDice = a.Has("min-dice") ? a.Double("min-dice", 0) : null,
-            Criterion = Importance.Parse(a.Get("criterion", "taylor")),
+            Criterion = a.Choice("criterion", "taylor", Importance.Parse),
             Allocation = new AllocationOptions
             {
-                Mode = a.Get("allocation", "global") switch
-                {
-                    "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, "cost" => AllocationMode.CostAware,
-                    var m => throw new UsageException($"--allocation must be global, uniform or cost, got '{m}'"),
-                },
+                Mode = a.Choice("allocation", "global", AllocationModes.Parse),
                 RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.5), MinChannels = a.Int("min-channels", 2),
                 HeadInput = a.Get("head-input", "ranked") switch { "whole" => HeadInputPolicy.Whole, "ranked" => HeadInputPolicy.Ranked, var h => throw new UsageException($"--head-input must be whole or ranked, got '{h}'") },
             },

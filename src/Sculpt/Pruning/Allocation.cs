@@ -9,6 +9,16 @@ namespace Sculpt.Pruning;
 /// </summary>
 public enum AllocationMode { Global, Uniform, CostAware }
 
+public static class AllocationModes
+{
+    /// <summary>The command-line names: global, uniform, cost.</summary>
+    public static AllocationMode Parse(string s) => s.ToLowerInvariant() switch
+    {
+        "global" => AllocationMode.Global, "uniform" => AllocationMode.Uniform, "cost" or "cost-aware" => AllocationMode.CostAware,
+        _ => throw new ArgumentException($"unknown allocation '{s}' (global, uniform, cost)"),
+    };
+}
+
 public enum HeadInputPolicy { Whole, Ranked }
 
 /// <summary>What to shrink towards: parameters or MACs, at most <see cref="Value"/>.</summary>

@@ -28,6 +28,8 @@ public sealed class RunConfig
     public double MaxStepRatio { get; set; }
     public int MinChannels { get; set; }
     public string Criterion { get; set; } = "l1";
+    /// <summary>How pruning allocates channels across layers (<see cref="Pruning.AllocationModes.Parse"/>); absent in older runs.</summary>
+    public string Allocation { get; set; } = "global";
     public int FinalEpochs { get; set; }
     public bool Distill { get; set; }
     public List<string> Commands { get; set; } = new();
