@@ -173,15 +173,27 @@ public class EngineTests
     }
 
     [Fact]
+    public void ABatchGivesEachImageWhatItGetsAlone()
+    {
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
+        var engine = SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 6));
+        var images = Enumerable.Range(0, 3).Select(i => Input(32 * 32, new Random(20 + i))).ToArray();
+        var batched = engine.Run(images.SelectMany(x => x).ToArray(), 3);
+        Assert.Equal(images.SelectMany(x => engine.Run(x, 1)).ToArray(), batched);
+    }
+
+    [Fact]
     public void ARunAllocatesNothingOnceItsArenaExists()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 8, InputSize = 32 });
         var engine = SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 8));
         var x = Input(32 * 32, new Random(8));
         var y = new float[engine.OutputShape.C * 32 * 32];
+        var x4 = Enumerable.Repeat(x, 4).SelectMany(v => v).ToArray();
+        var y4 = new float[4 * y.Length];
         engine.Run(x, 1, y);
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10; i++) engine.Run(x, 1, y);
+        for (int i = 0; i < 10; i++) { engine.Run(x, 1, y); engine.Run(x4, 4, y4); }
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 

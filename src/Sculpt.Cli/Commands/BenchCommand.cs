@@ -95,7 +95,7 @@ public static class BenchCommand
             ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
         double peak1 = profile && backends.Contains("sculpt") ? Latency.PeakGflops(1) : 0;
         var layerProfiles = profile && backends.Contains("sculpt")
-            ? subjects.Select(s => (s.Name, Engine: s.Engine!, Ms: s.Engine!.ProfileLayers(1, Math.Min(runs, 100)))).ToList() : new();
+            ? subjects.Select(s => (s.Name, Engine: s.Engine!, Ms: s.Engine!.ProfileLayers(Math.Min(runs, 100)))).ToList() : new();
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
         var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;

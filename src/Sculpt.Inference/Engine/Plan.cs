@@ -26,10 +26,14 @@ internal sealed class Value
     public static Value Const(float[] data, long[] shape, int c = 1, int h = 1, int w = 1) => new() { Constant = data, ConstantShape = shape, C = c, H = h, W = w };
 }
 
-/// <summary>The buffers of one run: the caller's input, the arena slots, the batch size.</summary>
-internal sealed class Frame(float[][] slots, int batch, int scratch)
+/// <summary>
+/// The buffers of one run: the input, the arena slots, the batch size the steps loop over (the engine passes one
+/// image at a time, <see cref="SculptEngine.Run(float[], int, Span{float})"/>), and a copy of one image of a batch.
+/// </summary>
+internal sealed class Frame(float[][] slots, int batch, int scratch, int inputSize)
 {
     public float[] Input = [];
+    public readonly float[] InputImage = new float[inputSize];
     public readonly int Batch = batch;
     public readonly float[] Scratch = new float[Math.Max(1, scratch)];
     public float[] Of(Value v) => v.Slot == -1 ? Input : v.Constant ?? slots[v.Slot];
