@@ -73,8 +73,8 @@ internal readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
 public static class VectorWidths
 {
     /// <summary>
-    /// Floats per vector: 16 with AVX-512, 8 with AVX, 4 where 128 bits is the widest (NEON on ARM, or SSE only);
-    /// the direct convolution kernels use the widest that a layer's rows can fill.
+    /// Floats per vector: 16 with AVX-512, 8 with AVX, 4 (SSE, NEON; or Vector128's software fallback where the
+    /// CPU has none). The direct convolution kernels use the widest that a layer's rows fill.
     /// </summary>
     public static IReadOnlyList<int> Accelerated { get; } = Detect();
 
@@ -83,7 +83,7 @@ public static class VectorWidths
         var widths = new List<int>();
         if (Vector512.IsHardwareAccelerated) widths.Add(16);
         if (Vector256.IsHardwareAccelerated) widths.Add(8);
-        if (widths.Count == 0) widths.Add(4); // NEON, SSE — or, without any, Vector128's software fallback
+        widths.Add(4);
         return widths.ToArray();
     }
 }

@@ -55,11 +55,15 @@ internal sealed class ConvStep : Step
     /// </summary>
     public void Prepare(int maxLanes = int.MaxValue)
     {
-        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1]
-            ? VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes && Output.W >= l) : 0;
+        var widths = VectorWidths.Accelerated.Where(l => l <= maxLanes).DefaultIfEmpty(VectorWidths.Accelerated[^1]).ToList();
+        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] ? widths.FirstOrDefault(l => Output.W >= l) : 0;
+        // 4-float vectors on a machine with wider ones: a 7-pixel map of a few channels (a pruned U-Net's bottom)
+        // ran at 2-3 GFLOP/s across channel vectors, most of whose lanes had no channel; from 8 channels on
+        // those vectors fill better than 4-float pixel vectors do (fixture: 44 channels at 7x7, 45 GFLOP/s)
+        if (_lanes == 4 && widths[0] > 4 && Output.C > 8) _lanes = 0;
         _direct = _lanes > 0;
         _acrossChannels = !_direct && _groups == 1;
-        if (_acrossChannels) _lanes = VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes, VectorWidths.Accelerated[^1]);
+        if (_acrossChannels) _lanes = widths[0];
         if (_acrossChannels) PackAcrossChannels();
         if (!_direct) return;
         PlanPositions(Inputs[0].W + 2 * _pad[1]);
