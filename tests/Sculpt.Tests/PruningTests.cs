@@ -461,6 +461,27 @@ public class ScratchControlTests
     }
 
     [Fact]
+    public void RestartsSpendTheSameBudgetAndTheReportedDiceIsTheReturnedModels()
+    {
+        var dir = TestFiles.TempDir();
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", dir, "--count", "24", "--size", "32", "--seed", "4").Code);
+        var ds = SegmentationDataset.Load(dir, 32, 32);
+        var train = ds.Samples.Where(x => x.Split == "train").ToList();
+        var val = ds.Samples.Where(x => x.Split == "val").ToList();
+        var graph = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 32 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 32;
+        int epochs = 4 * ScratchControl.Restarts * ScratchControl.ProbeEpochs; // enough budget for the restarts
+        var (result, model) = ScratchControl.Train("scratch", "test", graph, (long)epochs * train.Count, train, val, meta,
+            new PruneOptions { BatchSize = 4 }, seed: 5, progress: null);
+        Assert.Equal(epochs, result.Epochs);
+        Assert.Equal((long)epochs * train.Count, result.Samples);
+        using var module = new GraphModule(model.Graph, model.Weights);
+        Assert.Equal(result.ValDice, Evaluator.MeanDice(module, val, meta.Task), 6);
+        Assert.Equal(Math.Round(result.ValDice, 6), model.Meta.Metrics["val_dice"]);
+    }
+
+    [Fact]
     public void APruneRunTrainsBothControlsWithThePrunedModelsWholeBudget()
     {
         var dir = TestFiles.TempDir();
