@@ -31,7 +31,8 @@ internal readonly struct Lanes128(Vector128<float> v) : ILanes<Lanes128>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes128 MultiplyAdd(Lanes128 a, Lanes128 b, Lanes128 c) => new(Vector128.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes128 Clamp(Lanes128 v, float lo, float hi) => new(Vector128.Min(Vector128.Max(v._v, Vector128.Create(lo)), Vector128.Create(hi)));
+    public static Lanes128 Clamp(Lanes128 v, float lo, float hi) => new(Vector128.Min(Vector128.Max(v._v, Vector128.Create(lo)),
+        Vector128.Create(hi)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes128 Leaky(Lanes128 v, float slope) =>
         new(Vector128.ConditionalSelect(Vector128.LessThan(v._v, Vector128<float>.Zero), v._v * slope, v._v));
@@ -47,7 +48,8 @@ internal readonly struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes256 MultiplyAdd(Lanes256 a, Lanes256 b, Lanes256 c) => new(Vector256.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes256 Clamp(Lanes256 v, float lo, float hi) => new(Vector256.Min(Vector256.Max(v._v, Vector256.Create(lo)), Vector256.Create(hi)));
+    public static Lanes256 Clamp(Lanes256 v, float lo, float hi) => new(Vector256.Min(Vector256.Max(v._v, Vector256.Create(lo)),
+        Vector256.Create(hi)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes256 Leaky(Lanes256 v, float slope) =>
         new(Vector256.ConditionalSelect(Vector256.LessThan(v._v, Vector256<float>.Zero), v._v * slope, v._v));
@@ -63,7 +65,8 @@ internal readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes512 MultiplyAdd(Lanes512 a, Lanes512 b, Lanes512 c) => new(Vector512.FusedMultiplyAdd(a._v, b._v, c._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes512 Clamp(Lanes512 v, float lo, float hi) => new(Vector512.Min(Vector512.Max(v._v, Vector512.Create(lo)), Vector512.Create(hi)));
+    public static Lanes512 Clamp(Lanes512 v, float lo, float hi) => new(Vector512.Min(Vector512.Max(v._v, Vector512.Create(lo)),
+        Vector512.Create(hi)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes512 Leaky(Lanes512 v, float slope) =>
         new(Vector512.ConditionalSelect(Vector512.LessThan(v._v, Vector512<float>.Zero), v._v * slope, v._v));

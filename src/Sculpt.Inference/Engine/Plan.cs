@@ -23,7 +23,8 @@ internal sealed class Value
     public Step? Producer;
 
     public static Value Activation(int c, int h, int w) => new() { C = c, H = h, W = w };
-    public static Value Const(float[] data, long[] shape, int c = 1, int h = 1, int w = 1) => new() { Constant = data, ConstantShape = shape, C = c, H = h, W = w };
+    public static Value Const(float[] data, long[] shape, int c = 1, int h = 1, int w = 1) =>
+        new() { Constant = data, ConstantShape = shape, C = c, H = h, W = w };
 }
 
 /// <summary>
@@ -77,18 +78,21 @@ internal sealed class Recorder : ITensorOps<Value>
         int oc = (int)k[0], kh = (int)k[2], kw = (int)k[3];
         int ho = Node.SlidingOut(x.H, kh, stride[0], padding[0], dilation[0]);
         int wo = Node.SlidingOut(x.W, kw, stride[1], padding[1], dilation[1]);
-        return Add(new ConvStep(x, Value.Activation(oc, ho, wo), (float[])weight.Constant!.Clone(), bias?.Constant is { } b ? (float[])b.Clone() : null,
+        return Add(new ConvStep(x, Value.Activation(oc, ho, wo), (float[])weight.Constant!.Clone(),
+            bias?.Constant is { } b ? (float[])b.Clone() : null,
             kh, kw, stride, padding, dilation, groups));
     }
 
-    public Value ConvTranspose(Value x, Value weight, Value? bias, int[] stride, int[] padding, int[] outputPadding, int[] dilation, int groups)
+    public Value ConvTranspose(Value x, Value weight, Value? bias, int[] stride, int[] padding, int[] outputPadding, int[] dilation,
+        int groups)
     {
         RequireActivation(x, "transposed convolution");
         var k = weight.ConstantShape!;
         int oc = (int)k[1] * groups, kh = (int)k[2], kw = (int)k[3];
         int ho = Node.TransposedOut(x.H, kh, stride[0], padding[0], dilation[0], outputPadding[0]);
         int wo = Node.TransposedOut(x.W, kw, stride[1], padding[1], dilation[1], outputPadding[1]);
-        return Add(new ConvTransposeStep(x, Value.Activation(oc, ho, wo), weight.Constant!, bias?.Constant, kh, kw, stride, padding, dilation, groups));
+        return Add(new ConvTransposeStep(x, Value.Activation(oc, ho, wo), weight.Constant!, bias?.Constant, kh, kw, stride, padding,
+            dilation, groups));
     }
 
     public Value BatchNorm(Value x, Value mean, Value variance, Value gamma, Value beta, double eps, double momentum)
@@ -133,8 +137,10 @@ internal sealed class Recorder : ITensorOps<Value>
 
     public Value PerChannel(Value vector) => Value.Const(vector.Constant!, [1, vector.Constant!.Length, 1, 1], c: vector.Constant!.Length);
 
-    public Value MaxPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil, max: true);
-    public Value AvgPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil, max: false);
+    public Value MaxPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil,
+        max: true);
+    public Value AvgPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil,
+        max: false);
 
     private Value Pool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil, bool max)
     {

@@ -3,7 +3,8 @@ using Sculpt.Runtime;
 
 namespace Sculpt.Engine;
 
-/// <summary>One planned kernel: its name, output shape, the multiply-accumulates and the activation bytes it reads and writes per image.</summary>
+/// <summary>One planned kernel: its name, output shape, the multiply-accumulates and the activation bytes it reads and writes per
+/// image.</summary>
 public sealed record EngineLayer(string Name, string Output, long Macs, long Bytes);
 
 /// <summary>
@@ -35,13 +36,16 @@ public sealed class SculptEngine
         _steps = steps; _input = input; _output = output;
         _slotSizes = AssignSlots(steps, input, output);
         _scratch = steps.OfType<ConvStep>().Select(c => c.ScratchSize).DefaultIfEmpty(0).Max();
-        Layers = steps.Select(s => new EngineLayer(s.Name, $"{s.Output.C}×{s.Output.H}×{s.Output.W}", s.Macs, 4L * (s.Inputs.Where(v => v.IsActivation).Sum(v => (long)v.Size) + s.Output.Size))).ToList();
+        Layers = steps.Select(s => new EngineLayer(s.Name, $"{s.Output.C}×{s.Output.H}×{s.Output.W}", s.Macs,
+            4L * (s.Inputs.Where(v => v.IsActivation).Sum(v => (long)v.Size) + s.Output.Size))).ToList();
     }
 
-    /// <summary>Plans <paramref name="graph"/> with <paramref name="weights"/>; <see cref="NotSupportedException"/> names what it cannot run.</summary>
+    /// <summary>Plans <paramref name="graph"/> with <paramref name="weights"/>; <see cref="NotSupportedException"/> names what it cannot
+    /// run.</summary>
     public static SculptEngine Create(NetworkGraph graph, WeightSet weights) => Create(graph, weights, int.MaxValue);
 
-    /// <summary>As <see cref="Create(NetworkGraph, WeightSet)"/>, with vectors of at most <paramref name="maxLanes"/> floats (tests run every width).</summary>
+    /// <summary>As <see cref="Create(NetworkGraph, WeightSet)"/>, with vectors of at most <paramref name="maxLanes"/> floats (tests run
+    /// every width).</summary>
     internal static SculptEngine Create(NetworkGraph graph, WeightSet weights, int maxLanes)
     {
         var (steps, input, output) = Recorder.Record(graph, weights);
@@ -67,7 +71,8 @@ public sealed class SculptEngine
         for (int i = 0; i < steps.Count; i++)
         {
             var s = steps[i];
-            if (s.Inputs.Length != 1 || s.Inputs[0].Producer is not ConvStep conv || conv.HasEpilogue || s.Inputs[0].Readers != 1 || s.Inputs[0] == output) continue;
+            if (s.Inputs.Length != 1 || s.Inputs[0].Producer is not ConvStep conv || conv.HasEpilogue || s.Inputs[0].Readers != 1
+                || s.Inputs[0] == output) continue;
             bool fused = true;
             switch (s)
             {
@@ -128,8 +133,10 @@ public sealed class SculptEngine
     public void Run(float[] input, int batch, Span<float> output)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch));
-        if (input.Length != batch * _input.Size) throw new ArgumentException($"input has {input.Length} values, a batch of {batch} needs {batch * _input.Size}");
-        if (output.Length != batch * _output.Size) throw new ArgumentException($"output has room for {output.Length} values, needs {batch * _output.Size}");
+        if (input.Length != batch * _input.Size)
+            throw new ArgumentException($"input has {input.Length} values, a batch of {batch} needs {batch * _input.Size}");
+        if (output.Length != batch * _output.Size)
+            throw new ArgumentException($"output has room for {output.Length} values, needs {batch * _output.Size}");
         var f = Rent();
         try
         {

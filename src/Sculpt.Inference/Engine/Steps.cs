@@ -33,7 +33,8 @@ internal sealed class ConvStep : Step
     }
 
     public override long Macs => (long)Output.Size * (Inputs[0].C / _groups) * _kh * _kw;
-    public override string Name => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
+    public override string Name
+        => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
 
     /// <summary>Folds y = x·scale + shift (a batch norm) that follows this convolution into its weights.</summary>
     public void Fold(float[] scale, float[] shift)
@@ -47,7 +48,8 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => _direct && (_pad[0] > 0 || _pad[1] > 0) ? Inputs[0].C * (Inputs[0].H + 2 * _pad[0]) * (Inputs[0].W + 2 * _pad[1]) : 0;
+    public int ScratchSize => _direct && (_pad[0] > 0 || _pad[1] > 0)
+        ? Inputs[0].C * (Inputs[0].H + 2 * _pad[0]) * (Inputs[0].W + 2 * _pad[1]) : 0;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -93,7 +95,8 @@ internal sealed class ConvStep : Step
                 continue;
             }
             if (!_direct) { Plain(x, n * Inputs[0].Size, y, n * Output.Size); continue; }
-            fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
+            fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias,
+                wAll = Weight)
             {
                 float* src = PaddedInput(xp, scratch);
                 switch (_lanes)
@@ -146,9 +149,11 @@ internal sealed class ConvStep : Step
             int o = blocks * 4;
             for (; o + 2 <= Output.C; o += 2)
                 for (int i = 0; i < count; i += 4)
-                    Block2x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1], y + o * plane, outAt + i, plane);
+                    Block2x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1],
+                        y + o * plane, outAt + i, plane);
             for (; o < Output.C; o++)
-                for (int i = 0; i < count; i += 4) Block1x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane, outAt + i);
+                for (int i = 0; i < count; i += 4) Block1x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, bias[o], y + o * plane,
+                    outAt + i);
         }
     }
 
@@ -372,7 +377,8 @@ internal sealed class ConvTransposeStep : Step
     private readonly int _kh, _kw, _groups;
     private readonly int[] _stride, _pad, _dilation;
 
-    public ConvTransposeStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation, int groups)
+    public ConvTransposeStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation,
+        int groups)
     {
         Inputs = [x]; Output = y; _x = x; _weight = weight; _bias = bias;
         _kh = kh; _kw = kw; _stride = stride; _pad = pad; _dilation = dilation; _groups = groups;
@@ -383,7 +389,8 @@ internal sealed class ConvTransposeStep : Step
 
     public override void Run(Frame f)
     {
-        if (_kh == 2 && _kw == 2 && _stride is [2, 2] && _pad is [0, 0] && _dilation is [1, 1] && _groups == 1 && Output.H == 2 * _x.H && Output.W == 2 * _x.W)
+        if (_kh == 2 && _kw == 2 && _stride is [2, 2] && _pad is [0, 0] && _dilation is [1, 1] && _groups == 1 && Output.H == 2 * _x.H
+            && Output.W == 2 * _x.W)
         {
             UpTwo(f);
             return;
@@ -611,7 +618,8 @@ internal sealed class BinaryStep : Step
         Value a = Inputs[0], b = Inputs[1];
         var xa = f.Of(a); var xb = f.Of(b); var ys = f.Of(Output);
         int c = Output.C, h = Output.H, w = Output.W;
-        (int N, int C, int Y, int X) Strides(Value v) => (v.IsActivation ? v.Size : 0, v.C == 1 ? 0 : v.H * v.W, v.H == 1 ? 0 : v.W, v.W == 1 ? 0 : 1);
+        (int N, int C, int Y, int X) Strides(Value v) => (v.IsActivation ? v.Size : 0, v.C == 1 ? 0 : v.H * v.W, v.H == 1 ? 0 : v.W,
+            v.W == 1 ? 0 : 1);
         var sa = Strides(a); var sb = Strides(b);
         for (int n = 0; n < f.Batch; n++)
             for (int ch = 0; ch < c; ch++)
@@ -627,12 +635,16 @@ internal sealed class BinaryStep : Step
     }
 }
 
-/// <summary>Max pooling (padding counts as −∞) and average pooling (padding counted in the divisor, as PyTorch and the export say).</summary>
+/// <summary>Max pooling (padding counts as −∞) and average pooling (padding counted in the divisor, as PyTorch and the export
+/// say).</summary>
 internal sealed class PoolStep : Step
 {
     private readonly int[] _k, _s, _p;
     private readonly bool _max;
-    public PoolStep(Value x, Value y, int[] kernel, int[] stride, int[] pad, bool max) { Inputs = [x]; Output = y; _k = kernel; _s = stride; _p = pad; _max = max; }
+    public PoolStep(Value x, Value y, int[] kernel, int[] stride, int[] pad, bool max)
+    {
+        Inputs = [x]; Output = y; _k = kernel; _s = stride; _p = pad; _max = max;
+    }
     public override string Name => $"{(_max ? "MaxPool" : "AvgPool")} {_k[0]}×{_k[1]}";
 
     /// <summary>2×2 windows, stride 2: eight outputs at a time with AVX2 (vertical maximum, then even against odd columns).</summary>
@@ -746,7 +758,8 @@ internal sealed class ResizeStep : Step
                 lo[o] = hi[o] = Math.Min((int)MathF.Floor(o / scale), length - 1);
                 continue;
             }
-            float at = _alignCorners ? (outLength == 1 ? 0 : o * (float)(length - 1) / (outLength - 1)) : (outLength > 1 ? (o + 0.5f) / scale - 0.5f : 0);
+            float at = _alignCorners ? (outLength == 1 ? 0 : o * (float)(length - 1) / (outLength - 1))
+                : (outLength > 1 ? (o + 0.5f) / scale - 0.5f : 0);
             at = Math.Clamp(at, 0, length - 1);
             lo[o] = Math.Min((int)at, length - 1);
             hi[o] = Math.Min(lo[o] + 1, length - 1);
@@ -771,7 +784,8 @@ internal sealed class ResizeStep : Step
                     // equal neighbours (the edge) weigh ½ each, as ONNX Runtime's linear kernel does
                     float dy2 = _y0[oy] == _y1[oy] ? 0.5f : 1 - dy1, dx2 = _x0[ox] == _x1[ox] ? 0.5f : 1 - dx1;
                     int r0 = xi + _y0[oy] * w, r1 = xi + _y1[oy] * w;
-                    ys[yi + oy * wo + ox] = dx2 * dy2 * xs[r0 + _x0[ox]] + dx1 * dy2 * xs[r0 + _x1[ox]] + dx2 * dy1 * xs[r1 + _x0[ox]] + dx1 * dy1 * xs[r1 + _x1[ox]];
+                    ys[yi + oy * wo + ox] = dx2 * dy2 * xs[r0 + _x0[ox]] + dx1 * dy2 * xs[r0 + _x1[ox]]
+                        + dx2 * dy1 * xs[r1 + _x0[ox]] + dx1 * dy1 * xs[r1 + _x1[ox]];
                 }
         }
     }

@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 namespace Sculpt.Pruning;
 
 /// <summary>One network trained from scratch as a control for a pruning result, on the validation split pruning used.</summary>
-public sealed record ControlResult(string Kind, string Description, long Params, long Macs, long Samples, int Epochs, double ValDice, string Model)
+public sealed record ControlResult(string Kind, string Description, long Params, long Macs, long Samples, int Epochs, double ValDice,
+    string Model)
 {
     public JsonObject ToJson() => new()
     {
@@ -29,7 +30,8 @@ public static class ScratchControl
     public static long DenseTrainingSamples(ModelMeta meta) =>
         // read as text: a value set in this process holds an int, one read from a file a JSON number
         meta.Training is { } t && t["train_samples"] is JsonValue n
-        && long.TryParse(n.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var samples)
+        && long.TryParse(n.ToJsonString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture,
+            out var samples)
         && t["history"] is JsonArray epochs
             ? samples * epochs.Count : 0;
 
@@ -93,6 +95,7 @@ public static class ScratchControl
         var meta = new ModelMeta { Task = denseMeta.Task, Architecture = denseMeta.Architecture };
         meta.Metrics["val_dice"] = Math.Round(result.BestValDice, 6);
         var model = new ModelPackage(graph, result.BestWeights, meta);
-        return (new ControlResult(kind, description, graph.ParameterCount(), graph.MacCount(), (long)epochs * train.Count, epochs, result.BestValDice, ""), model);
+        return (new ControlResult(kind, description, graph.ParameterCount(), graph.MacCount(), (long)epochs * train.Count, epochs,
+            result.BestValDice, ""), model);
     }
 }
