@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
 
 namespace Sculpt.Engine;
 
@@ -19,6 +21,8 @@ internal interface ILanes<TSelf> where TSelf : struct, ILanes<TSelf>
     static abstract TSelf Clamp(TSelf v, float lo, float hi);
     /// <summary>v where v ≥ 0, else v·slope.</summary>
     static abstract TSelf Leaky(TSelf v, float slope);
+    /// <summary>a₀ b₀ a₁ b₁ … to <paramref name="at"/> (2 × Count floats).</summary>
+    static abstract unsafe void StoreInterleaved(float* at, TSelf a, TSelf b);
 }
 
 internal readonly struct Lanes128(Vector128<float> v) : ILanes<Lanes128>
@@ -36,6 +40,22 @@ internal readonly struct Lanes128(Vector128<float> v) : ILanes<Lanes128>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes128 Leaky(Lanes128 v, float slope) =>
         new(Vector128.ConditionalSelect(Vector128.LessThan(v._v, Vector128<float>.Zero), v._v * slope, v._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreInterleaved(float* at, Lanes128 a, Lanes128 b)
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Store(at, Sse.UnpackLow(a._v, b._v));
+            Sse.Store(at + 4, Sse.UnpackHigh(a._v, b._v));
+        }
+        else if (AdvSimd.Arm64.IsSupported)
+        {
+            AdvSimd.Store(at, AdvSimd.Arm64.ZipLow(a._v, b._v));
+            AdvSimd.Store(at + 4, AdvSimd.Arm64.ZipHigh(a._v, b._v));
+        }
+        else
+            for (int i = 0; i < 4; i++) { at[2 * i] = a._v[i]; at[2 * i + 1] = b._v[i]; }
+    }
 }
 
 internal readonly struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
@@ -53,6 +73,12 @@ internal readonly struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes256 Leaky(Lanes256 v, float slope) =>
         new(Vector256.ConditionalSelect(Vector256.LessThan(v._v, Vector256<float>.Zero), v._v * slope, v._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreInterleaved(float* at, Lanes256 a, Lanes256 b)
+    {
+        Lanes128.StoreInterleaved(at, new(a._v.GetLower()), new(b._v.GetLower()));
+        Lanes128.StoreInterleaved(at + 8, new(a._v.GetUpper()), new(b._v.GetUpper()));
+    }
 }
 
 internal readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
@@ -70,6 +96,22 @@ internal readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Lanes512 Leaky(Lanes512 v, float slope) =>
         new(Vector512.ConditionalSelect(Vector512.LessThan(v._v, Vector512<float>.Zero), v._v * slope, v._v));
+    private static readonly Vector512<int> InterleaveLow = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    private static readonly Vector512<int> InterleaveHigh = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreInterleaved(float* at, Lanes512 a, Lanes512 b)
+    {
+        if (Avx512F.IsSupported)
+        {
+            Avx512F.Store(at, Avx512F.PermuteVar16x32x2(a._v, InterleaveLow, b._v));
+            Avx512F.Store(at + 16, Avx512F.PermuteVar16x32x2(a._v, InterleaveHigh, b._v));
+        }
+        else
+        {
+            Lanes256.StoreInterleaved(at, new(a._v.GetLower()), new(b._v.GetLower()));
+            Lanes256.StoreInterleaved(at + 16, new(a._v.GetUpper()), new(b._v.GetUpper()));
+        }
+    }
 }
 
 /// <summary>The vector widths this CPU runs natively, widest first.</summary>

@@ -52,6 +52,7 @@ public sealed class SculptEngine
         if (input is null || output is null) throw new NotSupportedException("the graph needs one input and one output");
         Fuse(steps, output);
         foreach (var c in steps.OfType<ConvStep>()) c.Prepare(maxLanes);
+        foreach (var t in steps.OfType<ConvTransposeStep>()) t.Prepare(maxLanes);
         return new SculptEngine(steps, input, output);
     }
 

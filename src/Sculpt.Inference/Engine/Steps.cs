@@ -384,8 +384,13 @@ internal sealed class ConvTransposeStep : Step
         _kh = kh; _kw = kw; _stride = stride; _pad = pad; _dilation = dilation; _groups = groups;
     }
 
+    private int _lanes; // floats per vector of the 2×2 up-convolution; 0: rows narrower than any vector
+
     public override long Macs => (long)_x.Size * (Output.C / _groups) * _kh * _kw;
     public override string Name => $"ConvTranspose {_kh}×{_kw}";
+
+    /// <summary>The vector width (at most <paramref name="maxLanes"/> floats): the widest the input rows fill.</summary>
+    public void Prepare(int maxLanes) => _lanes = VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes && _x.W >= l);
 
     public override void Run(Frame f)
     {
@@ -430,13 +435,60 @@ internal sealed class ConvTransposeStep : Step
 
     /// <summary>
     /// The U-Net's up-convolution (2×2, stride 2): every input pixel makes one 2×2 output block, summed over input
-    /// channels; eight input pixels at a time with AVX, their four results interleaved into the two output rows.
+    /// channels; a vector of input pixels at a time (the widest the row fills, the last overlapping the one
+    /// before), their four results interleaved into the two output rows.
     /// </summary>
     private unsafe void UpTwo(Frame f)
     {
+        switch (_lanes)
+        {
+            case 16: UpTwo<Lanes512>(f); break;
+            case 8: UpTwo<Lanes256>(f); break;
+            case 4: UpTwo<Lanes128>(f); break;
+            default: UpTwoScalar(f); break;
+        }
+    }
+
+    private unsafe void UpTwo<TV>(Frame f) where TV : struct, ILanes<TV>
+    {
+        var xs = f.Of(_x); var ys = f.Of(Output);
+        int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, wo = Output.W, plane = h * w, vl = TV.Count;
+        fixed (float* xb = xs, yb = ys, wb = _weight)
+            for (int n = 0; n < f.Batch; n++)
+            {
+                float* xn = xb + n * _x.Size, yn = yb + n * Output.Size;
+                for (int o = 0; o < oc; o++)
+                {
+                    var b = TV.Broadcast(_bias?[o] ?? 0);
+                    for (int iy = 0; iy < h; iy++)
+                    {
+                        float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
+                        for (int i = 0; i < w; i += vl)
+                        {
+                            int ix = Math.Min(i, w - vl);
+                            TV s00 = b, s01 = b, s10 = b, s11 = b;
+                            for (int c = 0; c < ic; c++)
+                            {
+                                var v = TV.Load(xrow + c * plane + ix);
+                                float* k = wb + (c * oc + o) * 4;
+                                s00 = TV.MultiplyAdd(v, TV.Broadcast(k[0]), s00);
+                                s01 = TV.MultiplyAdd(v, TV.Broadcast(k[1]), s01);
+                                s10 = TV.MultiplyAdd(v, TV.Broadcast(k[2]), s10);
+                                s11 = TV.MultiplyAdd(v, TV.Broadcast(k[3]), s11);
+                            }
+                            TV.StoreInterleaved(top + 2 * ix, s00, s01);
+                            TV.StoreInterleaved(bottom + 2 * ix, s10, s11);
+                        }
+                    }
+                }
+            }
+    }
+
+    /// <summary>Rows narrower than any vector.</summary>
+    private unsafe void UpTwoScalar(Frame f)
+    {
         var xs = f.Of(_x); var ys = f.Of(Output);
         int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, wo = Output.W, plane = h * w;
-        int vectorised = Avx.IsSupported ? w / 8 * 8 : 0;
         fixed (float* xb = xs, yb = ys, wb = _weight)
             for (int n = 0; n < f.Batch; n++)
             {
@@ -447,22 +499,7 @@ internal sealed class ConvTransposeStep : Step
                     for (int iy = 0; iy < h; iy++)
                     {
                         float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
-                        for (int ix = 0; ix < vectorised; ix += 8)
-                        {
-                            Vector256<float> s00 = Vector256.Create(b), s01 = s00, s10 = s00, s11 = s00;
-                            for (int c = 0; c < ic; c++)
-                            {
-                                var v = Avx.LoadVector256(xrow + c * plane + ix);
-                                float* k = wb + (c * oc + o) * 4;
-                                s00 = Fma.IsSupported ? Fma.MultiplyAdd(v, Vector256.Create(k[0]), s00) : s00 + v * k[0];
-                                s01 = Fma.IsSupported ? Fma.MultiplyAdd(v, Vector256.Create(k[1]), s01) : s01 + v * k[1];
-                                s10 = Fma.IsSupported ? Fma.MultiplyAdd(v, Vector256.Create(k[2]), s10) : s10 + v * k[2];
-                                s11 = Fma.IsSupported ? Fma.MultiplyAdd(v, Vector256.Create(k[3]), s11) : s11 + v * k[3];
-                            }
-                            Interleave(s00, s01, top + 2 * ix);
-                            Interleave(s10, s11, bottom + 2 * ix);
-                        }
-                        for (int ix = vectorised; ix < w; ix++)
+                        for (int ix = 0; ix < w; ix++)
                         {
                             float s00 = b, s01 = b, s10 = b, s11 = b;
                             for (int c = 0; c < ic; c++)
@@ -476,14 +513,6 @@ internal sealed class ConvTransposeStep : Step
                     }
                 }
             }
-    }
-
-    /// <summary>a0 b0 a1 b1 … a7 b7 to <paramref name="at"/>.</summary>
-    internal static unsafe void Interleave(Vector256<float> a, Vector256<float> b, float* at)
-    {
-        var lo = Avx.UnpackLow(a, b); var hi = Avx.UnpackHigh(a, b);
-        Avx.Store(at, Avx.Permute2x128(lo, hi, 0x20));
-        Avx.Store(at + 8, Avx.Permute2x128(lo, hi, 0x31));
     }
 }
 
