@@ -198,11 +198,14 @@ public class EngineTests
     }
 
     [Fact]
-    public void BatchNormAndActivationsFuseIntoTheConvolutions()
+    public void BatchNormActivationsAndConcatenationsFuseIntoTheConvolutions()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
         var layers = SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 9)).Layers;
         Assert.DoesNotContain(layers, l => l.Name is "BatchNorm" or "Relu");
+        // every skip concatenation of a U-Net feeds a padded 3×3 convolution, which copies the parts itself
+        Assert.Contains(g.Nodes, n => n is ConcatNode);
+        Assert.DoesNotContain(layers, l => l.Name == "Concat");
         Assert.Equal(g.Nodes.OfType<Conv2dNode>().Count(n => n is not ConvTranspose2dNode), layers.Count(l => l.Name.StartsWith("Conv ")));
         Assert.Equal(g.MacCount(), layers.Sum(l => l.Macs));
         // each width this CPU accelerates is one the agreement tests above really ran (32-pixel rows fill every width)

@@ -53,6 +53,7 @@ public sealed class SculptEngine
         Fuse(steps, output);
         foreach (var c in steps.OfType<ConvStep>()) c.Prepare(maxLanes);
         foreach (var t in steps.OfType<ConvTransposeStep>()) t.Prepare(maxLanes);
+        ConcatenateIntoReaders(steps, output);
         return new SculptEngine(steps, input, output);
     }
 
@@ -87,6 +88,22 @@ public sealed class SculptEngine
             // the convolution now writes the fused step's output
             conv.Output = s.Output;
             s.Output.Producer = conv;
+            steps.RemoveAt(i--);
+        }
+        CountReaders(steps);
+    }
+
+    /// <summary>
+    /// A concatenation whose one reader is a convolution that copies its input into a padded scratch anyway (a
+    /// U-Net's decoder input) is not run: the convolution copies the parts to their channels itself.
+    /// </summary>
+    private static void ConcatenateIntoReaders(List<Step> steps, Value output)
+    {
+        for (int i = 0; i < steps.Count; i++)
+        {
+            if (steps[i] is not ConcatStep concat || concat.Output.Readers != 1 || concat.Output == output) continue;
+            if (steps.FirstOrDefault(s => s.Inputs.Contains(concat.Output)) is not ConvStep { CopiesInput: true } conv) continue;
+            conv.ReadConcatenation(concat);
             steps.RemoveAt(i--);
         }
         CountReaders(steps);

@@ -26,15 +26,34 @@ internal sealed class ConvStep : Step
     private int _lanes; // floats per vector of the direct kernel
     private const int ChunkVectors = 4;
 
+    /// <summary>
+    /// The input as the convolution sees it. After <see cref="ReadConcatenation"/> it is a concatenation that is never
+    /// materialised: <see cref="Step.Inputs"/> are then its parts, copied straight into the zero-bordered scratch.
+    /// </summary>
+    public Value In { get; private set; }
+
     public ConvStep(Value x, Value y, float[] weight, float[]? bias, int kh, int kw, int[] stride, int[] pad, int[] dilation, int groups)
     {
-        Inputs = [x]; Output = y; Weight = weight; Bias = bias ?? new float[y.C];
+        Inputs = [x]; In = x; Output = y; Weight = weight; Bias = bias ?? new float[y.C];
         _kh = kh; _kw = kw; _stride = stride; _pad = pad; _dilation = dilation; _groups = groups;
     }
 
-    public override long Macs => (long)Output.Size * (Inputs[0].C / _groups) * _kh * _kw;
+    public override long Macs => (long)Output.Size * (In.C / _groups) * _kh * _kw;
     public override string Name
         => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
+
+    /// <summary>Whether this convolution copies its input into a zero-bordered scratch anyway (direct and padded).</summary>
+    public bool CopiesInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
+
+    /// <summary>
+    /// Reads the parts of <paramref name="concat"/> (whose only reader this is) instead of its output: the copy into
+    /// the padded scratch writes each part to its channels, so the concatenated tensor is never written.
+    /// </summary>
+    public void ReadConcatenation(ConcatStep concat)
+    {
+        if (!CopiesInput || concat.Output != In) throw new InvalidOperationException("only a padded direct convolution reads the parts of its input");
+        Inputs = concat.Inputs;
+    }
 
     /// <summary>Folds y = x·scale + shift (a batch norm) that follows this convolution into its weights.</summary>
     public void Fold(float[] scale, float[] shift)
@@ -48,8 +67,8 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => _direct && (_pad[0] > 0 || _pad[1] > 0)
-        ? Inputs[0].C * (Inputs[0].H + 2 * _pad[0]) * (Inputs[0].W + 2 * _pad[1]) : 0;
+    public int ScratchSize => CopiesInput
+        ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -68,9 +87,9 @@ internal sealed class ConvStep : Step
         if (_acrossChannels) _lanes = widths[0];
         if (_acrossChannels) PackAcrossChannels();
         if (!_direct) return;
-        PlanPositions(Inputs[0].W + 2 * _pad[1]);
+        PlanPositions(In.W + 2 * _pad[1]);
         // [block of 4 output channels][input channel][ky][kx][4]: the four weights one input sample meets, side by side
-        int ic = Inputs[0].C, k = _kh * _kw, blocks = Output.C / 4;
+        int ic = In.C, k = _kh * _kw, blocks = Output.C / 4;
         _packed = new float[blocks * ic * k * 4];
         for (int b = 0; b < blocks; b++)
             for (int c = 0; c < ic; c++)
@@ -85,7 +104,7 @@ internal sealed class ConvStep : Step
         {
             if (_acrossChannels)
             {
-                fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias)
+                fixed (float* xp = &x[n * In.Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias)
                     switch (_lanes)
                     {
                         case 16: AcrossChannels<Lanes512>(xp, yp, wp, bp); break;
@@ -94,11 +113,21 @@ internal sealed class ConvStep : Step
                     }
                 continue;
             }
-            if (!_direct) { Plain(x, n * Inputs[0].Size, y, n * Output.Size); continue; }
+            if (!_direct) { Plain(x, n * In.Size, y, n * Output.Size); continue; }
             fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias,
                 wAll = Weight)
             {
-                float* src = PaddedInput(xp, scratch);
+                float* src = xp;
+                if (CopiesInput)
+                {
+                    int first = 0;
+                    foreach (var part in Inputs)
+                    {
+                        fixed (float* pp = &f.Of(part)[n * part.Size]) CopyBordered(pp, part.C, first, scratch);
+                        first += part.C;
+                    }
+                    src = scratch;
+                }
                 switch (_lanes)
                 {
                     case 16: Direct<Lanes512>(src, yp, wp, bp, wAll); break;
@@ -109,32 +138,31 @@ internal sealed class ConvStep : Step
         }
     }
 
-    /// <summary>The input with its zero border (copied into <paramref name="scratch"/>), or the input itself when unpadded.</summary>
-    private unsafe float* PaddedInput(float* x, float* scratch)
+    /// <summary>
+    /// <paramref name="channels"/> planes of <paramref name="x"/> into the zero-bordered scratch from channel
+    /// <paramref name="first"/> on; only the border needs zeros, the interior is overwritten with the input.
+    /// </summary>
+    private unsafe void CopyBordered(float* x, int channels, int first, float* scratch)
     {
-        var input = Inputs[0];
-        int ic = input.C, ph = _pad[0], pw = _pad[1], hp = input.H + 2 * ph, wp = input.W + 2 * pw;
-        if (ph == 0 && pw == 0) return x;
-        // only the border needs zeros: the interior is overwritten with the input
-        for (int c = 0; c < ic; c++)
+        int h = In.H, w = In.W, ph = _pad[0], pw = _pad[1], hp = h + 2 * ph, wp = w + 2 * pw;
+        for (int c = 0; c < channels; c++)
         {
-            float* padded = scratch + c * hp * wp;
+            float* padded = scratch + (first + c) * hp * wp;
             new Span<float>(padded, ph * wp).Clear();
-            new Span<float>(padded + (ph + input.H) * wp, ph * wp).Clear();
-            for (int r = 0; r < input.H; r++)
+            new Span<float>(padded + (ph + h) * wp, ph * wp).Clear();
+            for (int r = 0; r < h; r++)
             {
                 float* row = padded + (r + ph) * wp;
                 new Span<float>(row, pw).Clear();
-                new ReadOnlySpan<float>(x + (c * input.H + r) * input.W, input.W).CopyTo(new Span<float>(row + pw, input.W));
-                new Span<float>(row + pw + input.W, pw).Clear();
+                new ReadOnlySpan<float>(x + (c * h + r) * w, w).CopyTo(new Span<float>(row + pw, w));
+                new Span<float>(row + pw + w, pw).Clear();
             }
         }
-        return scratch;
     }
 
     private unsafe void Direct<TV>(float* src, float* y, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
     {
-        var input = Inputs[0];
+        var input = In;
         int ic = input.C, hp = input.H + 2 * _pad[0], wp = input.W + 2 * _pad[1];
         int plane = Output.H * Output.W, k = _kh * _kw, blocks = Output.C / 4, count = _inAt.Length;
         fixed (int* inAt = _inAt, outAt = _outAt)
@@ -274,7 +302,7 @@ internal sealed class ConvStep : Step
     /// </summary>
     private void PackAcrossChannels()
     {
-        int ic = Inputs[0].C, k = _kh * _kw, width = ChunkVectors * _lanes, chunks = (Output.C + width - 1) / width;
+        int ic = In.C, k = _kh * _kw, width = ChunkVectors * _lanes, chunks = (Output.C + width - 1) / width;
         _packed = new float[chunks * ic * k * width];
         for (int o = 0; o < Output.C; o++)
             for (int c = 0; c < ic; c++)
@@ -283,7 +311,7 @@ internal sealed class ConvStep : Step
 
     private unsafe void AcrossChannels<TV>(float* x, float* y, float* packed, float* bias) where TV : struct, ILanes<TV>
     {
-        var input = Inputs[0];
+        var input = In;
         int ic = input.C, h = input.H, w = input.W, ho = Output.H, wo = Output.W, oc = Output.C, vl = TV.Count;
         int width = ChunkVectors * vl, k = _kh * _kw, plane = ho * wo;
         float* lanes = stackalloc float[width];
@@ -338,7 +366,7 @@ internal sealed class ConvStep : Step
 
     private void Plain(float[] x, int xo, float[] y, int yo)
     {
-        var input = Inputs[0];
+        var input = In;
         int icg = input.C / _groups, ocg = Output.C / _groups, ho = Output.H, wo = Output.W, h = input.H, w = input.W;
         for (int o = 0; o < Output.C; o++)
         {
