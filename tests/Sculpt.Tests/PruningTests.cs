@@ -472,9 +472,15 @@ public class ScratchControlTests
         var meta = new ModelMeta();
         meta.Task.InputHeight = meta.Task.InputWidth = 32;
         int epochs = 4 * ScratchControl.Restarts * ScratchControl.ProbeEpochs; // enough budget for the restarts
+        var reports = new List<Progress>();
         var (result, model) = ScratchControl.Train("scratch", "test", graph, (long)epochs * train.Count, train, val, meta,
-            new PruneOptions { BatchSize = 4 }, seed: 5, progress: null);
+            new PruneOptions { BatchSize = 4 }, seed: 5, progress: reports.Add);
         Assert.Equal(epochs, result.Epochs);
+        // progress runs over the whole control, probes included, from epoch 1 to the last
+        Assert.All(reports, p => Assert.Equal(epochs, p.Epochs));
+        Assert.Equal(1, reports[0].Epoch);
+        Assert.Equal(epochs, reports[^1].Epoch);
+        Assert.True(reports.Zip(reports.Skip(1)).All(pair => pair.First.Epoch <= pair.Second.Epoch));
         Assert.Equal((long)epochs * train.Count, result.Samples);
         using var module = new GraphModule(model.Graph, model.Weights);
         Assert.Equal(result.ValDice, Evaluator.MeanDice(module, val, meta.Task), 6);

@@ -73,14 +73,25 @@ public static class ScratchControl
         IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, ModelMeta denseMeta, PruneOptions o, int seed, Action<Progress>? progress)
     {
         int epochs = (int)Math.Clamp((samples + train.Count - 1) / Math.Max(1, train.Count), 1, 10_000);
+        int epochsBefore = 0; // of the whole control, before the run in progress
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         TrainResult Run(WeightSet? start, int runEpochs, int runSeed)
         {
             manual_seed(runSeed);
             using var module = new GraphModule(graph, start);
-            return Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
+            // progress over the whole control (probes and the rest), its ETA from the time per epoch so far
+            void Report(Progress p)
+            {
+                double done = epochsBefore + p.Epoch - 1 + (double)p.Step / p.Steps;
+                var eta = TimeSpan.FromSeconds(done > 0 ? clock.Elapsed.TotalSeconds * (epochs - done) / done : 0);
+                progress?.Invoke(p with { Epoch = epochsBefore + p.Epoch, Epochs = epochs, Eta = eta });
+            }
+            var result = Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
             {
                 Epochs = runEpochs, BatchSize = o.BatchSize, LearningRate = o.ScratchLearningRate, Seed = runSeed,
-            }, progress);
+            }, Report);
+            epochsBefore += runEpochs;
+            return result;
         }
         TrainResult result;
         int probeEpochs = Restarts * ProbeEpochs;
