@@ -4,7 +4,7 @@ using Sculpt.Runtime;
 namespace Sculpt.Engine;
 
 /// <summary>
-/// A tensor of the plan: an activation (per image C×H×W, batched at run time, in an arena slot) or a constant
+/// A tensor of the plan: an activation (one image's C×H×W, in an arena slot) or a constant
 /// (weights, a per-channel vector broadcast as [1, C, 1, 1], or a scalar).
 /// </summary>
 internal sealed class Value
@@ -28,14 +28,13 @@ internal sealed class Value
 }
 
 /// <summary>
-/// The buffers of one run: the input, the arena slots, the batch size the steps loop over (the engine passes one
-/// image at a time, <see cref="SculptEngine.Run(float[], int, Span{float})"/>), and a copy of one image of a batch.
+/// The buffers of one image's run: its input, the arena slots, the zero-bordered scratch, and a copy of one image of a
+/// batch (the engine runs a batch one image at a time, <see cref="SculptEngine.Run(float[], int, Span{float})"/>).
 /// </summary>
-internal sealed class Frame(float[][] slots, int batch, int scratch, int inputSize)
+internal sealed class Frame(float[][] slots, int scratch, int inputSize)
 {
     public float[] Input = [];
     public readonly float[] InputImage = new float[inputSize];
-    public readonly int Batch = batch;
     public readonly float[] Scratch = new float[Math.Max(1, scratch)];
     public float[] Of(Value v) => v.Slot == -1 ? Input : v.Constant ?? slots[v.Slot];
 }

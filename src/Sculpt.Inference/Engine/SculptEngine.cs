@@ -133,7 +133,7 @@ public sealed class SculptEngine
     {
         lock (_framesLock)
             if (_frames.Count > 0) return _frames.Pop();
-        return new Frame(_slotSizes.Select(s => new float[s]).ToArray(), 1, _scratch, _input.Size);
+        return new Frame(_slotSizes.Select(s => new float[s]).ToArray(), _scratch, _input.Size);
     }
 
     private void Return(Frame f)

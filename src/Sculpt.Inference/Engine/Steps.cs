@@ -100,40 +100,36 @@ internal sealed class ConvStep : Step
     public override unsafe void Run(Frame f)
     {
         var x = f.Of(Inputs[0]); var y = f.Of(Output);
-        for (int n = 0; n < f.Batch; n++)
+        if (_acrossChannels)
         {
-            if (_acrossChannels)
-            {
-                fixed (float* xp = &x[n * In.Size], yp = &y[n * Output.Size], wp = _packed, bp = Bias)
-                    switch (_lanes)
-                    {
-                        case 16: AcrossChannels<Lanes512>(xp, yp, wp, bp); break;
-                        case 8: AcrossChannels<Lanes256>(xp, yp, wp, bp); break;
-                        default: AcrossChannels<Lanes128>(xp, yp, wp, bp); break;
-                    }
-                continue;
-            }
-            if (!_direct) { Plain(x, n * In.Size, y, n * Output.Size); continue; }
-            fixed (float* xp = &x[n * Inputs[0].Size], yp = &y[n * Output.Size], scratch = f.Scratch, wp = _packed, bp = Bias,
-                wAll = Weight)
-            {
-                float* src = xp;
-                if (CopiesInput)
-                {
-                    int first = 0;
-                    foreach (var part in Inputs)
-                    {
-                        fixed (float* pp = &f.Of(part)[n * part.Size]) CopyBordered(pp, part.C, first, scratch);
-                        first += part.C;
-                    }
-                    src = scratch;
-                }
+            fixed (float* xp = x, yp = y, wp = _packed, bp = Bias)
                 switch (_lanes)
                 {
-                    case 16: Direct<Lanes512>(src, yp, wp, bp, wAll); break;
-                    case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
-                    default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
+                    case 16: AcrossChannels<Lanes512>(xp, yp, wp, bp); break;
+                    case 8: AcrossChannels<Lanes256>(xp, yp, wp, bp); break;
+                    default: AcrossChannels<Lanes128>(xp, yp, wp, bp); break;
                 }
+            return;
+        }
+        if (!_direct) { Plain(x, y); return; }
+        fixed (float* xp = x, yp = y, scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
+        {
+            float* src = xp;
+            if (CopiesInput)
+            {
+                int first = 0;
+                foreach (var part in Inputs)
+                {
+                    fixed (float* pp = f.Of(part)) CopyBordered(pp, part.C, first, scratch);
+                    first += part.C;
+                }
+                src = scratch;
+            }
+            switch (_lanes)
+            {
+                case 16: Direct<Lanes512>(src, yp, wp, bp, wAll); break;
+                case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
+                default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
             }
         }
     }
@@ -364,7 +360,7 @@ internal sealed class ConvStep : Step
         return Math.Min(Math.Max(v, Lo), Hi);
     }
 
-    private void Plain(float[] x, int xo, float[] y, int yo)
+    private void Plain(float[] x, float[] y)
     {
         var input = In;
         int icg = input.C / _groups, ocg = Output.C / _groups, ho = Output.H, wo = Output.W, h = input.H, w = input.W;
@@ -386,11 +382,11 @@ internal sealed class ConvStep : Step
                             {
                                 int ix = ox * _stride[1] - _pad[1] + kx * _dilation[1];
                                 if ((uint)ix >= (uint)w) continue;
-                                sum += x[xo + (c * h + iy) * w + ix] * Weight[((o * icg + ci) * _kh + ky) * _kw + kx];
+                                sum += x[(c * h + iy) * w + ix] * Weight[((o * icg + ci) * _kh + ky) * _kw + kx];
                             }
                         }
                     }
-                    y[yo + (o * ho + oy) * wo + ox] = Scalar(sum);
+                    y[(o * ho + oy) * wo + ox] = Scalar(sum);
                 }
         }
     }
@@ -430,33 +426,29 @@ internal sealed class ConvTransposeStep : Step
         }
         var xs = f.Of(_x); var ys = f.Of(Output);
         int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, ho = Output.H, wo = Output.W, icg = ic / _groups, ocg = oc / _groups;
-        for (int n = 0; n < f.Batch; n++)
+        for (int o = 0; o < oc; o++) ys.AsSpan(o * ho * wo, ho * wo).Fill(_bias?[o] ?? 0);
+        for (int c = 0; c < ic; c++)
         {
-            int xo = n * _x.Size, yo = n * Output.Size;
-            for (int o = 0; o < oc; o++) ys.AsSpan(yo + o * ho * wo, ho * wo).Fill(_bias?[o] ?? 0);
-            for (int c = 0; c < ic; c++)
+            int g = c / icg;
+            for (int ol = 0; ol < ocg; ol++)
             {
-                int g = c / icg;
-                for (int ol = 0; ol < ocg; ol++)
-                {
-                    int o = g * ocg + ol;
-                    for (int ky = 0; ky < _kh; ky++)
-                        for (int kx = 0; kx < _kw; kx++)
+                int o = g * ocg + ol;
+                for (int ky = 0; ky < _kh; ky++)
+                    for (int kx = 0; kx < _kw; kx++)
+                    {
+                        float wt = _weight[((c * ocg + ol) * _kh + ky) * _kw + kx];
+                        for (int iy = 0; iy < h; iy++)
                         {
-                            float wt = _weight[((c * ocg + ol) * _kh + ky) * _kw + kx];
-                            for (int iy = 0; iy < h; iy++)
+                            int oy = iy * _stride[0] - _pad[0] + ky * _dilation[0];
+                            if ((uint)oy >= (uint)ho) continue;
+                            int xrow = (c * h + iy) * w, yrow = (o * ho + oy) * wo;
+                            for (int ix = 0; ix < w; ix++)
                             {
-                                int oy = iy * _stride[0] - _pad[0] + ky * _dilation[0];
-                                if ((uint)oy >= (uint)ho) continue;
-                                int xrow = xo + (c * h + iy) * w, yrow = yo + (o * ho + oy) * wo;
-                                for (int ix = 0; ix < w; ix++)
-                                {
-                                    int ox = ix * _stride[1] - _pad[1] + kx * _dilation[1];
-                                    if ((uint)ox < (uint)wo) ys[yrow + ox] += xs[xrow + ix] * wt;
-                                }
+                                int ox = ix * _stride[1] - _pad[1] + kx * _dilation[1];
+                                if ((uint)ox < (uint)wo) ys[yrow + ox] += xs[xrow + ix] * wt;
                             }
                         }
-                }
+                    }
             }
         }
     }
@@ -481,32 +473,28 @@ internal sealed class ConvTransposeStep : Step
     {
         var xs = f.Of(_x); var ys = f.Of(Output);
         int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, wo = Output.W, plane = h * w, vl = TV.Count;
-        fixed (float* xb = xs, yb = ys, wb = _weight)
-            for (int n = 0; n < f.Batch; n++)
+        fixed (float* xn = xs, yn = ys, wb = _weight)
+            for (int o = 0; o < oc; o++)
             {
-                float* xn = xb + n * _x.Size, yn = yb + n * Output.Size;
-                for (int o = 0; o < oc; o++)
+                var b = TV.Broadcast(_bias?[o] ?? 0);
+                for (int iy = 0; iy < h; iy++)
                 {
-                    var b = TV.Broadcast(_bias?[o] ?? 0);
-                    for (int iy = 0; iy < h; iy++)
+                    float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
+                    for (int i = 0; i < w; i += vl)
                     {
-                        float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
-                        for (int i = 0; i < w; i += vl)
+                        int ix = Math.Min(i, w - vl);
+                        TV s00 = b, s01 = b, s10 = b, s11 = b;
+                        for (int c = 0; c < ic; c++)
                         {
-                            int ix = Math.Min(i, w - vl);
-                            TV s00 = b, s01 = b, s10 = b, s11 = b;
-                            for (int c = 0; c < ic; c++)
-                            {
-                                var v = TV.Load(xrow + c * plane + ix);
-                                float* k = wb + (c * oc + o) * 4;
-                                s00 = TV.MultiplyAdd(v, TV.Broadcast(k[0]), s00);
-                                s01 = TV.MultiplyAdd(v, TV.Broadcast(k[1]), s01);
-                                s10 = TV.MultiplyAdd(v, TV.Broadcast(k[2]), s10);
-                                s11 = TV.MultiplyAdd(v, TV.Broadcast(k[3]), s11);
-                            }
-                            TV.StoreInterleaved(top + 2 * ix, s00, s01);
-                            TV.StoreInterleaved(bottom + 2 * ix, s10, s11);
+                            var v = TV.Load(xrow + c * plane + ix);
+                            float* k = wb + (c * oc + o) * 4;
+                            s00 = TV.MultiplyAdd(v, TV.Broadcast(k[0]), s00);
+                            s01 = TV.MultiplyAdd(v, TV.Broadcast(k[1]), s01);
+                            s10 = TV.MultiplyAdd(v, TV.Broadcast(k[2]), s10);
+                            s11 = TV.MultiplyAdd(v, TV.Broadcast(k[3]), s11);
                         }
+                        TV.StoreInterleaved(top + 2 * ix, s00, s01);
+                        TV.StoreInterleaved(bottom + 2 * ix, s10, s11);
                     }
                 }
             }
@@ -517,27 +505,23 @@ internal sealed class ConvTransposeStep : Step
     {
         var xs = f.Of(_x); var ys = f.Of(Output);
         int ic = _x.C, h = _x.H, w = _x.W, oc = Output.C, wo = Output.W, plane = h * w;
-        fixed (float* xb = xs, yb = ys, wb = _weight)
-            for (int n = 0; n < f.Batch; n++)
+        fixed (float* xn = xs, yn = ys, wb = _weight)
+            for (int o = 0; o < oc; o++)
             {
-                float* xn = xb + n * _x.Size, yn = yb + n * Output.Size;
-                for (int o = 0; o < oc; o++)
+                float b = _bias?[o] ?? 0;
+                for (int iy = 0; iy < h; iy++)
                 {
-                    float b = _bias?[o] ?? 0;
-                    for (int iy = 0; iy < h; iy++)
+                    float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
+                    for (int ix = 0; ix < w; ix++)
                     {
-                        float* top = yn + (o * 2 * h + 2 * iy) * wo, bottom = top + wo, xrow = xn + iy * w;
-                        for (int ix = 0; ix < w; ix++)
+                        float s00 = b, s01 = b, s10 = b, s11 = b;
+                        for (int c = 0; c < ic; c++)
                         {
-                            float s00 = b, s01 = b, s10 = b, s11 = b;
-                            for (int c = 0; c < ic; c++)
-                            {
-                                float v = xrow[c * plane + ix];
-                                float* k = wb + (c * oc + o) * 4;
-                                s00 += v * k[0]; s01 += v * k[1]; s10 += v * k[2]; s11 += v * k[3];
-                            }
-                            top[2 * ix] = s00; top[2 * ix + 1] = s01; bottom[2 * ix] = s10; bottom[2 * ix + 1] = s11;
+                            float v = xrow[c * plane + ix];
+                            float* k = wb + (c * oc + o) * 4;
+                            s00 += v * k[0]; s01 += v * k[1]; s10 += v * k[2]; s11 += v * k[3];
                         }
+                        top[2 * ix] = s00; top[2 * ix + 1] = s01; bottom[2 * ix] = s10; bottom[2 * ix + 1] = s11;
                     }
                 }
             }
@@ -555,12 +539,11 @@ internal sealed class AffineStep : Step
     {
         var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
         int plane = Output.Plane;
-        for (int n = 0; n < f.Batch; n++)
-            for (int c = 0; c < Output.C; c++)
-            {
-                int at = (n * Output.C + c) * plane;
-                for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] * Scale[c] + Shift[c];
-            }
+        for (int c = 0; c < Output.C; c++)
+        {
+            int at = c * plane;
+            for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] * Scale[c] + Shift[c];
+        }
     }
 }
 
@@ -582,21 +565,20 @@ internal sealed class GroupNormStep : Step
     {
         var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
         int per = Output.C / _groups, plane = Output.Plane, count = per * plane;
-        for (int n = 0; n < f.Batch; n++)
-            for (int g = 0; g < _groups; g++)
+        for (int g = 0; g < _groups; g++)
+        {
+            int at = g * per * plane;
+            double sum = 0, sq = 0;
+            for (int i = 0; i < count; i++) { double v = xs[at + i]; sum += v; sq += v * v; }
+            double mean = sum / count, variance = Math.Max(0, sq / count - mean * mean);
+            float inv = (float)(1 / Math.Sqrt(variance + _eps)), m = (float)mean;
+            for (int c = 0; c < per; c++)
             {
-                int at = (n * Output.C + g * per) * plane;
-                double sum = 0, sq = 0;
-                for (int i = 0; i < count; i++) { double v = xs[at + i]; sum += v; sq += v * v; }
-                double mean = sum / count, variance = Math.Max(0, sq / count - mean * mean);
-                float inv = (float)(1 / Math.Sqrt(variance + _eps)), m = (float)mean;
-                for (int c = 0; c < per; c++)
-                {
-                    int ch = g * per + c;
-                    float gamma = _gamma?[ch] ?? 1, beta = _beta?[ch] ?? 0;
-                    for (int i = 0; i < plane; i++) ys[at + c * plane + i] = (xs[at + c * plane + i] - m) * inv * gamma + beta;
-                }
+                int ch = g * per + c;
+                float gamma = _gamma?[ch] ?? 1, beta = _beta?[ch] ?? 0;
+                for (int i = 0; i < plane; i++) ys[at + c * plane + i] = (xs[at + c * plane + i] - m) * inv * gamma + beta;
             }
+        }
     }
 }
 
@@ -615,7 +597,7 @@ internal sealed class UnaryStep : Step
     public override void Run(Frame f)
     {
         var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
-        int total = f.Batch * Output.Size;
+        int total = Output.Size;
         switch (Kind)
         {
             case UnaryKind.Relu: for (int i = 0; i < total; i++) ys[i] = Math.Max(xs[i], 0f); break;
@@ -628,15 +610,14 @@ internal sealed class UnaryStep : Step
             case UnaryKind.Clip: for (int i = 0; i < total; i++) ys[i] = Math.Min(Math.Max(xs[i], A), B); break;
             case UnaryKind.Softmax:
                 int c = Output.C, plane = Output.Plane;
-                for (int n = 0; n < f.Batch; n++)
-                    for (int p = 0; p < plane; p++)
-                    {
-                        int at = n * c * plane + p;
-                        float max = float.NegativeInfinity, sum = 0;
-                        for (int k = 0; k < c; k++) max = Math.Max(max, xs[at + k * plane]);
-                        for (int k = 0; k < c; k++) { float e = MathF.Exp(xs[at + k * plane] - max); ys[at + k * plane] = e; sum += e; }
-                        for (int k = 0; k < c; k++) ys[at + k * plane] /= sum;
-                    }
+                for (int p = 0; p < plane; p++)
+                {
+                    int at = p;
+                    float max = float.NegativeInfinity, sum = 0;
+                    for (int k = 0; k < c; k++) max = Math.Max(max, xs[at + k * plane]);
+                    for (int k = 0; k < c; k++) { float e = MathF.Exp(xs[at + k * plane] - max); ys[at + k * plane] = e; sum += e; }
+                    for (int k = 0; k < c; k++) ys[at + k * plane] /= sum;
+                }
                 break;
             default: throw new NotSupportedException(Kind.ToString());
         }
@@ -653,13 +634,12 @@ internal sealed class PReluStep : Step
     {
         var xs = f.Of(Inputs[0]); var ys = f.Of(Output);
         int plane = Output.Plane;
-        for (int n = 0; n < f.Batch; n++)
-            for (int c = 0; c < Output.C; c++)
-            {
-                float a = _slope[_slope.Length == 1 ? 0 : c];
-                int at = (n * Output.C + c) * plane;
-                for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] < 0 ? xs[at + i] * a : xs[at + i];
-            }
+        for (int c = 0; c < Output.C; c++)
+        {
+            float a = _slope[_slope.Length == 1 ? 0 : c];
+            int at = c * plane;
+            for (int i = 0; i < plane; i++) ys[at + i] = xs[at + i] < 0 ? xs[at + i] * a : xs[at + i];
+        }
     }
 }
 
@@ -678,17 +658,16 @@ internal sealed class BinaryStep : Step
         (int N, int C, int Y, int X) Strides(Value v) => (v.IsActivation ? v.Size : 0, v.C == 1 ? 0 : v.H * v.W, v.H == 1 ? 0 : v.W,
             v.W == 1 ? 0 : 1);
         var sa = Strides(a); var sb = Strides(b);
-        for (int n = 0; n < f.Batch; n++)
-            for (int ch = 0; ch < c; ch++)
-                for (int yy = 0; yy < h; yy++)
+        for (int ch = 0; ch < c; ch++)
+            for (int yy = 0; yy < h; yy++)
+            {
+                int ia = ch * sa.C + yy * sa.Y, ib = ch * sb.C + yy * sb.Y, o = (ch * h + yy) * w;
+                for (int xx = 0; xx < w; xx++)
                 {
-                    int ia = n * sa.N + ch * sa.C + yy * sa.Y, ib = n * sb.N + ch * sb.C + yy * sb.Y, o = ((n * c + ch) * h + yy) * w;
-                    for (int xx = 0; xx < w; xx++)
-                    {
-                        float u = xa[ia + xx * sa.X], v = xb[ib + xx * sb.X];
-                        ys[o + xx] = _kind switch { BinaryKind.Add => u + v, BinaryKind.Sub => u - v, BinaryKind.Mul => u * v, _ => u / v };
-                    }
+                    float u = xa[ia + xx * sa.X], v = xb[ib + xx * sb.X];
+                    ys[o + xx] = _kind switch { BinaryKind.Add => u + v, BinaryKind.Sub => u - v, BinaryKind.Mul => u * v, _ => u / v };
                 }
+            }
     }
 }
 
@@ -709,10 +688,10 @@ internal sealed class PoolStep : Step
     {
         int vectorised = Avx2.IsSupported ? wo / 8 * 8 : 0;
         fixed (float* xb = xs, yb = ys)
-            for (int nc = 0; nc < planes; nc++)
+            for (int ch = 0; ch < planes; ch++)
                 for (int oy = 0; oy < ho; oy++)
                 {
-                    float* r0 = xb + nc * h * w + 2 * oy * w, r1 = r0 + w, y = yb + (nc * ho + oy) * wo;
+                    float* r0 = xb + ch * h * w + 2 * oy * w, r1 = r0 + w, y = yb + (ch * ho + oy) * wo;
                     for (int ox = 0; ox < vectorised; ox += 8)
                     {
                         var m0 = Avx.Max(Avx.LoadVector256(r0 + 2 * ox), Avx.LoadVector256(r1 + 2 * ox));
@@ -736,12 +715,12 @@ internal sealed class PoolStep : Step
         if (_max && _k is [2, 2] && _s is [2, 2] && _p is [0, 0] && 2 * ho <= h && 2 * wo <= w)
         {
             // the U-Net's 2×2 max pool: no padding, every window inside the input
-            MaxPoolTwo(xs, ys, f.Batch * Output.C, h, w, ho, wo);
+            MaxPoolTwo(xs, ys, Output.C, h, w, ho, wo);
             return;
         }
-        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        for (int ch = 0; ch < Output.C; ch++)
         {
-            int xi = nc * h * w, yi = nc * ho * wo;
+            int xi = ch * h * w, yi = ch * ho * wo;
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
@@ -773,15 +752,15 @@ internal sealed class AdaptivePoolStep : Step
         var x = Inputs[0];
         var xs = f.Of(x); var ys = f.Of(Output);
         int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
-        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        for (int ch = 0; ch < Output.C; ch++)
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
                     int y0 = oy * h / ho, y1 = ((oy + 1) * h + ho - 1) / ho, x0 = ox * w / wo, x1 = ((ox + 1) * w + wo - 1) / wo;
                     float sum = 0;
                     for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++) sum += xs[nc * h * w + iy * w + ix];
-                    ys[nc * ho * wo + oy * wo + ox] = sum / ((y1 - y0) * (x1 - x0));
+                        for (int ix = x0; ix < x1; ix++) sum += xs[ch * h * w + iy * w + ix];
+                    ys[ch * ho * wo + oy * wo + ox] = sum / ((y1 - y0) * (x1 - x0));
                 }
     }
 }
@@ -830,9 +809,9 @@ internal sealed class ResizeStep : Step
         var x = Inputs[0];
         var xs = f.Of(x); var ys = f.Of(Output);
         int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
-        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        for (int ch = 0; ch < Output.C; ch++)
         {
-            int xi = nc * h * w, yi = nc * ho * wo;
+            int xi = ch * h * w, yi = ch * ho * wo;
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
@@ -860,12 +839,12 @@ internal sealed class PadStep : Step
         var x = Inputs[0];
         var xs = f.Of(x); var ys = f.Of(Output);
         int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
-        for (int nc = 0; nc < f.Batch * Output.C; nc++)
+        for (int ch = 0; ch < Output.C; ch++)
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
                     int iy = oy - _top, ix = ox - _left;
-                    ys[(nc * ho + oy) * wo + ox] = (uint)iy < (uint)h && (uint)ix < (uint)w ? xs[(nc * h + iy) * w + ix] : 0;
+                    ys[(ch * ho + oy) * wo + ox] = (uint)iy < (uint)h && (uint)ix < (uint)w ? xs[(ch * h + iy) * w + ix] : 0;
                 }
     }
 }
@@ -878,14 +857,11 @@ internal sealed class ConcatStep : Step
     public override void Run(Frame f)
     {
         var ys = f.Of(Output);
-        for (int n = 0; n < f.Batch; n++)
+        int at = 0;
+        foreach (var x in Inputs)
         {
-            int at = n * Output.Size;
-            foreach (var x in Inputs)
-            {
-                f.Of(x).AsSpan(n * x.Size, x.Size).CopyTo(ys.AsSpan(at));
-                at += x.Size;
-            }
+            f.Of(x).AsSpan(0, x.Size).CopyTo(ys.AsSpan(at));
+            at += x.Size;
         }
     }
 }
