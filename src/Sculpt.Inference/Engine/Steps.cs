@@ -9,8 +9,9 @@ namespace Sculpt.Engine;
 /// <summary>
 /// Convolution with batch norm folded into its weights and a ReLU / clip / leaky ReLU fused into its epilogue.
 /// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over output
-/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4; the input copied once into a zero-bordered scratch when
-/// padded); other groups-1 convolutions vectorise over output channels; grouped ones run the plain loop.
+/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4) of the widest hardware width the rows fill (512, 256 or 128
+/// bits); the input — or the parts of a concatenation it replaces — copied once into a zero-bordered scratch when
+/// padded. Other groups-1 convolutions vectorise over output channels; grouped ones run the plain loop.
 /// </summary>
 internal sealed class ConvStep : Step
 {
@@ -51,7 +52,8 @@ internal sealed class ConvStep : Step
     /// </summary>
     public void ReadConcatenation(ConcatStep concat)
     {
-        if (!CopiesInput || concat.Output != In) throw new InvalidOperationException("only a padded direct convolution reads the parts of its input");
+        if (!CopiesInput || concat.Output != In)
+            throw new InvalidOperationException("only a padded direct convolution reads the parts of its input");
         Inputs = concat.Inputs;
     }
 
@@ -67,8 +69,7 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => CopiesInput
-        ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
+    public int ScratchSize => CopiesInput ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -84,8 +85,11 @@ internal sealed class ConvStep : Step
         if (_lanes == 4 && widths[0] > 4 && Output.C > 8) _lanes = 0;
         _direct = _lanes > 0;
         _acrossChannels = !_direct && _groups == 1;
-        if (_acrossChannels) _lanes = widths[0];
-        if (_acrossChannels) PackAcrossChannels();
+        if (_acrossChannels)
+        {
+            _lanes = widths[0];
+            PackAcrossChannels();
+        }
         if (!_direct) return;
         PlanPositions(In.W + 2 * _pad[1]);
         // [block of 4 output channels][input channel][ky][kx][4]: the four weights one input sample meets, side by side
