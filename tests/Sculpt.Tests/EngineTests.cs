@@ -208,8 +208,13 @@ public class EngineTests
         Assert.DoesNotContain(layers, l => l.Name == "Concat");
         Assert.Equal(g.Nodes.OfType<Conv2dNode>().Count(n => n is not ConvTranspose2dNode), layers.Count(l => l.Name.StartsWith("Conv ")));
         Assert.Equal(g.MacCount(), layers.Sum(l => l.Macs));
-        // each width this CPU accelerates is one the agreement tests above really ran (32-pixel rows fill every width)
+        // each width this CPU accelerates is one the agreement tests above really ran (32-pixel rows fill every width),
+        // and in each of the five blocks the first convolution writes its output zero-bordered for the second
         foreach (int lanes in VectorWidths.Accelerated)
-            Assert.Contains(SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 9), lanes).Layers, l => l.Name.Contains($"({32 * lanes}-bit pixel vectors)"));
+        {
+            var engine = SculptEngine.Create(g, TestFiles.WithBnStatistics(g, 9), lanes);
+            Assert.Contains(engine.Layers, l => l.Name.Contains($"({32 * lanes}-bit pixel vectors)"));
+            Assert.Equal(5, engine.BorderedValues);
+        }
     }
 }

@@ -17,6 +17,13 @@ internal sealed class Value
     public bool IsActivation => Constant is null;
     public int Size => C * H * W;
     public int Plane => H * W;
+    /// <summary>
+    /// Zero rows and columns stored around each channel plane: set where a convolution writes its output already
+    /// padded for the one convolution that reads it (<see cref="SculptEngine"/>), which then needs no copy.
+    /// </summary>
+    public int Border;
+    /// <summary>Floats the value occupies in its slot.</summary>
+    public int Stored => C * (H + 2 * Border) * (W + 2 * Border);
     /// <summary>How many steps read this value, and the index of the last one.</summary>
     public int Readers, LastReader = -1;
     /// <summary>The step that writes it (null for the input and constants).</summary>

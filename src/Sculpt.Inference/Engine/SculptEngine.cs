@@ -28,6 +28,8 @@ public sealed class SculptEngine
     public int InputHeight => _input.H;
     public int InputWidth => _input.W;
     public (int C, int H, int W) OutputShape => (_output.C, _output.H, _output.W);
+    /// <summary>Activations a convolution writes already zero-bordered for the convolution that reads them.</summary>
+    internal int BorderedValues => _steps.Count(s => s.Output.Border > 0);
     /// <summary>The planned kernels in execution order.</summary>
     public IReadOnlyList<EngineLayer> Layers { get; }
 
@@ -54,6 +56,8 @@ public sealed class SculptEngine
         foreach (var c in steps.OfType<ConvStep>()) c.Prepare(maxLanes);
         foreach (var t in steps.OfType<ConvTransposeStep>()) t.Prepare(maxLanes);
         ConcatenateIntoReaders(steps, output);
+        BorderOutputs(steps, output);
+        foreach (var c in steps.OfType<ConvStep>()) c.PlanOutput();
         return new SculptEngine(steps, input, output);
     }
 
@@ -109,6 +113,23 @@ public sealed class SculptEngine
         CountReaders(steps);
     }
 
+    /// <summary>
+    /// A direct convolution whose output only one padded direct convolution reads (the first of a U-Net block's two
+    /// convolutions) writes that output with the reader's zero border in place, so the reader copies nothing.
+    /// </summary>
+    private static void BorderOutputs(List<Step> steps, Value output)
+    {
+        foreach (var producer in steps.OfType<ConvStep>())
+        {
+            var y = producer.Output;
+            if (!producer.IsDirect || y.Readers != 1 || y == output) continue;
+            if (steps.FirstOrDefault(s => s.Inputs.Contains(y)) is not ConvStep { CopiesInput: true } reader
+                || reader.Inputs.Length != 1) continue;
+            if (reader.Padding is not [var ph, var pw] || ph != pw) continue;
+            y.Border = ph;
+        }
+    }
+
     /// <summary>Arena slots by liveness: a value's slot is free again after its last reader; returns the slot sizes per image.</summary>
     private static int[] AssignSlots(List<Step> steps, Value input, Value output)
     {
@@ -118,10 +139,10 @@ public sealed class SculptEngine
         {
             var y = steps[i].Output;
             // the smallest free slot that is large enough, else the largest free one grown
-            int best = free.Where(k => sizes[k] >= y.Size).OrderBy(k => sizes[k]).Select(k => (int?)k).FirstOrDefault()
+            int best = free.Where(k => sizes[k] >= y.Stored).OrderBy(k => sizes[k]).Select(k => (int?)k).FirstOrDefault()
                 ?? free.OrderByDescending(k => sizes[k]).Select(k => (int?)k).FirstOrDefault() ?? -1;
-            if (best >= 0) { free.Remove(best); sizes[best] = Math.Max(sizes[best], y.Size); y.Slot = best; }
-            else { y.Slot = sizes.Count; sizes.Add(y.Size); }
+            if (best >= 0) { free.Remove(best); sizes[best] = Math.Max(sizes[best], y.Stored); y.Slot = best; }
+            else { y.Slot = sizes.Count; sizes.Add(y.Stored); }
             foreach (var v in steps[i].Inputs.Distinct())
                 if (v.IsActivation && v != input && v != output && v.LastReader == i) free.Add(v.Slot);
             if (y.Readers == 0 && y != output) free.Add(y.Slot);

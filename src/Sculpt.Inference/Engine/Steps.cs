@@ -43,8 +43,12 @@ internal sealed class ConvStep : Step
     public override string Name
         => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
 
-    /// <summary>Whether this convolution copies its input into a zero-bordered scratch anyway (direct and padded).</summary>
+    /// <summary>Whether this convolution reads its input zero-bordered (direct and padded): copied, or stored so.</summary>
     public bool CopiesInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
+    public bool IsDirect => _direct;
+    public IReadOnlyList<int> Padding => _pad;
+    /// <summary>The input is stored with this convolution's zero border by its producer: nothing to copy.</summary>
+    private bool ReadsBordered => Inputs.Length == 1 && Inputs[0].Border > 0;
 
     /// <summary>
     /// Reads the parts of <paramref name="concat"/> (whose only reader this is) instead of its output: the copy into
@@ -69,7 +73,7 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => CopiesInput ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
+    public int ScratchSize => CopiesInput && !ReadsBordered ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -91,7 +95,6 @@ internal sealed class ConvStep : Step
             PackAcrossChannels();
         }
         if (!_direct) return;
-        PlanPositions(In.W + 2 * _pad[1]);
         // [block of 4 output channels][input channel][ky][kx][4]: the four weights one input sample meets, side by side
         int ic = In.C, k = _kh * _kw, blocks = Output.C / 4;
         _packed = new float[blocks * ic * k * 4];
@@ -119,7 +122,7 @@ internal sealed class ConvStep : Step
         fixed (float* xp = x, yp = y, scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
         {
             float* src = xp;
-            if (CopiesInput)
+            if (CopiesInput && !ReadsBordered)
             {
                 int first = 0;
                 foreach (var part in Inputs)
@@ -135,6 +138,21 @@ internal sealed class ConvStep : Step
                 case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
                 default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
             }
+            if (Output.Border > 0) ClearBorder(yp);
+        }
+    }
+
+    /// <summary>The zero border around each output plane (the slot may hold another value's data there).</summary>
+    private unsafe void ClearBorder(float* y)
+    {
+        int b = Output.Border, h = Output.H, w = Output.W, wp = w + 2 * b, hp = h + 2 * b;
+        for (int c = 0; c < Output.C; c++)
+        {
+            float* plane = y + c * hp * wp;
+            new Span<float>(plane, b * wp).Clear();
+            new Span<float>(plane + (b + h) * wp, b * wp).Clear();
+            for (int r = b; r < b + h; r++)
+                for (int j = 0; j < b; j++) { plane[r * wp + j] = 0; plane[r * wp + b + w + j] = 0; }
         }
     }
 
@@ -164,7 +182,8 @@ internal sealed class ConvStep : Step
     {
         var input = In;
         int ic = input.C, hp = input.H + 2 * _pad[0], wp = input.W + 2 * _pad[1];
-        int plane = Output.H * Output.W, k = _kh * _kw, blocks = Output.C / 4, count = _inAt.Length;
+        int b0 = Output.Border, plane = (Output.H + 2 * b0) * (Output.W + 2 * b0), k = _kh * _kw, blocks = Output.C / 4;
+        int count = _inAt.Length;
         fixed (int* inAt = _inAt, outAt = _outAt)
         {
             for (int b = 0; b < blocks; b++)
@@ -185,6 +204,12 @@ internal sealed class ConvStep : Step
         }
     }
 
+    /// <summary>The pixel positions the direct kernel writes, once the output's layout (its border) is known.</summary>
+    public void PlanOutput()
+    {
+        if (_direct) PlanPositions(In.W + 2 * _pad[1]);
+    }
+
     /// <summary>
     /// The output plane as a list of pixel vectors — each row in whole vectors, its last one overlapping the one
     /// before rather than leaving a scalar tail — padded to a multiple of four by repeating the last (an idempotent
@@ -193,13 +218,13 @@ internal sealed class ConvStep : Step
     /// </summary>
     private void PlanPositions(int wp)
     {
-        int wo = Output.W, vl = _lanes;
+        int wo = Output.W, vl = _lanes, b = Output.Border;
         var input = new List<int>(); var output = new List<int>();
         for (int oy = 0; oy < Output.H; oy++)
             for (int ox = 0; ox < wo; ox += vl)
             {
                 int at = Math.Min(ox, wo - vl);
-                input.Add(oy * wp + at); output.Add(oy * wo + at);
+                input.Add(oy * wp + at); output.Add((oy + b) * (wo + 2 * b) + b + at);
             }
         while (input.Count % 4 != 0) { input.Add(input[^1]); output.Add(output[^1]); }
         _inAt = input.ToArray(); _outAt = output.ToArray();
