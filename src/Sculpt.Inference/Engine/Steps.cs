@@ -127,7 +127,13 @@ internal sealed class ConvStep : Step
                 int first = 0;
                 foreach (var part in Inputs)
                 {
-                    fixed (float* pp = f.Of(part)) CopyBordered(pp, part.C, first, scratch);
+                    fixed (float* pp = f.Of(part))
+                        switch (_lanes)
+                        {
+                            case 16: CopyBordered<Lanes512>(pp, part.C, first, scratch); break;
+                            case 8: CopyBordered<Lanes256>(pp, part.C, first, scratch); break;
+                            default: CopyBordered<Lanes128>(pp, part.C, first, scratch); break;
+                        }
                     first += part.C;
                 }
                 src = scratch;
@@ -159,10 +165,11 @@ internal sealed class ConvStep : Step
     /// <summary>
     /// <paramref name="channels"/> planes of <paramref name="x"/> into the zero-bordered scratch from channel
     /// <paramref name="first"/> on; only the border needs zeros, the interior is overwritten with the input.
+    /// Rows go in whole vectors (the last overlapping the one before) and border samples one by one.
     /// </summary>
-    private unsafe void CopyBordered(float* x, int channels, int first, float* scratch)
+    private unsafe void CopyBordered<TV>(float* x, int channels, int first, float* scratch) where TV : struct, ILanes<TV>
     {
-        int h = In.H, w = In.W, ph = _pad[0], pw = _pad[1], hp = h + 2 * ph, wp = w + 2 * pw;
+        int h = In.H, w = In.W, ph = _pad[0], pw = _pad[1], hp = h + 2 * ph, wp = w + 2 * pw, vl = TV.Count;
         for (int c = 0; c < channels; c++)
         {
             float* padded = scratch + (first + c) * hp * wp;
@@ -170,10 +177,14 @@ internal sealed class ConvStep : Step
             new Span<float>(padded + (ph + h) * wp, ph * wp).Clear();
             for (int r = 0; r < h; r++)
             {
-                float* row = padded + (r + ph) * wp;
-                new Span<float>(row, pw).Clear();
-                new ReadOnlySpan<float>(x + (c * h + r) * w, w).CopyTo(new Span<float>(row + pw, w));
-                new Span<float>(row + pw + w, pw).Clear();
+                float* row = padded + (r + ph) * wp, from = x + (c * h + r) * w;
+                for (int j = 0; j < pw; j++) { row[j] = 0; row[pw + w + j] = 0; }
+                if (w < vl) { for (int j = 0; j < w; j++) row[pw + j] = from[j]; continue; }
+                for (int j = 0; j < w; j += vl)
+                {
+                    int at = Math.Min(j, w - vl);
+                    TV.Store(row + pw + at, TV.Load(from + at));
+                }
             }
         }
     }
