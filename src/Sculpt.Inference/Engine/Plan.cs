@@ -55,6 +55,20 @@ internal abstract class Step
     public virtual string Name => GetType().Name.Replace("Step", "");
     /// <summary>Multiply-accumulates per image, for the per-layer report.</summary>
     public virtual long Macs => 0;
+
+    /// <summary>The zero border around each plane of <paramref name="v"/> (its slot may hold another value's data there).</summary>
+    protected static unsafe void ClearBorder(float* y, Value v)
+    {
+        int b = v.Border, h = v.H, w = v.W, wp = w + 2 * b, hp = h + 2 * b;
+        for (int c = 0; c < v.C; c++)
+        {
+            float* plane = y + c * hp * wp;
+            new Span<float>(plane, b * wp).Clear();
+            new Span<float>(plane + (b + h) * wp, b * wp).Clear();
+            for (int r = b; r < b + h; r++)
+                for (int j = 0; j < b; j++) { plane[r * wp + j] = 0; plane[r * wp + b + w + j] = 0; }
+        }
+    }
 }
 
 /// <summary>

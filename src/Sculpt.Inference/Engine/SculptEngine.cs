@@ -114,15 +114,16 @@ public sealed class SculptEngine
     }
 
     /// <summary>
-    /// A direct convolution whose output only one padded direct convolution reads (the first of a U-Net block's two
-    /// convolutions) writes that output with the reader's zero border in place, so the reader copies nothing.
+    /// A direct convolution or a pooling whose output only one padded direct convolution reads (a U-Net block's first
+    /// convolution and the pooling before it) writes that output with the reader's zero border in place, so the
+    /// reader copies nothing.
     /// </summary>
     private static void BorderOutputs(List<Step> steps, Value output)
     {
-        foreach (var producer in steps.OfType<ConvStep>())
+        foreach (var producer in steps.Where(s => s is ConvStep or PoolStep))
         {
             var y = producer.Output;
-            if (!producer.IsDirect || y.Readers != 1 || y == output) continue;
+            if (producer is ConvStep { IsDirect: false } || y.Readers != 1 || y == output) continue;
             if (steps.FirstOrDefault(s => s.Inputs.Contains(y)) is not ConvStep { CopiesInput: true } reader
                 || reader.Inputs.Length != 1) continue;
             if (reader.Padding is not [var ph, var pw] || ph != pw) continue;

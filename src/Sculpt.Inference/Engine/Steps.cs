@@ -144,21 +144,7 @@ internal sealed class ConvStep : Step
                 case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
                 default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
             }
-            if (Output.Border > 0) ClearBorder(yp);
-        }
-    }
-
-    /// <summary>The zero border around each output plane (the slot may hold another value's data there).</summary>
-    private unsafe void ClearBorder(float* y)
-    {
-        int b = Output.Border, h = Output.H, w = Output.W, wp = w + 2 * b, hp = h + 2 * b;
-        for (int c = 0; c < Output.C; c++)
-        {
-            float* plane = y + c * hp * wp;
-            new Span<float>(plane, b * wp).Clear();
-            new Span<float>(plane + (b + h) * wp, b * wp).Clear();
-            for (int r = b; r < b + h; r++)
-                for (int j = 0; j < b; j++) { plane[r * wp + j] = 0; plane[r * wp + b + w + j] = 0; }
+            if (Output.Border > 0) ClearBorder(yp, Output);
         }
     }
 
@@ -723,44 +709,57 @@ internal sealed class PoolStep : Step
     }
     public override string Name => $"{(_max ? "MaxPool" : "AvgPool")} {_k[0]}×{_k[1]}";
 
-    /// <summary>2×2 windows, stride 2: eight outputs at a time with AVX2 (vertical maximum, then even against odd columns).</summary>
-    private static unsafe void MaxPoolTwo(float[] xs, float[] ys, int planes, int h, int w, int ho, int wo)
+    /// <summary>
+    /// 2×2 windows, stride 2: eight outputs at a time with AVX2 (vertical maximum, then even against odd columns);
+    /// output rows <paramref name="rowStride"/> apart, planes <paramref name="planeStride"/>, from <paramref name="at"/>.
+    /// </summary>
+    private static unsafe void MaxPoolTwo(float* xb, float* yb, int planes, int h, int w, int ho, int wo, int rowStride, int planeStride,
+        int at)
     {
         int vectorised = Avx2.IsSupported ? wo / 8 * 8 : 0;
-        fixed (float* xb = xs, yb = ys)
-            for (int ch = 0; ch < planes; ch++)
-                for (int oy = 0; oy < ho; oy++)
+        for (int ch = 0; ch < planes; ch++)
+            for (int oy = 0; oy < ho; oy++)
+            {
+                float* r0 = xb + ch * h * w + 2 * oy * w, r1 = r0 + w, y = yb + at + ch * planeStride + oy * rowStride;
+                for (int ox = 0; ox < vectorised; ox += 8)
                 {
-                    float* r0 = xb + ch * h * w + 2 * oy * w, r1 = r0 + w, y = yb + (ch * ho + oy) * wo;
-                    for (int ox = 0; ox < vectorised; ox += 8)
-                    {
-                        var m0 = Avx.Max(Avx.LoadVector256(r0 + 2 * ox), Avx.LoadVector256(r1 + 2 * ox));
-                        var m1 = Avx.Max(Avx.LoadVector256(r0 + 2 * ox + 8), Avx.LoadVector256(r1 + 2 * ox + 8));
-                        // evens and odds of the 16 columns, each lane-ordered 0 1 4 5 | 2 3 6 7, put back in order
-                        var even = Avx.Shuffle(m0, m1, 0b10_00_10_00);
-                        var odd = Avx.Shuffle(m0, m1, 0b11_01_11_01);
-                        var max = Avx.Max(even, odd).AsDouble();
-                        Avx.Store(y + ox, Avx2.Permute4x64(max, 0b11_01_10_00).AsSingle());
-                    }
-                    for (int ox = vectorised; ox < wo; ox++)
-                        y[ox] = Math.Max(Math.Max(r0[2 * ox], r0[2 * ox + 1]), Math.Max(r1[2 * ox], r1[2 * ox + 1]));
+                    var m0 = Avx.Max(Avx.LoadVector256(r0 + 2 * ox), Avx.LoadVector256(r1 + 2 * ox));
+                    var m1 = Avx.Max(Avx.LoadVector256(r0 + 2 * ox + 8), Avx.LoadVector256(r1 + 2 * ox + 8));
+                    // evens and odds of the 16 columns, each lane-ordered 0 1 4 5 | 2 3 6 7, put back in order
+                    var even = Avx.Shuffle(m0, m1, 0b10_00_10_00);
+                    var odd = Avx.Shuffle(m0, m1, 0b11_01_11_01);
+                    var max = Avx.Max(even, odd).AsDouble();
+                    Avx.Store(y + ox, Avx2.Permute4x64(max, 0b11_01_10_00).AsSingle());
                 }
+                for (int ox = vectorised; ox < wo; ox++)
+                    y[ox] = Math.Max(Math.Max(r0[2 * ox], r0[2 * ox + 1]), Math.Max(r1[2 * ox], r1[2 * ox + 1]));
+            }
     }
 
-    public override void Run(Frame f)
+    /// <summary>The output may be stored zero-bordered for the convolution that reads it (<see cref="Value.Border"/>).</summary>
+    public override unsafe void Run(Frame f)
     {
         var x = Inputs[0];
         var xs = f.Of(x); var ys = f.Of(Output);
-        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
-        if (_max && _k is [2, 2] && _s is [2, 2] && _p is [0, 0] && 2 * ho <= h && 2 * wo <= w)
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W, b = Output.Border;
+        int rowStride = wo + 2 * b, planeStride = (ho + 2 * b) * rowStride, at = b * rowStride + b;
+        fixed (float* xb = xs, yb = ys)
         {
-            // the U-Net's 2×2 max pool: no padding, every window inside the input
-            MaxPoolTwo(xs, ys, Output.C, h, w, ho, wo);
-            return;
+            if (_max && _k is [2, 2] && _s is [2, 2] && _p is [0, 0] && 2 * ho <= h && 2 * wo <= w)
+                // the U-Net's 2×2 max pool: no padding, every window inside the input
+                MaxPoolTwo(xb, yb, Output.C, h, w, ho, wo, rowStride, planeStride, at);
+            else Generic(xs, ys, rowStride, planeStride, at);
+            if (b > 0) ClearBorder(yb, Output);
         }
+    }
+
+    private void Generic(float[] xs, float[] ys, int rowStride, int planeStride, int at)
+    {
+        var x = Inputs[0];
+        int h = x.H, w = x.W, ho = Output.H, wo = Output.W;
         for (int ch = 0; ch < Output.C; ch++)
         {
-            int xi = ch * h * w, yi = ch * ho * wo;
+            int xi = ch * h * w, yi = at + ch * planeStride;
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++)
                 {
@@ -775,7 +774,7 @@ internal sealed class PoolStep : Step
                             float v = xs[xi + iy * w + ix];
                             acc = _max ? Math.Max(acc, v) : acc + v;
                         }
-                    ys[yi + oy * wo + ox] = _max ? acc : acc / divisor;
+                    ys[yi + oy * rowStride + ox] = _max ? acc : acc / divisor;
                 }
         }
     }
