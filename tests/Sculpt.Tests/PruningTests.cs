@@ -461,33 +461,6 @@ public class ScratchControlTests
     }
 
     [Fact]
-    public void RestartsSpendTheSameBudgetAndTheReportedDiceIsTheReturnedModels()
-    {
-        var dir = TestFiles.TempDir();
-        Assert.Equal(0, TestFiles.Cli("synth", "--out", dir, "--count", "24", "--size", "32", "--seed", "4").Code);
-        var ds = SegmentationDataset.Load(dir, 32, 32);
-        var train = ds.Samples.Where(x => x.Split == "train").ToList();
-        var val = ds.Samples.Where(x => x.Split == "val").ToList();
-        var graph = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 2, InputSize = 32 });
-        var meta = new ModelMeta();
-        meta.Task.InputHeight = meta.Task.InputWidth = 32;
-        int epochs = 4 * ScratchControl.Restarts * ScratchControl.ProbeEpochs; // enough budget for the restarts
-        var reports = new List<Progress>();
-        var (result, model) = ScratchControl.Train("scratch", "test", graph, (long)epochs * train.Count, train, val, meta,
-            new PruneOptions { BatchSize = 4 }, seed: 5, progress: reports.Add);
-        Assert.Equal(epochs, result.Epochs);
-        // progress runs over the whole control, probes included, from epoch 1 to the last
-        Assert.All(reports, p => Assert.Equal(epochs, p.Epochs));
-        Assert.Equal(1, reports[0].Epoch);
-        Assert.Equal(epochs, reports[^1].Epoch);
-        Assert.True(reports.Zip(reports.Skip(1)).All(pair => pair.First.Epoch <= pair.Second.Epoch));
-        Assert.Equal((long)epochs * train.Count, result.Samples);
-        using var module = new GraphModule(model.Graph, model.Weights);
-        Assert.Equal(result.ValDice, Evaluator.MeanDice(module, val, meta.Task), 6);
-        Assert.Equal(Math.Round(result.ValDice, 6), model.Meta.Metrics["val_dice"]);
-    }
-
-    [Fact]
     public void APruneRunTrainsBothControlsWithThePrunedModelsWholeBudget()
     {
         var dir = TestFiles.TempDir();

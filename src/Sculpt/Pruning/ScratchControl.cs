@@ -58,51 +58,20 @@ public static class ScratchControl
         return Math.Abs(below.ParameterCount() - targetParams) <= Math.Abs(above.ParameterCount() - targetParams) ? below : above;
     }
 
-    /// <summary>Fresh initialisations tried, and epochs each is trained before the best is kept (<see cref="Train"/>).</summary>
-    public const int Restarts = 3, ProbeEpochs = 2;
-
     /// <summary>
     /// Trains <paramref name="graph"/> from a seeded fresh initialisation for <paramref name="samples"/> samples (whole
-    /// epochs, at least one). With budget for it (≥ 4 × the probes), <see cref="Restarts"/> initialisations are first
-    /// trained <see cref="ProbeEpochs"/> epochs each and the one with the best validation Dice is trained on for the
-    /// rest of the budget: of 14 controls of about 1,600 parameters trained once (demo and EchoNet-format data,
-    /// bench/RESULTS.md) 8 ended below Dice 0.3 and the rest at 0.90–0.95 — decided by the initialisation. The
-    /// probes count against the same budget.
+    /// epochs, at least one).
     /// </summary>
     public static (ControlResult Result, ModelPackage Model) Train(string kind, string description, NetworkGraph graph, long samples,
         IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, ModelMeta denseMeta, PruneOptions o, int seed, Action<Progress>? progress)
     {
         int epochs = (int)Math.Clamp((samples + train.Count - 1) / Math.Max(1, train.Count), 1, 10_000);
-        int epochsBefore = 0; // of the whole control, before the run in progress
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        TrainResult Run(WeightSet? start, int runEpochs, int runSeed)
+        manual_seed(seed);
+        using var module = new GraphModule(graph);
+        var result = Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
         {
-            manual_seed(runSeed);
-            using var module = new GraphModule(graph, start);
-            // progress over the whole control (probes and the rest), its ETA from the time per epoch so far
-            void Report(Progress p)
-            {
-                double done = epochsBefore + p.Epoch - 1 + (double)p.Step / p.Steps;
-                var eta = TimeSpan.FromSeconds(done > 0 ? clock.Elapsed.TotalSeconds * (epochs - done) / done : 0);
-                progress?.Invoke(p with { Epoch = epochsBefore + p.Epoch, Epochs = epochs, Eta = eta });
-            }
-            var result = Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
-            {
-                Epochs = runEpochs, BatchSize = o.BatchSize, LearningRate = o.ScratchLearningRate, Seed = runSeed,
-            }, Report);
-            epochsBefore += runEpochs;
-            return result;
-        }
-        TrainResult result;
-        int probeEpochs = Restarts * ProbeEpochs;
-        if (epochs >= 4 * probeEpochs)
-        {
-            var probes = Enumerable.Range(0, Restarts).Select(r => Run(null, ProbeEpochs, seed + 7919 * r)).ToList();
-            var best = probes.OrderByDescending(p => p.BestValDice).First();
-            var rest = Run(best.BestWeights, epochs - probeEpochs, seed + 104729);
-            result = rest.BestValDice >= best.BestValDice ? rest : best;
-        }
-        else result = Run(null, epochs, seed);
+            Epochs = epochs, BatchSize = o.BatchSize, LearningRate = o.ScratchLearningRate, Seed = seed,
+        }, progress);
         var meta = new ModelMeta { Task = denseMeta.Task, Architecture = denseMeta.Architecture };
         meta.Metrics["val_dice"] = Math.Round(result.BestValDice, 6);
         var model = new ModelPackage(graph, result.BestWeights, meta);
