@@ -24,7 +24,7 @@ public static class DemoCommand
           2 train a dense U-Net (default `unet`, width 16, 5 epochs) → DIR/models/dense.sculpt
           3 prune iteratively to X× fewer parameters (default 1148, the published point), steps of at most Q×
             (default 1.5), Taylor importance (default; --criterion l1|l2|bn-scale|fpgm|random), batch-norm
-            re-estimation, global allocation (default; --allocation cost|uniform: see sculpt prune --help), a
+            re-estimation, cost-aware allocation (default; --allocation global|uniform: see sculpt prune --help), a
             short fine-tune after every step (N = 64 samples at the dense model's cost), then F
             (default 20) epochs for the final model → DIR/prune.run (every step), DIR/models/pruned.sculpt.
             With --max-loss L the chosen model is instead the smallest step model whose validation Dice is within
@@ -50,11 +50,11 @@ public static class DemoCommand
             Epochs = a.Int("epochs", quick ? 4 : 5), Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression),
             MinDice = null, FineTuneSamples = a.Int("ft-samples", 64), MaxStepRatio = a.Double("max-step-ratio", 1.5),
             MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "taylor"),
-            Allocation = a.Get("allocation", "global"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
+            Allocation = a.Get("allocation", "cost"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
         };
         double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0) : null;
         a.Choice("criterion", "taylor", Importance.Parse); // names checked now, not after training
-        a.Choice("allocation", "global", AllocationModes.Parse);
+        a.Choice("allocation", "cost", AllocationModes.Parse);
         a.Threads();
         a.EnsureAllUsed();
         var command = "sculpt demo " + string.Join(' ', argv);
