@@ -107,7 +107,9 @@ public static class DemoCommand
                 config.MinDice = Math.Round(dense.Meta.Metrics["val_dice"] * (1 - loss), 6);
                 run.WriteConfig(config);
             }
-            Stage($"3/5 pruning to {config.Compression:0.#}× fewer parameters (steps ≤ {config.MaxStepRatio}×, {config.Criterion} importance, {config.Allocation} allocation{(config.MinDice is { } md ? $"; chosen: smallest step with val Dice ≥ {md:0.0000}" : "")})");
+            string chosen = config.MinDice is { } md ? $"; chosen: smallest step with val Dice ≥ {md:0.0000}" : "";
+            Stage($"3/5 pruning to {config.Compression:0.#}× fewer parameters (steps ≤ {config.MaxStepRatio}×, "
+                + $"{config.Criterion} importance, {config.Allocation} allocation{chosen})");
             var (pruned, _) = PruneCommand.Run(dense, ds, new PruneOptions
             {
                 Compression = config.Compression, MinDice = config.MinDice, MaxStepRatio = config.MaxStepRatio, FineTuneEpochs = 1, FineTuneSamples = config.FineTuneSamples,

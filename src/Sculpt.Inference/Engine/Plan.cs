@@ -157,10 +157,10 @@ internal sealed class Recorder : ITensorOps<Value>
 
     public Value PerChannel(Value vector) => Value.Const(vector.Constant!, [1, vector.Constant!.Length, 1, 1], c: vector.Constant!.Length);
 
-    public Value MaxPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil,
-        max: true);
-    public Value AvgPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) => Pool(x, kernel, stride, padding, ceil,
-        max: false);
+    public Value MaxPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) =>
+        Pool(x, kernel, stride, padding, ceil, max: true);
+    public Value AvgPool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil) =>
+        Pool(x, kernel, stride, padding, ceil, max: false);
 
     private Value Pool(Value x, int[] kernel, int[] stride, int[] padding, bool ceil, bool max)
     {
