@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 namespace Sculpt.Deploy;
 
 /// <summary>A model as the benchmark times it: its name, MACs per image, and a runner per executor.</summary>
+/// <param name="Name">The model's name in tables and JSON.</param>
+/// <param name="Macs">Multiply-accumulates per image, for GFLOP/s.</param>
 /// <param name="Runner">A run over a fixed batch: (executor, batch, threads) → the action to time.</param>
 /// <param name="Option">What to show of an executor's setting (ORT's optimisation level), per (executor, threads).</param>
 public sealed record BenchSubject(string Name, long Macs, Func<string, int, int, Action> Runner, Func<string, int, string?> Option);

@@ -40,6 +40,7 @@ public static class OnnxImport
     /// <summary>ONNX's own limit for a single-file model (protobuf's 2 GiB); larger files use external data.</summary>
     public const long MaxFileBytes = int.MaxValue;
 
+    /// <param name="path">The .onnx file, one file (a model with external data is refused, naming the tensor).</param>
     /// <param name="inputSize">Height and width to evaluate shape computations at, required where the file leaves them dynamic.</param>
     public static ModelPackage Read(string path, (int Height, int Width)? inputSize = null)
     {
