@@ -123,6 +123,16 @@ public static class VectorWidths
     /// </summary>
     public static IReadOnlyList<int> Accelerated { get; } = Detect();
 
+    /// <summary>
+    /// The widest accelerated width of at most <paramref name="maxLanes"/> floats (the narrowest when none is that
+    /// small) that a row of <paramref name="row"/> floats fills; 0 when the row is narrower than that.
+    /// </summary>
+    internal static int Widest(int row, int maxLanes)
+    {
+        var allowed = Accelerated.Where(l => l <= maxLanes).DefaultIfEmpty(Accelerated[^1]);
+        return allowed.FirstOrDefault(l => row >= l);
+    }
+
     private static int[] Detect()
     {
         var widths = new List<int>();

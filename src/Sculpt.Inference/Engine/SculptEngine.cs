@@ -97,6 +97,9 @@ public sealed class SculptEngine
         CountReaders(steps);
     }
 
+    /// <summary>The first step that reads <paramref name="v"/> (the callers have checked it is the only reader).</summary>
+    private static Step? ReaderOf(List<Step> steps, Value v) => steps.FirstOrDefault(s => s.Inputs.Contains(v));
+
     /// <summary>
     /// A concatenation whose one reader is a convolution that copies its input into a padded scratch anyway (a
     /// U-Net's decoder input) is not run: the convolution copies the parts to their channels itself.
@@ -106,7 +109,7 @@ public sealed class SculptEngine
         for (int i = 0; i < steps.Count; i++)
         {
             if (steps[i] is not ConcatStep concat || concat.Output.Readers != 1 || concat.Output == output) continue;
-            if (steps.FirstOrDefault(s => s.Inputs.Contains(concat.Output)) is not ConvStep { CopiesInput: true } conv) continue;
+            if (ReaderOf(steps, concat.Output) is not ConvStep { ReadsPaddedInput: true } conv) continue;
             conv.ReadConcatenation(concat);
             steps.RemoveAt(i--);
         }
@@ -124,8 +127,7 @@ public sealed class SculptEngine
         {
             var y = producer.Output;
             if (producer is ConvStep { IsDirect: false } || y.Readers != 1 || y == output) continue;
-            if (steps.FirstOrDefault(s => s.Inputs.Contains(y)) is not ConvStep { CopiesInput: true } reader
-                || reader.Inputs.Length != 1) continue;
+            if (ReaderOf(steps, y) is not ConvStep { ReadsPaddedInput: true } reader || reader.Inputs.Length != 1) continue;
             if (reader.Padding is not [var ph, var pw] || ph != pw) continue;
             y.Border = ph;
         }

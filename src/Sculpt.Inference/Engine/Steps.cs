@@ -44,11 +44,13 @@ internal sealed class ConvStep : Step
         => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
 
     /// <summary>Whether this convolution reads its input zero-bordered (direct and padded): copied, or stored so.</summary>
-    public bool CopiesInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
+    public bool ReadsPaddedInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
     public bool IsDirect => _direct;
     public IReadOnlyList<int> Padding => _pad;
     /// <summary>The input is stored with this convolution's zero border by its producer: nothing to copy.</summary>
     private bool ReadsBordered => Inputs.Length == 1 && Inputs[0].Border > 0;
+    /// <summary>The input (or the parts it replaces) is copied into the zero-bordered scratch on every run.</summary>
+    private bool CopiesInput => ReadsPaddedInput && !ReadsBordered;
 
     /// <summary>
     /// Reads the parts of <paramref name="concat"/> (whose only reader this is) instead of its output: the copy into
@@ -56,7 +58,7 @@ internal sealed class ConvStep : Step
     /// </summary>
     public void ReadConcatenation(ConcatStep concat)
     {
-        if (!CopiesInput || concat.Output != In)
+        if (!ReadsPaddedInput || concat.Output != In)
             throw new InvalidOperationException("only a padded direct convolution reads the parts of its input");
         Inputs = concat.Inputs;
     }
@@ -73,7 +75,7 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => CopiesInput && !ReadsBordered ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
+    public int ScratchSize => CopiesInput ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -81,17 +83,17 @@ internal sealed class ConvStep : Step
     /// </summary>
     public void Prepare(int maxLanes = int.MaxValue)
     {
-        var widths = VectorWidths.Accelerated.Where(l => l <= maxLanes).DefaultIfEmpty(VectorWidths.Accelerated[^1]).ToList();
-        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] ? widths.FirstOrDefault(l => Output.W >= l) : 0;
+        int widest = VectorWidths.Widest(int.MaxValue, maxLanes);
+        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] ? VectorWidths.Widest(Output.W, maxLanes) : 0;
         // 4-float vectors on a machine with wider ones: a 7-pixel map of a few channels (a pruned U-Net's bottom)
         // ran at 2-3 GFLOP/s across channel vectors, most of whose lanes had no channel; from 8 channels on
         // those vectors fill better than 4-float pixel vectors do (fixture: 44 channels at 7x7, 45 GFLOP/s)
-        if (_lanes == 4 && widths[0] > 4 && Output.C > 8) _lanes = 0;
+        if (_lanes == 4 && widest > 4 && Output.C > 8) _lanes = 0;
         _direct = _lanes > 0;
         _acrossChannels = !_direct && _groups == 1;
         if (_acrossChannels)
         {
-            _lanes = widths[0];
+            _lanes = widest;
             PackAcrossChannels();
         }
         if (!_direct) return;
@@ -122,7 +124,7 @@ internal sealed class ConvStep : Step
         fixed (float* xp = x, yp = y, scratch = f.Scratch, wp = _packed, bp = Bias, wAll = Weight)
         {
             float* src = xp;
-            if (CopiesInput && !ReadsBordered)
+            if (CopiesInput)
             {
                 int first = 0;
                 foreach (var part in Inputs)
@@ -440,7 +442,7 @@ internal sealed class ConvTransposeStep : Step
     public override string Name => $"ConvTranspose {_kh}×{_kw}";
 
     /// <summary>The vector width (at most <paramref name="maxLanes"/> floats): the widest the input rows fill.</summary>
-    public void Prepare(int maxLanes) => _lanes = VectorWidths.Accelerated.FirstOrDefault(l => l <= maxLanes && _x.W >= l);
+    public void Prepare(int maxLanes) => _lanes = VectorWidths.Widest(_x.W, maxLanes);
 
     public override void Run(Frame f)
     {
