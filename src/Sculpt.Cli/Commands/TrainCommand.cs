@@ -10,7 +10,7 @@ public static class TrainCommand
 {
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
-                     [--bilinear] [--no-bn] [--init START.sculpt] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
+                     [--bilinear] [--no-bn] [--init START.sculpt [--reinit]] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
                      [--no-augment] [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
@@ -20,14 +20,15 @@ public static class TrainCommand
         Architectures: unet (base width 16, depth 4), unet-classic (64, depth 4: ~31M parameters), unet-small (8, depth 3),
         deeplabv3_resnet50 (torchvision's, no pretrained weights; --width/--depth/--bilinear/--no-bn are U-Net options).
         --init trains a model that exists (e.g. one from sculpt import --onnx) from its weights instead; grey frames
-        feed a three-channel model in every channel, as EchoNet feeds its grey videos.
+        feed a three-channel model in every channel, as EchoNet feeds its grey videos. --reinit trains START's
+        architecture from a fresh seeded initialisation instead (e.g. a pruned architecture trained from scratch).
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string> { "bilinear", "no-bn", "no-augment", "resume", "json", "lenient" });
+        var a = new Args(argv, new HashSet<string> { "bilinear", "no-bn", "no-augment", "resume", "json", "lenient", "reinit" });
         var data = a.Required("data");
         var outPath = a.Required("out");
         var arch = a.Get("arch", "unet");
@@ -44,8 +45,9 @@ public static class TrainCommand
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
         a.Threads();
-        bool lenient = a.Flag("lenient");
+        bool lenient = a.Flag("lenient"), reinit = a.Flag("reinit");
         a.EnsureAllUsed();
+        if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
 
         var ds = SegmentationDataset.Load(data, lenient: lenient);
@@ -59,7 +61,7 @@ public static class TrainCommand
             if (a.Has("arch") || width.HasValue || depth.HasValue || bilinear || noBn)
                 throw new UsageException("--init trains the model it names: give no --arch or U-Net options");
             var start = Sculpt.Runtime.ModelPackage.Load(init);
-            (pkg, result) = Run(progress => TrainJob.Continue(ds, start, options, progress));
+            (pkg, result) = Run(progress => TrainJob.Continue(ds, start, options, progress, reinit));
         }
         else if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")
         {

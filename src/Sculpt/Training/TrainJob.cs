@@ -30,11 +30,12 @@ public static class TrainJob
         TrainOptions options, Action<Progress>? progress = null) => Run(ds, arch, graph, null, architectureConfig, options, progress);
 
     /// <summary>
-    /// Trains a model that exists already (an imported one) from its own weights. Grey data feeds a colour model
+    /// Trains a model that exists already (an imported one) from its own weights, or its architecture from a fresh
+    /// initialisation when <paramref name="reinitialise"/> is set. Grey data feeds a colour model
     /// in every channel (as EchoNet feeds its grey videos to DeepLabV3); sizes and classes must match.
     /// </summary>
     public static (ModelPackage Model, TrainResult Result) Continue(SegmentationDataset ds, ModelPackage start, TrainOptions options,
-        Action<Progress>? progress = null)
+        Action<Progress>? progress = null, bool reinitialise = false)
     {
         var input = start.Graph.InputNodes.Single();
         int classes = ds.IsBinary ? 1 : ds.Labels.Count;
@@ -45,7 +46,8 @@ public static class TrainJob
             throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
         if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
         var config = start.Meta.Training?["architecture"]?.DeepClone();
-        return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, start.Weights, config, options, progress);
+        // reinitialised: the architecture alone, from a seeded fresh start (a pruned architecture trained from scratch)
+        return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, reinitialise ? null : start.Weights, config, options, progress);
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
