@@ -198,6 +198,23 @@ public class EngineTests
     }
 
     [Fact]
+    public void NarrowMapsRunVectorsOnAcrossTheirRows()
+    {
+        // a 7×7 bottom (and a 14×14 block): rows that fill 8- and 16-float vectors badly
+        var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 28 });
+        var w = TestFiles.WithBnStatistics(g, 10);
+        Assert.True(Difference(new ModelPackage(g, w, new ModelMeta()), 2) <= 1e-4);
+        foreach (int lanes in VectorWidths.Accelerated.Where(l => l > 4))
+        {
+            var layers = SculptEngine.Create(g, w, lanes).Layers;
+            // the bottom's first convolution writes into the bordered input of the second, whose rows are the padded
+            // rows; the second's output (read by the up-convolution, no border) goes through the scratch
+            Assert.Contains(layers, l => l.Name == $"Conv 3×3 ({32 * lanes}-bit pixel vectors, rows wrapped)" && l.Output == "16×7×7");
+            Assert.Contains(layers, l => l.Name == $"Conv 3×3 ({32 * lanes}-bit pixel vectors, rows wrapped via scratch)" && l.Output == "16×7×7");
+        }
+    }
+
+    [Fact]
     public void BatchNormActivationsAndConcatenationsFuseIntoTheConvolutions()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });

@@ -25,6 +25,9 @@ internal sealed class ConvStep : Step
     private int[] _inAt = [], _outAt = [];
     private bool _direct, _acrossChannels;
     private int _lanes; // floats per vector of the direct kernel
+    // the direct kernel's vectors run along the padded input's rows wrapped into one another (see PlanPositions);
+    // staged: their output goes through the scratch, since the output's layout does not have the padded row's width
+    private bool _wrapped, _staged;
     private const int ChunkVectors = 4;
 
     /// <summary>
@@ -40,8 +43,8 @@ internal sealed class ConvStep : Step
     }
 
     public override long Macs => (long)Output.Size * (In.C / _groups) * _kh * _kw;
-    public override string Name
-        => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors" : _acrossChannels ? "channel vectors" : "plain")})";
+    public override string Name => $"Conv {_kh}×{_kw} ({(_direct ? $"{32 * _lanes}-bit pixel vectors{(_wrapped ? _staged ? ", rows wrapped via scratch" : ", rows wrapped" : "")}"
+        : _acrossChannels ? "channel vectors" : "plain")})";
 
     /// <summary>Whether this convolution reads its input zero-bordered (direct and padded): copied, or stored so.</summary>
     public bool ReadsPaddedInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
@@ -74,8 +77,13 @@ internal sealed class ConvStep : Step
         }
     }
 
-    /// <summary>Scratch floats per image this step needs (the zero-bordered input copy).</summary>
-    public int ScratchSize => CopiesInput ? In.C * (In.H + 2 * _pad[0]) * (In.W + 2 * _pad[1]) : 0;
+    /// <summary>Scratch floats per image this step needs: the zero-bordered input copy, then the staged output.</summary>
+    public int ScratchSize => PaddedInputSize + (_staged ? Output.C * StagedPlane : 0);
+    private int PaddedInputSize => CopiesInput ? In.C * PaddedHeight * PaddedWidth : 0;
+    private int PaddedHeight => In.H + 2 * _pad[0];
+    private int PaddedWidth => In.W + 2 * _pad[1];
+    /// <summary>A staged output plane: the output's rows at the padded input's row length.</summary>
+    private int StagedPlane => Output.H * PaddedWidth;
 
     /// <summary>
     /// Chooses the kernel and packs the weights; <paramref name="maxLanes"/> caps the vector width (floats) of the
@@ -84,11 +92,7 @@ internal sealed class ConvStep : Step
     public void Prepare(int maxLanes = int.MaxValue)
     {
         int widest = VectorWidths.Widest(int.MaxValue, maxLanes);
-        _lanes = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] ? VectorWidths.Widest(Output.W, maxLanes) : 0;
-        // 4-float vectors on a machine with wider ones: a 7-pixel map of a few channels (a pruned U-Net's bottom)
-        // ran at 2-3 GFLOP/s across channel vectors, most of whose lanes had no channel; from 8 channels on
-        // those vectors fill better than 4-float pixel vectors do (fixture: 44 channels at 7x7, 45 GFLOP/s)
-        if (_lanes == 4 && widest > 4 && Output.C > 8) _lanes = 0;
+        (_lanes, _wrapped) = _groups == 1 && _stride is [1, 1] && _dilation is [1, 1] ? PixelVectors(maxLanes) : (0, false);
         _direct = _lanes > 0;
         _acrossChannels = !_direct && _groups == 1;
         if (_acrossChannels)
@@ -105,6 +109,30 @@ internal sealed class ConvStep : Step
                 for (int t = 0; t < k; t++)
                     for (int j = 0; j < 4; j++) _packed[((b * ic + c) * k + t) * 4 + j] = Weight[((b * 4 + j) * ic + c) * k + t];
     }
+
+    /// <summary>
+    /// The vector width and layout of the direct kernel that cover the output in the fewest vectors (a vector of any
+    /// width issues at the same rate on the CPUs measured): whole vectors along each row, or — for maps whose rows
+    /// fill a vector badly, a U-Net's 7×7 and 14×14 bottom — vectors running on across the rows of the padded plane,
+    /// which compute the padding columns as well. Seven-pixel rows, 8-float vectors: 8 vectors wrapped against 14
+    /// 4-float vectors along the rows.
+    /// </summary>
+    private (int Lanes, bool Wrapped) PixelVectors(int maxLanes)
+    {
+        int span = WrappedSpan;
+        (int Lanes, bool Wrapped, int Vectors) best = (0, false, int.MaxValue);
+        foreach (int lanes in VectorWidths.Accelerated.Where(l => l <= maxLanes))
+        {
+            // ties go to the row layout (nothing staged) and to the wider vector (the list is widest first)
+            if (Output.W >= lanes && Output.H * ((Output.W + lanes - 1) / lanes) is var rows && rows < best.Vectors)
+                best = (lanes, false, rows);
+            if (span >= lanes && (span + lanes - 1) / lanes is var wrapped && wrapped < best.Vectors) best = (lanes, true, wrapped);
+        }
+        return (best.Lanes, best.Wrapped);
+    }
+
+    /// <summary>Floats from the first output pixel to the last one along the padded input's rows.</summary>
+    private int WrappedSpan => (Output.H - 1) * PaddedWidth + Output.W;
 
     public override unsafe void Run(Frame f)
     {
@@ -140,12 +168,15 @@ internal sealed class ConvStep : Step
                 }
                 src = scratch;
             }
+            float* to = _staged ? scratch + PaddedInputSize : yp;
+            int plane = _staged ? StagedPlane : Output.Stored / Output.C;
             switch (_lanes)
             {
-                case 16: Direct<Lanes512>(src, yp, wp, bp, wAll); break;
-                case 8: Direct<Lanes256>(src, yp, wp, bp, wAll); break;
-                default: Direct<Lanes128>(src, yp, wp, bp, wAll); break;
+                case 16: Direct<Lanes512>(src, to, plane, wp, bp, wAll); break;
+                case 8: Direct<Lanes256>(src, to, plane, wp, bp, wAll); break;
+                default: Direct<Lanes128>(src, to, plane, wp, bp, wAll); break;
             }
+            if (_staged) Unstage(to, yp);
             if (Output.Border > 0) ClearBorder(yp, Output);
         }
     }
@@ -177,11 +208,20 @@ internal sealed class ConvStep : Step
         }
     }
 
-    private unsafe void Direct<TV>(float* src, float* y, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
+    /// <summary>The staged output's rows (padded-row length apart) to the output's layout.</summary>
+    private unsafe void Unstage(float* staged, float* y)
+    {
+        int b = Output.Border, ho = Output.H, wo = Output.W, wb = wo + 2 * b, wp = PaddedWidth;
+        for (int c = 0; c < Output.C; c++)
+            for (int r = 0; r < ho; r++)
+                new Span<float>(staged + (c * ho + r) * wp, wo).CopyTo(new Span<float>(y + (c * (ho + 2 * b) + r + b) * wb + b, wo));
+    }
+
+    private unsafe void Direct<TV>(float* src, float* y, int plane, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
     {
         var input = In;
         int ic = input.C, hp = input.H + 2 * _pad[0], wp = input.W + 2 * _pad[1];
-        int b0 = Output.Border, plane = (Output.H + 2 * b0) * (Output.W + 2 * b0), k = _kh * _kw, blocks = Output.C / 4;
+        int k = _kh * _kw, blocks = Output.C / 4;
         int count = _inAt.Length;
         fixed (int* inAt = _inAt, outAt = _outAt)
         {
@@ -206,7 +246,10 @@ internal sealed class ConvStep : Step
     /// <summary>The pixel positions the direct kernel writes, once the output's layout (its border) is known.</summary>
     public void PlanOutput()
     {
-        if (_direct) PlanPositions(In.W + 2 * _pad[1]);
+        if (!_direct) return;
+        // wrapped vectors write the padding columns too: in place only where those are the output's own border columns
+        _staged = _wrapped && Output.W + 2 * Output.Border != PaddedWidth;
+        PlanPositions(PaddedWidth);
     }
 
     /// <summary>
@@ -219,12 +262,24 @@ internal sealed class ConvStep : Step
     {
         int wo = Output.W, vl = _lanes, b = Output.Border;
         var input = new List<int>(); var output = new List<int>();
-        for (int oy = 0; oy < Output.H; oy++)
-            for (int ox = 0; ox < wo; ox += vl)
+        if (_wrapped)
+        {
+            // from the first output pixel to the last along the padded rows, the last vector overlapping the one
+            // before: every read stays inside the padded input, every write inside the output's rows and border
+            int span = WrappedSpan, at0 = _staged ? 0 : b * wp + b;
+            for (int q = 0; q < span; q += vl)
             {
-                int at = Math.Min(ox, wo - vl);
-                input.Add(oy * wp + at); output.Add((oy + b) * (wo + 2 * b) + b + at);
+                int at = Math.Min(q, span - vl);
+                input.Add(at); output.Add(at0 + at);
             }
+        }
+        else
+            for (int oy = 0; oy < Output.H; oy++)
+                for (int ox = 0; ox < wo; ox += vl)
+                {
+                    int at = Math.Min(ox, wo - vl);
+                    input.Add(oy * wp + at); output.Add((oy + b) * (wo + 2 * b) + b + at);
+                }
         while (input.Count % 4 != 0) { input.Add(input[^1]); output.Add(output[^1]); }
         _inAt = input.ToArray(); _outAt = output.ToArray();
     }
