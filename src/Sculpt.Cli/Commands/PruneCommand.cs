@@ -16,7 +16,7 @@ public static class PruneCommand
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform|cost]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
-                     [--collapse-drop D] [--no-control] [--keep-pruned-weights]
+                     [--collapse-drop D] [--no-control] [--scratch-lr LR] [--keep-pruned-weights]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
@@ -48,7 +48,9 @@ public static class PruneCommand
         training a small network directly: the pruned architecture re-initialised, and the dense architecture at one
         uniform width with the same parameter count. Their validation Dice is printed beside the pruned model's and
         their models are in the run folder (control-scratch.sculpt, control-uniform.sculpt, controls.json), so
-        `sculpt eval` gives their test Dice with confidence intervals.
+        `sculpt eval` gives their test Dice with confidence intervals. --scratch-lr: their Adam learning rate (default
+        1e-2: a network of a few thousand parameters trained at sculpt train's 2e-3 ended below Dice 0.3 in about half
+        the runs measured, its few weights too slow to grow into confident logits; bench/RESULTS.md).
         Output: the fine-tuned pruned weights, or — when it scores the higher validation Dice — the pruned
         architecture retrained from scratch (pruning as the search for the architecture; on the demo it had the
         higher test Dice in every seed measured). The other is kept as pruned-weights.sculpt / control-scratch.sculpt
@@ -87,7 +89,8 @@ public static class PruneCommand
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
-            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
+            ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();
