@@ -15,7 +15,6 @@ using static TorchSharp.torch;
 //   slice       dependency analysis + L2 scoring + allocation + weight slicing (any --arch, --compression)
 //   equal       a model's output on an .npy input against a reference output (.npy), e.g. PyTorch's for an import
 //   onednn      convolution forward and gradients with oneDNN on vs off (libtorch's native kernels), per shape and thread count
-//   bn-check    a model's val Dice with its running BN statistics, re-estimated on the train split, and with batch statistics
 //   sensitivity validation Dice after removing a fraction of one channel group at a time (L1 order, BN re-estimated)
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
@@ -28,43 +27,9 @@ switch (args.FirstOrDefault())
     case "sensitivity": Sensitivity(); break;
     case "equal": Equal(); break;
     case "onednn": OneDnn(); break;
-    case "bn-check": BnCheck(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
-
-void BnCheck()
-{
-    var model = ModelPackage.Load(Opt("model", ""));
-    var ds = SegmentationDataset.Load(Opt("data", ""));
-    var task = model.Meta.Task;
-    var (train, val) = (ds.Split("train"), ds.Split("val"));
-    using var module = new GraphModule(model.Graph, model.Weights);
-    Console.WriteLine($"running statistics: val Dice {Evaluator.MeanDice(module, val, task):0.0000}");
-    var batches = Enumerable.Range(0, (train.Count + 7) / 8)
-        .Select(b => Batches.Images(train.Skip(8 * b).Take(8).ToList(), task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization));
-    module.RecalibrateBatchNorm(batches);
-    Console.WriteLine($"re-estimated on train: val Dice {Evaluator.MeanDice(module, val, task):0.0000}");
-    // batch statistics: BN in training mode over val batches of 8 (momentum 0 keeps the statistics as they are)
-    module.BatchNormMomentumOverride = 0;
-    double sum = 0; int n = 0;
-    using (no_grad())
-        for (int b = 0; b * 8 < val.Count; b++)
-        {
-            var batch = val.Skip(8 * b).Take(8).ToList();
-            module.train();
-            using var scope = NewDisposeScope();
-            var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
-            var pred = module.forward(x).gt(0).to_type(ScalarType.Float32);
-            var y = Batches.Labels(batch, task.InputHeight, task.InputWidth).unsqueeze(1).to_type(ScalarType.Float32);
-            for (int i = 0; i < batch.Count; i++)
-            {
-                double inter = (pred[i] * y[i]).sum().item<float>(), total = pred[i].sum().item<float>() + y[i].sum().item<float>();
-                sum += total == 0 ? 1 : 2 * inter / total; n++;
-            }
-        }
-    Console.WriteLine($"batch statistics (batches of 8): val Dice {sum / n:0.0000}");
-}
 
 void OneDnn()
 {

@@ -207,10 +207,11 @@ public class EngineTests
         foreach (int lanes in VectorWidths.Accelerated.Where(l => l > 4))
         {
             var layers = SculptEngine.Create(g, w, lanes).Layers;
+            string vectors = $"Conv 3×3 ({32 * lanes}-bit pixel vectors";
             // the bottom's first convolution writes into the bordered input of the second, whose rows are the padded
             // rows; the second's output (read by the up-convolution, no border) goes through the scratch
-            Assert.Contains(layers, l => l.Name == $"Conv 3×3 ({32 * lanes}-bit pixel vectors, rows wrapped)" && l.Output == "16×7×7");
-            Assert.Contains(layers, l => l.Name == $"Conv 3×3 ({32 * lanes}-bit pixel vectors, rows wrapped via scratch)" && l.Output == "16×7×7");
+            Assert.Contains(layers, l => l.Name == $"{vectors}, rows wrapped)" && l.Output == "16×7×7");
+            Assert.Contains(layers, l => l.Name == $"{vectors}, rows wrapped via scratch)" && l.Output == "16×7×7");
         }
     }
 

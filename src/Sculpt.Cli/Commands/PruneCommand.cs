@@ -90,7 +90,8 @@ public static class PruneCommand
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
             Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
-            ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate), BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate),
+            BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();
