@@ -216,6 +216,43 @@ public class EngineTests
     }
 
     [Fact]
+    public void TheLastOneToThreeChannelsRunDownColumnsAndAgree()
+    {
+        // 3×3 convolutions with 1, 2, 3, 5, 6 and 7 output channels (one to three left after the blocks of four), on maps
+        // whose height is and is not a multiple of the column's four rows, with batch norm and ReLU fused, the output
+        // zero-bordered for the next convolution or plain for the last
+        foreach (int size in new[] { 4, 7, 9, 18, 32 })
+        {
+            int[] widths = [1, 2, 3, 5, 6, 7];
+            var nodes = new List<Node> { new InputNode { Name = "x", Channels = 2, Height = size, Width = size } };
+            string previous = "x";
+            int inChannels = 2;
+            foreach (int c in widths)
+            {
+                string name = $"c{c}";
+                nodes.Add(new Conv2dNode { Name = name, Inputs = { previous }, InChannels = inChannels, OutChannels = c, Kernel = [3, 3],
+                    Padding = [1, 1] });
+                nodes.Add(new BatchNorm2dNode { Name = $"{name}.bn", Inputs = { name }, Channels = c });
+                nodes.Add(new ReluNode { Name = $"{name}.relu", Inputs = { $"{name}.bn" } });
+                previous = $"{name}.relu";
+                inChannels = c;
+            }
+            nodes.Add(new OutputNode { Name = "y", Inputs = { previous } });
+            var g = new NetworkGraph(nodes);
+            var w = TestFiles.WithBnStatistics(g, size);
+            double d = Difference(new ModelPackage(g, w, new ModelMeta()), 2, size);
+            Assert.True(d <= 1e-4, $"{size}×{size}: difference {d}");
+            foreach (int lanes in VectorWidths.Accelerated.Where(l => l <= size))
+            {
+                var layers = SculptEngine.Create(g, w, lanes).Layers;
+                foreach (int c in widths.Where(c => c % 4 != 0))
+                    Assert.Contains(layers, l => l.Output == $"{c}×{size}×{size}"
+                        && ((size < 32 && l.Name.Contains("wrapped")) || l.Name.EndsWith($", {c % 4} in columns)")));
+            }
+        }
+    }
+
+    [Fact]
     public void BatchNormActivationsAndConcatenationsFuseIntoTheConvolutions()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });

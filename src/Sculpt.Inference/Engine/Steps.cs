@@ -9,8 +9,8 @@ namespace Sculpt.Engine;
 /// <summary>
 /// Convolution with batch norm folded into its weights and a ReLU / clip / leaky ReLU fused into its epilogue.
 /// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over output
-/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4) of the widest hardware width the rows fill (512, 256 or 128
-/// bits); the input — or the parts of a concatenation it replaces — copied once into a zero-bordered scratch when
+/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4; the last one to three channels of a 3-row kernel down columns
+/// of four output rows) of the widest hardware width the rows fill (512, 256 or 128 bits); the input — or the parts of a concatenation it replaces — copied once into a zero-bordered scratch when
 /// padded. Other groups-1 convolutions vectorise over output channels; grouped ones run the plain loop.
 /// </summary>
 internal sealed class ConvStep : Step
@@ -23,6 +23,8 @@ internal sealed class ConvStep : Step
     public bool HasEpilogue;
     private float[] _packed = [];
     private int[] _inAt = [], _outAt = [];
+    // tops of the column blocks (ColumnRows output rows at one pixel vector) for the last one to three output channels
+    private int[] _columnIn = [], _columnOut = [];
     private bool _direct, _acrossChannels;
     private int _lanes; // floats per vector of the direct kernel
     // the direct kernel's vectors run along the padded input's rows wrapped into one another (see PlanPositions);
@@ -45,7 +47,8 @@ internal sealed class ConvStep : Step
     public override long Macs => (long)Output.Size * (In.C / _groups) * _kh * _kw;
     public override string Name => $"Conv {_kh}×{_kw} ({Kernel})";
     private string Kernel => !_direct ? _acrossChannels ? "channel vectors" : "plain"
-        : $"{32 * _lanes}-bit pixel vectors{(!_wrapped ? "" : _staged ? ", rows wrapped via scratch" : ", rows wrapped")}";
+        : $"{32 * _lanes}-bit pixel vectors{(!_wrapped ? "" : _staged ? ", rows wrapped via scratch" : ", rows wrapped")}"
+          + (_columnIn.Length > 0 ? $", {Output.C % 4} in columns" : "");
 
     /// <summary>Whether this convolution reads its input zero-bordered (direct and padded): copied, or stored so.</summary>
     public bool ReadsPaddedInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
@@ -234,6 +237,11 @@ internal sealed class ConvStep : Step
                     Block4x2<TV>(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
             }
             int o = blocks * 4;
+            if (_columnIn.Length > 0)
+            {
+                ColumnChannels<TV>(src, y, plane, weight, bias, o);
+                return;
+            }
             for (; o + 2 <= Output.C; o += 2)
                 for (int i = 0; i < count; i += 4)
                     Block2x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1],
@@ -251,6 +259,7 @@ internal sealed class ConvStep : Step
         // wrapped vectors write the padding columns too: in place only where those are the output's own border columns
         _staged = _wrapped && Output.W + 2 * Output.Border != PaddedWidth;
         PlanPositions(PaddedWidth);
+        PlanColumns();
     }
 
     /// <summary>
@@ -283,6 +292,131 @@ internal sealed class ConvStep : Step
                 }
         while (input.Count % 4 != 0) { input.Add(input[^1]); output.Add(output[^1]); }
         _inAt = input.ToArray(); _outAt = output.ToArray();
+    }
+
+    /// <summary>Output rows of one column block: each input row is loaded once and meets every kernel row it feeds.</summary>
+    private const int ColumnRows = 4;
+
+    /// <summary>
+    /// Column blocks for the output channels left after the blocks of four (one to three): a layer of a pruned U-Net
+    /// with one or two output channels loads an input vector for every one or two multiply-adds along a row, so it is
+    /// bound by loads. Down a column of <see cref="ColumnRows"/> output rows of a 3-row kernel, each of the
+    /// ColumnRows + 2 input rows is loaded once for up to three multiply-adds per channel. Row layout only (not
+    /// wrapped), at least ColumnRows rows; the last block overlaps the one before, as the last vector of a row does.
+    /// </summary>
+    private void PlanColumns()
+    {
+        _columnIn = []; _columnOut = [];
+        if (_wrapped || _kh != 3 || Output.H < ColumnRows || Output.C % 4 == 0) return;
+        int wo = Output.W, ho = Output.H, vl = _lanes, b = Output.Border, wp = PaddedWidth;
+        var input = new List<int>(); var output = new List<int>();
+        for (int ox = 0; ox < wo; ox += vl)
+        {
+            int at = Math.Min(ox, wo - vl);
+            for (int oy = 0; oy < ho; oy += ColumnRows)
+            {
+                int top = Math.Min(oy, ho - ColumnRows);
+                input.Add(top * wp + at); output.Add((top + b) * (wo + 2 * b) + b + at);
+            }
+        }
+        // Column1 takes blocks in pairs: an odd last one is paired with itself (an idempotent second write)
+        if (input.Count % 2 != 0) { input.Add(input[^1]); output.Add(output[^1]); }
+        _columnIn = input.ToArray(); _columnOut = output.ToArray();
+    }
+
+    /// <summary>Output channels <paramref name="first"/> to the last (one to three) in column blocks, two at a time.</summary>
+    private unsafe void ColumnChannels<TV>(float* src, float* y, int plane, float* weight, float* bias, int first)
+        where TV : struct, ILanes<TV>
+    {
+        int ic = In.C, planeIn = PaddedHeight * PaddedWidth, k = _kh * _kw, rowIn = PaddedWidth;
+        int rowOut = Output.W + 2 * Output.Border;
+        fixed (int* inAt = _columnIn, outAt = _columnOut)
+        {
+            int o = first;
+            for (; o + 2 <= Output.C; o += 2)
+                for (int i = 0; i < _columnIn.Length; i++)
+                    Column2<TV>(src + inAt[i], planeIn, rowIn, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1],
+                        y + o * plane + outAt[i], rowOut, plane);
+            if (o < Output.C)
+                for (int i = 0; i < _columnIn.Length; i += 2)
+                    Column1<TV>(src + inAt[i], src + inAt[i + 1], planeIn, rowIn, ic, weight + o * ic * k, bias[o], y + o * plane + outAt[i],
+                        y + o * plane + outAt[i + 1], rowOut);
+        }
+    }
+
+    /// <summary>Four output rows of two channels at one pixel vector, 3-row kernel: six input rows, 24 multiply-adds per tap column.</summary>
+    private unsafe void Column2<TV>(float* p, int planeIn, int rowIn, int ic, float* w0, float* w1, float bias0, float bias1, float* y,
+        int rowOut, int plane) where TV : struct, ILanes<TV>
+    {
+        TV a0 = TV.Broadcast(bias0), a1 = a0, a2 = a0, a3 = a0, b0 = TV.Broadcast(bias1), b1 = b0, b2 = b0, b3 = b0;
+        int kw = _kw, k = 3 * kw;
+        for (int c = 0; c < ic; c++, p += planeIn, w0 += k, w1 += k)
+            for (int kx = 0; kx < kw; kx++)
+            {
+                float* r = p + kx;
+                TV f0 = TV.Broadcast(w0[kx]), f1 = TV.Broadcast(w0[kw + kx]), f2 = TV.Broadcast(w0[2 * kw + kx]);
+                TV g0 = TV.Broadcast(w1[kx]), g1 = TV.Broadcast(w1[kw + kx]), g2 = TV.Broadcast(w1[2 * kw + kx]);
+                var u = TV.Load(r);
+                a0 = TV.MultiplyAdd(u, f0, a0); b0 = TV.MultiplyAdd(u, g0, b0);
+                u = TV.Load(r + rowIn);
+                a0 = TV.MultiplyAdd(u, f1, a0); b0 = TV.MultiplyAdd(u, g1, b0);
+                a1 = TV.MultiplyAdd(u, f0, a1); b1 = TV.MultiplyAdd(u, g0, b1);
+                u = TV.Load(r + 2 * rowIn);
+                a0 = TV.MultiplyAdd(u, f2, a0); b0 = TV.MultiplyAdd(u, g2, b0);
+                a1 = TV.MultiplyAdd(u, f1, a1); b1 = TV.MultiplyAdd(u, g1, b1);
+                a2 = TV.MultiplyAdd(u, f0, a2); b2 = TV.MultiplyAdd(u, g0, b2);
+                u = TV.Load(r + 3 * rowIn);
+                a1 = TV.MultiplyAdd(u, f2, a1); b1 = TV.MultiplyAdd(u, g2, b1);
+                a2 = TV.MultiplyAdd(u, f1, a2); b2 = TV.MultiplyAdd(u, g1, b2);
+                a3 = TV.MultiplyAdd(u, f0, a3); b3 = TV.MultiplyAdd(u, g0, b3);
+                u = TV.Load(r + 4 * rowIn);
+                a2 = TV.MultiplyAdd(u, f2, a2); b2 = TV.MultiplyAdd(u, g2, b2);
+                a3 = TV.MultiplyAdd(u, f1, a3); b3 = TV.MultiplyAdd(u, g1, b3);
+                u = TV.Load(r + 5 * rowIn);
+                a3 = TV.MultiplyAdd(u, f2, a3); b3 = TV.MultiplyAdd(u, g2, b3);
+            }
+        float* z = y + plane;
+        TV.Store(y, Epilogue(a0)); TV.Store(y + rowOut, Epilogue(a1));
+        TV.Store(y + 2 * rowOut, Epilogue(a2)); TV.Store(y + 3 * rowOut, Epilogue(a3));
+        TV.Store(z, Epilogue(b0)); TV.Store(z + rowOut, Epilogue(b1));
+        TV.Store(z + 2 * rowOut, Epilogue(b2)); TV.Store(z + 3 * rowOut, Epilogue(b3));
+    }
+
+    /// <summary>
+    /// Two column blocks (tops <paramref name="p"/> and <paramref name="q"/>) of one channel, 3-row kernel: eight
+    /// independent chains of multiply-adds, as a single block's four would leave half the FMA units waiting.
+    /// </summary>
+    private unsafe void Column1<TV>(float* p, float* q, int planeIn, int rowIn, int ic, float* w, float bias, float* y, float* z,
+        int rowOut) where TV : struct, ILanes<TV>
+    {
+        TV a0 = TV.Broadcast(bias), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int kw = _kw, k = 3 * kw;
+        for (int c = 0; c < ic; c++, p += planeIn, q += planeIn, w += k)
+            for (int kx = 0; kx < kw; kx++)
+            {
+                float* r = p + kx, s = q + kx;
+                TV f0 = TV.Broadcast(w[kx]), f1 = TV.Broadcast(w[kw + kx]), f2 = TV.Broadcast(w[2 * kw + kx]);
+                var u = TV.Load(r); var v = TV.Load(s);
+                a0 = TV.MultiplyAdd(u, f0, a0); b0 = TV.MultiplyAdd(v, f0, b0);
+                u = TV.Load(r + rowIn); v = TV.Load(s + rowIn);
+                a0 = TV.MultiplyAdd(u, f1, a0); a1 = TV.MultiplyAdd(u, f0, a1);
+                b0 = TV.MultiplyAdd(v, f1, b0); b1 = TV.MultiplyAdd(v, f0, b1);
+                u = TV.Load(r + 2 * rowIn); v = TV.Load(s + 2 * rowIn);
+                a0 = TV.MultiplyAdd(u, f2, a0); a1 = TV.MultiplyAdd(u, f1, a1); a2 = TV.MultiplyAdd(u, f0, a2);
+                b0 = TV.MultiplyAdd(v, f2, b0); b1 = TV.MultiplyAdd(v, f1, b1); b2 = TV.MultiplyAdd(v, f0, b2);
+                u = TV.Load(r + 3 * rowIn); v = TV.Load(s + 3 * rowIn);
+                a1 = TV.MultiplyAdd(u, f2, a1); a2 = TV.MultiplyAdd(u, f1, a2); a3 = TV.MultiplyAdd(u, f0, a3);
+                b1 = TV.MultiplyAdd(v, f2, b1); b2 = TV.MultiplyAdd(v, f1, b2); b3 = TV.MultiplyAdd(v, f0, b3);
+                u = TV.Load(r + 4 * rowIn); v = TV.Load(s + 4 * rowIn);
+                a2 = TV.MultiplyAdd(u, f2, a2); a3 = TV.MultiplyAdd(u, f1, a3);
+                b2 = TV.MultiplyAdd(v, f2, b2); b3 = TV.MultiplyAdd(v, f1, b3);
+                u = TV.Load(r + 5 * rowIn); v = TV.Load(s + 5 * rowIn);
+                a3 = TV.MultiplyAdd(u, f2, a3); b3 = TV.MultiplyAdd(v, f2, b3);
+            }
+        TV.Store(y, Epilogue(a0)); TV.Store(y + rowOut, Epilogue(a1));
+        TV.Store(y + 2 * rowOut, Epilogue(a2)); TV.Store(y + 3 * rowOut, Epilogue(a3));
+        TV.Store(z, Epilogue(b0)); TV.Store(z + rowOut, Epilogue(b1));
+        TV.Store(z + 2 * rowOut, Epilogue(b2)); TV.Store(z + 3 * rowOut, Epilogue(b3));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
