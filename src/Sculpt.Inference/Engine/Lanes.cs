@@ -128,6 +128,12 @@ public static class VectorWidths
     public static IReadOnlyList<int> Accelerated { get; } = Detect();
 
     /// <summary>
+    /// 32 vector registers (AVX-512's, at every width, and ARM64's): enough for kernels that keep 16 accumulators and
+    /// 12 weights live; with AVX2's 16 they would spill.
+    /// </summary>
+    internal static bool ThirtyTwoRegisters { get; } = Avx512F.IsSupported || AdvSimd.Arm64.IsSupported;
+
+    /// <summary>
     /// The widest accelerated width of at most <paramref name="maxLanes"/> floats (the narrowest when none is that
     /// small) that a row of <paramref name="row"/> floats fills; 0 when the row is narrower than that.
     /// </summary>

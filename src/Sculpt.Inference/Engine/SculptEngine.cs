@@ -47,8 +47,9 @@ public sealed class SculptEngine
     public static SculptEngine Create(NetworkGraph graph, WeightSet weights) => Create(graph, weights, int.MaxValue);
 
     /// <summary>As <see cref="Create(NetworkGraph, WeightSet)"/>, with vectors of at most <paramref name="maxLanes"/> floats (tests run
-    /// every width).</summary>
-    internal static SculptEngine Create(NetworkGraph graph, WeightSet weights, int maxLanes)
+    /// every width) and, when given, <paramref name="fourChannelColumns"/> instead of what the CPU's registers decide (tests run both
+    /// on any CPU).</summary>
+    internal static SculptEngine Create(NetworkGraph graph, WeightSet weights, int maxLanes, bool? fourChannelColumns = null)
     {
         var (steps, input, output) = Recorder.Record(graph, weights);
         if (input is null || output is null) throw new NotSupportedException("the graph needs one input and one output");
@@ -57,7 +58,7 @@ public sealed class SculptEngine
         foreach (var t in steps.OfType<ConvTransposeStep>()) t.Prepare(maxLanes);
         ConcatenateIntoReaders(steps, output);
         BorderOutputs(steps, output);
-        foreach (var c in steps.OfType<ConvStep>()) c.PlanOutput();
+        foreach (var c in steps.OfType<ConvStep>()) c.PlanOutput(fourChannelColumns ?? VectorWidths.ThirtyTwoRegisters);
         return new SculptEngine(steps, input, output);
     }
 

@@ -9,8 +9,10 @@ namespace Sculpt.Engine;
 /// <summary>
 /// Convolution with batch norm folded into its weights and a ReLU / clip / leaky ReLU fused into its epilogue.
 /// Groups 1, stride 1, dilation 1 and rows of at least one vector run a direct kernel register-blocked over output
-/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4; the last one to three channels of a 3-row kernel down columns
-/// of four output rows) of the widest hardware width the rows fill (512, 256 or 128 bits); the input — or the parts of a concatenation it replaces — copied once into a zero-bordered scratch when
+/// channels and pixel vectors (4 × 2, 2 × 4 or 1 × 4; for a 3-row kernel the last one to three channels run down
+/// columns of four output rows, and with 32 vector registers the blocks of four too) of the widest hardware width
+/// the rows fill (512, 256 or 128 bits); the input — or the parts of a concatenation it replaces — copied once into
+/// a zero-bordered scratch when
 /// padded. Other groups-1 convolutions vectorise over output channels; grouped ones run the plain loop.
 /// </summary>
 internal sealed class ConvStep : Step
@@ -25,6 +27,8 @@ internal sealed class ConvStep : Step
     private int[] _inAt = [], _outAt = [];
     // tops of the column blocks (ColumnRows output rows at one pixel vector) for the last one to three output channels
     private int[] _columnIn = [], _columnOut = [];
+    // the blocks of four output channels run down the columns too (Column4: only with 32 vector registers)
+    private bool _fourChannelColumns;
     private bool _direct, _acrossChannels;
     private int _lanes; // floats per vector of the direct kernel
     // the direct kernel's vectors run along the padded input's rows wrapped into one another (see PlanPositions);
@@ -48,7 +52,7 @@ internal sealed class ConvStep : Step
     public override string Name => $"Conv {_kh}×{_kw} ({Kernel})";
     private string Kernel => !_direct ? _acrossChannels ? "channel vectors" : "plain"
         : $"{32 * _lanes}-bit pixel vectors{(!_wrapped ? "" : _staged ? ", rows wrapped via scratch" : ", rows wrapped")}"
-          + (_columnIn.Length > 0 ? $", {Output.C % 4} in columns" : "");
+          + (_columnIn.Length == 0 ? "" : _fourChannelColumns ? ", in columns" : $", {Output.C % 4} in columns");
 
     /// <summary>Whether this convolution reads its input zero-bordered (direct and padded): copied, or stored so.</summary>
     public bool ReadsPaddedInput => _direct && (_pad[0] > 0 || _pad[1] > 0);
@@ -226,13 +230,19 @@ internal sealed class ConvStep : Step
     private unsafe void Direct<TV>(float* src, float* y, int plane, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
     {
         int ic = In.C, hp = PaddedHeight, wp = PaddedWidth, k = _kh * _kw, blocks = Output.C / 4;
-        int count = _inAt.Length;
+        int count = _inAt.Length, rowOut = Output.W + 2 * Output.Border;
         fixed (int* inAt = _inAt, outAt = _outAt)
         {
             for (int b = 0; b < blocks; b++)
             {
                 float* wb = packed + b * ic * k * 4;
                 float* yb = y + 4 * b * plane;
+                if (_fourChannelColumns)
+                {
+                    for (int i = 0; i < _columnIn.Length; i++)
+                        Column4<TV>(src + _columnIn[i], hp * wp, wp, ic, wb, bias + 4 * b, yb + _columnOut[i], rowOut, plane);
+                    continue;
+                }
                 for (int i = 0; i < count; i += 2)
                     Block4x2<TV>(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
             }
@@ -253,13 +263,13 @@ internal sealed class ConvStep : Step
     }
 
     /// <summary>The pixel positions the direct kernel writes, once the output's layout (its border) is known.</summary>
-    public void PlanOutput()
+    public void PlanOutput(bool fourChannelColumns)
     {
         if (!_direct) return;
         // wrapped vectors write the padding columns too: in place only where those are the output's own border columns
         _staged = _wrapped && Output.W + 2 * Output.Border != PaddedWidth;
         PlanPositions(PaddedWidth);
-        PlanColumns();
+        PlanColumns(fourChannelColumns);
     }
 
     /// <summary>
@@ -304,10 +314,12 @@ internal sealed class ConvStep : Step
     /// ColumnRows + 2 input rows is loaded once for up to three multiply-adds per channel. Row layout only (not
     /// wrapped), at least ColumnRows rows; the last block overlaps the one before, as the last vector of a row does.
     /// </summary>
-    private void PlanColumns()
+    private void PlanColumns(bool fourChannelColumns)
     {
         _columnIn = []; _columnOut = [];
-        if (_wrapped || _kh != 3 || Output.H < ColumnRows || Output.C % 4 == 0) return;
+        _fourChannelColumns = false;
+        if (_wrapped || _kh != 3 || Output.H < ColumnRows || (Output.C % 4 == 0 && !fourChannelColumns)) return;
+        _fourChannelColumns = fourChannelColumns;
         int wo = Output.W, ho = Output.H, vl = _lanes, b = Output.Border, wp = PaddedWidth;
         var input = new List<int>(); var output = new List<int>();
         for (int ox = 0; ox < wo; ox += vl)
@@ -342,6 +354,71 @@ internal sealed class ConvStep : Step
                     Column1<TV>(src + inAt[i], src + inAt[i + 1], planeIn, rowIn, ic, weight + o * ic * k, bias[o], y + o * plane + outAt[i],
                         y + o * plane + outAt[i + 1], rowOut);
         }
+    }
+
+    /// <summary>
+    /// Four output rows of four channels (a packed block) at one pixel vector, 3-row kernel: six input rows and twelve
+    /// weights for 48 multiply-adds per tap column. Sixteen accumulators and twelve weights: only with AVX-512's or ARM64's
+    /// 32 vector registers (<see cref="VectorWidths.ThirtyTwoRegisters"/>); with 16 they would spill.
+    /// </summary>
+    private unsafe void Column4<TV>(float* p, int planeIn, int rowIn, int ic, float* w, float* bias, float* y, int rowOut, int plane)
+        where TV : struct, ILanes<TV>
+    {
+        TV a00 = TV.Broadcast(bias[0]), a01 = a00, a02 = a00, a03 = a00;
+        TV a10 = TV.Broadcast(bias[1]), a11 = a10, a12 = a10, a13 = a10;
+        TV a20 = TV.Broadcast(bias[2]), a21 = a20, a22 = a20, a23 = a20;
+        TV a30 = TV.Broadcast(bias[3]), a31 = a30, a32 = a30, a33 = a30;
+        int kw = _kw;
+        for (int c = 0; c < ic; c++, p += planeIn, w += 8 * kw)
+            for (int kx = 0; kx < kw; kx++, w += 4)
+            {
+                float* r = p + kx;
+                TV f00 = TV.Broadcast(w[0]), f01 = TV.Broadcast(w[4 * kw + 0]), f02 = TV.Broadcast(w[8 * kw + 0]);
+                TV f10 = TV.Broadcast(w[1]), f11 = TV.Broadcast(w[4 * kw + 1]), f12 = TV.Broadcast(w[8 * kw + 1]);
+                TV f20 = TV.Broadcast(w[2]), f21 = TV.Broadcast(w[4 * kw + 2]), f22 = TV.Broadcast(w[8 * kw + 2]);
+                TV f30 = TV.Broadcast(w[3]), f31 = TV.Broadcast(w[4 * kw + 3]), f32 = TV.Broadcast(w[8 * kw + 3]);
+                var u0 = TV.Load(r);
+                a00 = TV.MultiplyAdd(u0, f00, a00);
+                a10 = TV.MultiplyAdd(u0, f10, a10);
+                a20 = TV.MultiplyAdd(u0, f20, a20);
+                a30 = TV.MultiplyAdd(u0, f30, a30);
+                var u1 = TV.Load(r + rowIn);
+                a01 = TV.MultiplyAdd(u1, f00, a01); a00 = TV.MultiplyAdd(u1, f01, a00);
+                a11 = TV.MultiplyAdd(u1, f10, a11); a10 = TV.MultiplyAdd(u1, f11, a10);
+                a21 = TV.MultiplyAdd(u1, f20, a21); a20 = TV.MultiplyAdd(u1, f21, a20);
+                a31 = TV.MultiplyAdd(u1, f30, a31); a30 = TV.MultiplyAdd(u1, f31, a30);
+                var u2 = TV.Load(r + 2 * rowIn);
+                a02 = TV.MultiplyAdd(u2, f00, a02); a01 = TV.MultiplyAdd(u2, f01, a01); a00 = TV.MultiplyAdd(u2, f02, a00);
+                a12 = TV.MultiplyAdd(u2, f10, a12); a11 = TV.MultiplyAdd(u2, f11, a11); a10 = TV.MultiplyAdd(u2, f12, a10);
+                a22 = TV.MultiplyAdd(u2, f20, a22); a21 = TV.MultiplyAdd(u2, f21, a21); a20 = TV.MultiplyAdd(u2, f22, a20);
+                a32 = TV.MultiplyAdd(u2, f30, a32); a31 = TV.MultiplyAdd(u2, f31, a31); a30 = TV.MultiplyAdd(u2, f32, a30);
+                var u3 = TV.Load(r + 3 * rowIn);
+                a03 = TV.MultiplyAdd(u3, f00, a03); a02 = TV.MultiplyAdd(u3, f01, a02); a01 = TV.MultiplyAdd(u3, f02, a01);
+                a13 = TV.MultiplyAdd(u3, f10, a13); a12 = TV.MultiplyAdd(u3, f11, a12); a11 = TV.MultiplyAdd(u3, f12, a11);
+                a23 = TV.MultiplyAdd(u3, f20, a23); a22 = TV.MultiplyAdd(u3, f21, a22); a21 = TV.MultiplyAdd(u3, f22, a21);
+                a33 = TV.MultiplyAdd(u3, f30, a33); a32 = TV.MultiplyAdd(u3, f31, a32); a31 = TV.MultiplyAdd(u3, f32, a31);
+                var u4 = TV.Load(r + 4 * rowIn);
+                a03 = TV.MultiplyAdd(u4, f01, a03); a02 = TV.MultiplyAdd(u4, f02, a02);
+                a13 = TV.MultiplyAdd(u4, f11, a13); a12 = TV.MultiplyAdd(u4, f12, a12);
+                a23 = TV.MultiplyAdd(u4, f21, a23); a22 = TV.MultiplyAdd(u4, f22, a22);
+                a33 = TV.MultiplyAdd(u4, f31, a33); a32 = TV.MultiplyAdd(u4, f32, a32);
+                var u5 = TV.Load(r + 5 * rowIn);
+                a03 = TV.MultiplyAdd(u5, f02, a03);
+                a13 = TV.MultiplyAdd(u5, f12, a13);
+                a23 = TV.MultiplyAdd(u5, f22, a23);
+                a33 = TV.MultiplyAdd(u5, f32, a33);
+            }
+        float* y1 = y + plane;
+        float* y2 = y + 2 * plane;
+        float* y3 = y + 3 * plane;
+        TV.Store(y, Epilogue(a00)); TV.Store(y + rowOut, Epilogue(a01));
+        TV.Store(y + 2 * rowOut, Epilogue(a02)); TV.Store(y + 3 * rowOut, Epilogue(a03));
+        TV.Store(y1, Epilogue(a10)); TV.Store(y1 + rowOut, Epilogue(a11));
+        TV.Store(y1 + 2 * rowOut, Epilogue(a12)); TV.Store(y1 + 3 * rowOut, Epilogue(a13));
+        TV.Store(y2, Epilogue(a20)); TV.Store(y2 + rowOut, Epilogue(a21));
+        TV.Store(y2 + 2 * rowOut, Epilogue(a22)); TV.Store(y2 + 3 * rowOut, Epilogue(a23));
+        TV.Store(y3, Epilogue(a30)); TV.Store(y3 + rowOut, Epilogue(a31));
+        TV.Store(y3 + 2 * rowOut, Epilogue(a32)); TV.Store(y3 + 3 * rowOut, Epilogue(a33));
     }
 
     /// <summary>Four output rows of two channels at one pixel vector, 3-row kernel: six input rows, 24 multiply-adds per tap column.</summary>
