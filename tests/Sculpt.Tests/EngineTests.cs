@@ -260,6 +260,25 @@ public class EngineTests
     }
 
     [Fact]
+    public void UpConvolutionsAgreeOnEveryMapShape()
+    {
+        // 2×2 stride-2 up-convolutions on odd and even heights, a single row, and widths that fill every vector width,
+        // none, or end in an overlapping vector
+        foreach (var (h, w) in new[] { (1, 16), (2, 4), (3, 17), (5, 35), (7, 7), (6, 8) })
+        {
+            Node[] nodes =
+            [
+                new InputNode { Name = "x", Channels = 3, Height = h, Width = w },
+                new ConvTranspose2dNode { Name = "up", Inputs = { "x" }, InChannels = 3, OutChannels = 2, Kernel = [2, 2], Stride = [2, 2] },
+                new OutputNode { Name = "y", Inputs = { "up" } },
+            ];
+            var g = new NetworkGraph(nodes);
+            double d = Difference(new ModelPackage(g, TestFiles.WithBnStatistics(g, h * w), new ModelMeta()), 2, h + w);
+            Assert.True(d <= 1e-4, $"{h}×{w}: difference {d}");
+        }
+    }
+
+    [Fact]
     public void BatchNormActivationsAndConcatenationsFuseIntoTheConvolutions()
     {
         var g = UNet.Build(new UNetConfig { Depth = 2, BaseWidth = 4, InputSize = 32 });
