@@ -1,4 +1,5 @@
 using Sculpt.Data;
+using Sculpt.Graph;
 using Sculpt.Models;
 using Sculpt.Runtime;
 using Sculpt.Training;
@@ -55,6 +56,46 @@ public class TrainingTests
         // the same seed from a fresh start gives what training the bare architecture gives; continuing does not
         foreach (var k in scratch.Keys) Assert.Equal(scratch[k].Data, reinitialised[k].Data);
         Assert.Contains(scratch.Keys, k => !scratch[k].Data.SequenceEqual(continued[k].Data));
+    }
+
+    [Fact]
+    public void ALiveFreshStartTrainsExactlyAsPlainTraining()
+    {
+        // six epochs: long enough that the dead-start check runs after the second (it abandons nothing that is live)
+        var ds = TinySet();
+        var o = new TrainOptions { Epochs = 6, BatchSize = 4, Seed = 5, LearningRate = 5e-3 };
+        var start = TrainJob.Run(ds, "unet", Tiny, o with { Epochs = 1, Seed = 3 }).Model;
+        var (plain, plainResult) = TrainJob.Run(ds, "unet", Tiny, o);
+        var (fresh, freshResult) = TrainJob.Continue(ds, start, o, reinitialise: true);
+        Assert.Contains(plainResult.History.Take(2), h => h.ValDice >= Trainer.DeadDice);
+        Assert.Equal(1, freshResult.Starts);
+        Assert.Equal(plainResult.History.Select(h => h.ValDice), freshResult.History.Select(h => h.ValDice));
+        foreach (var k in plain.Weights.Keys) Assert.Equal(plain.Weights[k].Data, fresh.Weights[k].Data);
+    }
+
+    [Fact]
+    public void DeadFreshStartsAreAbandonedWithinTheSameEpochBudget()
+    {
+        // logits −10 − relu(·) < 0 everywhere: no start can ever predict foreground, so every start is dead and the
+        // last one (the fourth) trains the epochs that remain; the history holds all twelve epochs spent
+        Node[] nodes =
+        [
+            new InputNode { Name = "x", Channels = 1, Height = 32, Width = 32 },
+            new Conv2dNode { Name = "c", Inputs = { "x" }, InChannels = 1, OutChannels = 1, Kernel = [3, 3], Padding = [1, 1] },
+            new ReluNode { Name = "r", Inputs = { "c" } },
+            new ElementwiseNode { Name = "negated", Inputs = { "r" }, Kind = "sub", Scalar = -10, ConstantFirst = true },
+            new OutputNode { Name = "y", Inputs = { "negated" } },
+        ];
+        var g = new NetworkGraph(nodes);
+        var start = new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), new ModelMeta());
+        var ds = TinySet();
+        var (pkg, result) = TrainJob.Continue(ds, start, new TrainOptions { Epochs = 12, BatchSize = 4, Seed = 2 }, reinitialise: true);
+        Assert.Equal(4, result.Starts);
+        Assert.Equal(Enumerable.Range(1, 12), result.History.Select(h => h.Epoch));
+        Assert.True(result.BestValDice < Trainer.DeadDice);
+        Assert.Equal(4, pkg.Meta.Training!["starts"]!.GetValue<int>());
+        // the sample budget a control would read from this model counts every epoch spent
+        Assert.Equal(12L * ds.Split("train").Count, Sculpt.Pruning.ScratchControl.DenseTrainingSamples(pkg.Meta));
     }
 
     [Fact]

@@ -3,18 +3,17 @@ using Sculpt.Data;
 using Sculpt.Graph;
 using Sculpt.Runtime;
 using Sculpt.Training;
-using static TorchSharp.torch;
 
 namespace Sculpt.Pruning;
 
 /// <summary>One network trained from scratch as a control for a pruning result, on the validation split pruning used.</summary>
 public sealed record ControlResult(string Kind, string Description, long Params, long Macs, long Samples, int Epochs, double ValDice,
-    string Model)
+    string Model, int Starts = 1)
 {
     public JsonObject ToJson() => new()
     {
         ["kind"] = Kind, ["description"] = Description, ["params"] = Params, ["macs"] = Macs, ["samples"] = Samples,
-        ["epochs"] = Epochs, ["val_dice"] = ValDice, ["model"] = Model,
+        ["epochs"] = Epochs, ["val_dice"] = ValDice, ["model"] = Model, ["starts"] = Starts,
     };
 }
 
@@ -60,15 +59,13 @@ public static class ScratchControl
 
     /// <summary>
     /// Trains <paramref name="graph"/> from a seeded fresh initialisation for <paramref name="samples"/> samples (whole
-    /// epochs, at least one).
+    /// epochs, at least one; a dead start is abandoned and another trains for what remains: <see cref="Trainer.TrainFresh"/>).
     /// </summary>
     public static (ControlResult Result, ModelPackage Model) Train(string kind, string description, NetworkGraph graph, long samples,
         IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, ModelMeta denseMeta, PruneOptions o, int seed, Action<Progress>? progress)
     {
         int epochs = (int)Math.Clamp((samples + train.Count - 1) / Math.Max(1, train.Count), 1, 10_000);
-        manual_seed(seed);
-        using var module = new GraphModule(graph);
-        var result = Trainer.Train(module, train, val, denseMeta.Task, new TrainOptions
+        var result = Trainer.TrainFresh(graph, train, val, denseMeta.Task, new TrainOptions
         {
             Epochs = epochs, BatchSize = o.BatchSize, LearningRate = o.ScratchLearningRate, Seed = seed,
         }, progress);
@@ -76,6 +73,6 @@ public static class ScratchControl
         meta.Metrics["val_dice"] = Math.Round(result.BestValDice, 6);
         var model = new ModelPackage(graph, result.BestWeights, meta);
         return (new ControlResult(kind, description, graph.ParameterCount(), graph.MacCount(), (long)epochs * train.Count, epochs,
-            result.BestValDice, ""), model);
+            result.BestValDice, "", result.Starts), model);
     }
 }

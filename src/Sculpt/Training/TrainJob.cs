@@ -47,20 +47,27 @@ public static class TrainJob
         if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
         var config = start.Meta.Training?["architecture"]?.DeepClone();
         // reinitialised: the architecture alone, from a seeded fresh start (a pruned architecture trained from scratch)
-        return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, reinitialise ? null : start.Weights, config, options, progress);
+        return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, reinitialise ? null : start.Weights, config, options, progress,
+            reinitialise);
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
-        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress)
+        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress, bool reinitialise = false)
     {
         var train = ds.Split("train");
         var val = ds.Split("val");
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
         task.InputChannels = graph.InputNodes.Single().Channels;
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
-        TorchSharp.torch.manual_seed(options.Seed);
-        using var model = new GraphModule(graph, weights);
-        var result = Trainer.Train(model, train, val, task, options, progress);
+        TrainResult result;
+        if (weights == null && reinitialise)
+            result = Trainer.TrainFresh(graph, train, val, task, options, progress);
+        else
+        {
+            TorchSharp.torch.manual_seed(options.Seed);
+            using var model = new GraphModule(graph, weights);
+            result = Trainer.Train(model, train, val, task, options, progress);
+        }
         var meta = new ModelMeta
         {
             Task = task,
@@ -71,6 +78,7 @@ public static class TrainJob
                 ["architecture"] = architectureConfig,
                 ["options"] = JsonSerializer.SerializeToNode(options with { ExtraLoss = null }, NetworkGraph.JsonOptions),
                 ["best_epoch"] = result.BestEpoch,
+                ["starts"] = result.Starts,
                 ["history"] = JsonSerializer.SerializeToNode(result.History, NetworkGraph.JsonOptions),
                 ["torchsharp"] = TorchRuntime.TorchSharpVersion,
                 ["onednn"] = TorchRuntime.OneDnnChoice,
