@@ -50,7 +50,9 @@ public static class PruneCommand
         their models are in the run folder (control-scratch.sculpt, control-uniform.sculpt, controls.json), so
         `sculpt eval` gives their test Dice with confidence intervals. --scratch-lr: their Adam learning rate (default
         1e-2: a network of a few thousand parameters trained at sculpt train's 2e-3 ended below Dice 0.3 in about half
-        the runs measured, its few weights too slow to grow into confident logits; bench/RESULTS.md).
+        the runs measured, its few weights too slow to grow into confident logits; bench/RESULTS.md). A start still
+        at validation Dice below 0.05 after two epochs is dead and is abandoned for a new seeded initialisation that
+        trains the epochs left (at most three times; controls.json records the starts).
         Output: the fine-tuned pruned weights, or — when it scores the higher validation Dice — the pruned
         architecture retrained from scratch (pruning as the search for the architecture; on the demo it had the
         higher test Dice in every seed measured). The other is kept as pruned-weights.sculpt / control-scratch.sculpt
