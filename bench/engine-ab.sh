@@ -14,8 +14,9 @@ for ((r = 0; r < rounds; r++)); do
         exe="$before"; [ "$b" = after ] && exe="$after"
         if [ "$isa" = avx2 ]; then env=(DOTNET_EnableAVX512=0); else env=(SCULPT_AB=1); fi
         env "${env[@]}" "$exe" bench --model "$m" --engine sculpt --threads 1 --batches 1 --runs 1000 --json 2>/dev/null \
-          | /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); r=[x for x in d['results'] if x['backend']=='sculpt'][0]
-print(sys.argv[1], sys.argv[2], sys.argv[3], r['latency_ms']['p50'], r['gflops'] / r['peak_gflops'])" "$(basename "$m")" "$isa" "$b" >> "$tmp"
+          | /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin)
+r=[x for x in d['results'] if x['backend']=='sculpt'][0]
+print(*sys.argv[1:], r['latency_ms']['p50'], r['gflops'] / r['peak_gflops'])" "$(basename "$m")" "$isa" "$b" >> "$tmp"
       done
     done
   done
@@ -32,6 +33,7 @@ for (m, isa) in sorted({(k[0], k[1]) for k in rows}):
     b, a = rows[(m, isa, "before")], rows[(m, isa, "after")]
     mb, ma = statistics.median(x[0] for x in b), statistics.median(x[0] for x in a)
     fb, fa = statistics.median(x[1] for x in b), statistics.median(x[1] for x in a)
-    print(f"| {m} | {'widest' if isa == 'widest' else 'AVX2 (JIT AVX-512 off)'} | {mb:.4f} ({100 * fb:.1f}%) | {ma:.4f} ({100 * fa:.1f}%) | {mb / ma:.2f}× |")
+    vectors = 'widest' if isa == 'widest' else 'AVX2 (JIT AVX-512 off)'
+    print(f"| {m} | {vectors} | {mb:.4f} ({100 * fb:.1f}%) | {ma:.4f} ({100 * fa:.1f}%) | {mb / ma:.2f}× |")
 PY
 rm -f "$tmp"

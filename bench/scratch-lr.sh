@@ -7,8 +7,8 @@ set -euo pipefail
 run="$1"; data="$2"; out="$3"; lrs="$4"; seeds="$5"
 sculpt="${SCULPT:?set SCULPT to a frozen build of src/Sculpt.Cli}"
 mkdir -p "$out"
-epochs=$(/usr/bin/python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(next(x['epochs'] for x in c['results'] if x['kind']=='scratch'))" \
-  "$run/controls.json")
+epochs=$(/usr/bin/python3 -c "import json,sys; c=json.load(open(sys.argv[1]))
+print(next(x['epochs'] for x in c['results'] if x['kind']=='scratch'))" "$run/controls.json")
 one() {
   local lr="$1" s="$2" m="$out/scratch-lr$1-seed$2.sculpt"
   [ -f "$m" ] || "$sculpt" train --init "$run/control-scratch.sculpt" --reinit --data "$data" --epochs "$epochs" --lr "$lr" --seed "$s" \
@@ -26,5 +26,6 @@ echo "| learning rate | seed | test Dice [95% CI] |"
 echo "| --- | --- | --- |"
 for lr in $lrs; do for s in $seeds; do
   /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['labels'][0]
-print(f'| {sys.argv[2]} | {sys.argv[3]} | {d[\"dice\"]:.4f} [{l[\"dice_lo\"]:.4f}, {l[\"dice_hi\"]:.4f}] |')" "$out/scratch-lr$lr-seed$s.sculpt.test.json" "$lr" "$s"
+print(f'| {sys.argv[2]} | {sys.argv[3]} | {d[\"dice\"]:.4f} [{l[\"dice_lo\"]:.4f}, {l[\"dice_hi\"]:.4f}] |')" \
+    "$out/scratch-lr$lr-seed$s.sculpt.test.json" "$lr" "$s"
 done; done

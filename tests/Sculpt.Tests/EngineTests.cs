@@ -269,7 +269,10 @@ public class EngineTests
             Node[] nodes =
             [
                 new InputNode { Name = "x", Channels = 3, Height = h, Width = w },
-                new ConvTranspose2dNode { Name = "up", Inputs = { "x" }, InChannels = 3, OutChannels = 2, Kernel = [2, 2], Stride = [2, 2] },
+                new ConvTranspose2dNode
+                {
+                    Name = "up", Inputs = { "x" }, InChannels = 3, OutChannels = 2, Kernel = [2, 2], Stride = [2, 2],
+                },
                 new OutputNode { Name = "y", Inputs = { "up" } },
             ];
             var g = new NetworkGraph(nodes);

@@ -351,8 +351,8 @@ internal sealed class ConvStep : Step
                         y + o * plane + outAt[i], rowOut, plane);
             if (o < Output.C)
                 for (int i = 0; i < _columnIn.Length; i += 2)
-                    Column1<TV>(src + inAt[i], src + inAt[i + 1], planeIn, rowIn, ic, weight + o * ic * k, bias[o], y + o * plane + outAt[i],
-                        y + o * plane + outAt[i + 1], rowOut);
+                    Column1<TV>(src + inAt[i], src + inAt[i + 1], planeIn, rowIn, ic, weight + o * ic * k, bias[o],
+                        y + o * plane + outAt[i], y + o * plane + outAt[i + 1], rowOut);
         }
     }
 
@@ -421,7 +421,8 @@ internal sealed class ConvStep : Step
         TV.Store(y3 + 2 * rowOut, Epilogue(a32)); TV.Store(y3 + 3 * rowOut, Epilogue(a33));
     }
 
-    /// <summary>Four output rows of two channels at one pixel vector, 3-row kernel: six input rows, 24 multiply-adds per tap column.</summary>
+    /// <summary>Four output rows of two channels at one pixel vector, 3-row kernel: six input rows, 24 multiply-adds per tap
+    /// column.</summary>
     private unsafe void Column2<TV>(float* p, int planeIn, int rowIn, int ic, float* w0, float* w1, float bias0, float bias1, float* y,
         int rowOut, int plane) where TV : struct, ILanes<TV>
     {

@@ -36,9 +36,12 @@ public sealed record EpochRecord(int Epoch, double TrainLoss, double ValDice, do
 
 public sealed record Progress(int Epoch, int Epochs, int Step, int Steps, double Loss, double? ValDice, TimeSpan Eta, bool EpochDone = false);
 
-/// <summary>The best weights and their epoch; <paramref name="Starts"/>: fresh initialisations tried (see <see cref="Trainer.TrainFresh"/>).</summary>
-public sealed record TrainResult(double BestValDice, int BestEpoch, List<EpochRecord> History, WeightSet BestWeights, bool Abandoned = false,
-    int Starts = 1);
+/// <summary>
+/// The best weights and their epoch; <paramref name="Abandoned"/>: stopped as a dead start; <paramref name="Starts"/>: fresh
+/// initialisations tried (see <see cref="Trainer.TrainFresh"/>).
+/// </summary>
+public sealed record TrainResult(double BestValDice, int BestEpoch, List<EpochRecord> History, WeightSet BestWeights,
+    bool Abandoned = false, int Starts = 1);
 
 /// <summary>Supervised training with validation every epoch; keeps the best weights; resumable.</summary>
 public static class Trainer
