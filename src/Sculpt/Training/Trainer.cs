@@ -143,9 +143,10 @@ public static class Trainer
 
     /// <summary>
     /// Trains <paramref name="graph"/> from a seeded fresh initialisation for <c>o.Epochs</c> epochs in all. A network
-    /// of a few thousand parameters (a pruned architecture) sometimes starts dead: on EchoNet-format data, 4 of 18
-    /// starts of 1,673- and 1,684-parameter U-Nets scored validation Dice 0.000 for their first epochs, three of them
-    /// to the end. A start whose first two epochs stay below <see cref="DeadDice"/> is abandoned and the next seeded
+    /// of a few thousand parameters (a pruned architecture) often starts dead: on EchoNet-format data 12 of 18 starts
+    /// of 1,673- and 1,684-parameter U-Nets stayed all background for their first two epochs; four never recovered,
+    /// one only after eleven epochs (test Dice 0.878), and with restarts none of the 18 ended below 0.923
+    /// (bench/RESULTS.md). A start whose first two epochs stay below <see cref="DeadDice"/> is abandoned and the next seeded
     /// initialisation trains for the epochs that remain (at most three times); a live first start runs exactly as
     /// without this. The history holds every epoch spent, abandoned ones included, so sample budgets stay honest.
     /// </summary>
