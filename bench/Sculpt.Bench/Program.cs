@@ -33,16 +33,14 @@ return 0;
 
 void OneDnn()
 {
-    // (batch, in, out, size, kernel, stride, padding, transposed): the U-Net's own layers and small pruned ones
+    // (batch, in, out, size, kernel, stride, padding, transposed): the U-Net's own layers and small pruned ones, then
+    // TorchRuntime's start-up probe cases (a Zen 5 EPYC failed the first one's input gradient)
     var shapes = new (int N, int Cin, int Cout, int S, int K, int Stride, int Pad, bool T)[]
     {
         (4, 1, 16, 112, 3, 1, 1, false), (4, 16, 16, 112, 3, 1, 1, false), (4, 32, 64, 28, 3, 1, 1, false), (2, 64, 64, 56, 3, 1, 1, false),
         (4, 3, 5, 112, 3, 1, 1, false), (4, 7, 3, 56, 3, 1, 1, false), (4, 16, 1, 112, 1, 1, 0, false), (4, 5, 7, 28, 3, 2, 1, false),
         (4, 32, 16, 56, 2, 2, 0, true), (4, 5, 3, 28, 2, 2, 0, true), (4, 16, 16, 56, 3, 1, 1, true), (4, 3, 7, 28, 3, 1, 1, true),
-        // TorchRuntime's start-up probe cases (a Zen 5 EPYC failed the first one's input gradient)
-        (2, 3, 8, 24, 3, 1, 1, false), (2, 8, 5, 16, 3, 2, 1, false), (2, 7, 3, 20, 3, 1, 1, false), (2, 16, 1, 16, 1, 1, 0, false),
-        (2, 8, 4, 12, 2, 2, 0, true), (2, 5, 3, 14, 3, 1, 1, true), (2, 4, 6, 10, 3, 1, 1, true),
-    };
+    }.Concat(TorchRuntime.ProbeCases.Select(c => (c.N, c.Cin, c.Cout, S: c.Size, K: c.Kernel, c.Stride, c.Pad, T: c.Transposed))).ToArray();
     int trials = int.Parse(Opt("trials", "3"));
     Console.WriteLine("shape                         threads  fwd max|Δ|  dX max|Δ|   dW max|Δ|"
         + "   (relative to max |value|; oneDNN on vs off)");

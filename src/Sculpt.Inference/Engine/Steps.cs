@@ -25,7 +25,7 @@ internal sealed class ConvStep : Step
     public bool HasEpilogue;
     private float[] _packed = [];
     private int[] _inAt = [], _outAt = [];
-    // tops of the column blocks (ColumnRows output rows at one pixel vector) for the last one to three output channels
+    // tops of the column blocks (ColumnRows output rows at one pixel vector) for the channels that run down columns
     private int[] _columnIn = [], _columnOut = [];
     // the blocks of four output channels run down the columns too (Column4: only with 32 vector registers)
     private bool _fourChannelColumns;
@@ -230,28 +230,22 @@ internal sealed class ConvStep : Step
     private unsafe void Direct<TV>(float* src, float* y, int plane, float* packed, float* bias, float* weight) where TV : struct, ILanes<TV>
     {
         int ic = In.C, hp = PaddedHeight, wp = PaddedWidth, k = _kh * _kw, blocks = Output.C / 4;
-        int count = _inAt.Length, rowOut = Output.W + 2 * Output.Border;
+        int count = _inAt.Length;
         fixed (int* inAt = _inAt, outAt = _outAt)
         {
-            for (int b = 0; b < blocks; b++)
+            for (int b = 0; b < blocks && !_fourChannelColumns; b++)
             {
                 float* wb = packed + b * ic * k * 4;
                 float* yb = y + 4 * b * plane;
-                if (_fourChannelColumns)
-                {
-                    for (int i = 0; i < _columnIn.Length; i++)
-                        Column4<TV>(src + _columnIn[i], hp * wp, wp, ic, wb, bias + 4 * b, yb + _columnOut[i], rowOut, plane);
-                    continue;
-                }
                 for (int i = 0; i < count; i += 2)
                     Block4x2<TV>(src + inAt[i], src + inAt[i + 1], hp, wp, ic, wb, bias + 4 * b, yb + outAt[i], yb + outAt[i + 1], plane);
             }
-            int o = blocks * 4;
             if (_columnIn.Length > 0)
             {
-                ColumnChannels<TV>(src, y, plane, weight, bias, o);
+                Columns<TV>(src, y, plane, packed, weight, bias);
                 return;
             }
+            int o = blocks * 4;
             for (; o + 2 <= Output.C; o += 2)
                 for (int i = 0; i < count; i += 4)
                     Block2x4<TV>(src, inAt + i, hp, wp, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1],
@@ -336,15 +330,22 @@ internal sealed class ConvStep : Step
         _columnIn = input.ToArray(); _columnOut = output.ToArray();
     }
 
-    /// <summary>Output channels <paramref name="first"/> to the last (one to three) in column blocks, two at a time.</summary>
-    private unsafe void ColumnChannels<TV>(float* src, float* y, int plane, float* weight, float* bias, int first)
+    /// <summary>
+    /// The output channels that run down columns: the blocks of four (packed weights) when <see cref="_fourChannelColumns"/>,
+    /// then the one to three left, two at a time.
+    /// </summary>
+    private unsafe void Columns<TV>(float* src, float* y, int plane, float* packed, float* weight, float* bias)
         where TV : struct, ILanes<TV>
     {
         int ic = In.C, planeIn = PaddedHeight * PaddedWidth, k = _kh * _kw, rowIn = PaddedWidth;
-        int rowOut = Output.W + 2 * Output.Border;
+        int rowOut = Output.W + 2 * Output.Border, blocks = Output.C / 4;
         fixed (int* inAt = _columnIn, outAt = _columnOut)
         {
-            int o = first;
+            for (int b = 0; b < blocks && _fourChannelColumns; b++)
+                for (int i = 0; i < _columnIn.Length; i++)
+                    Column4<TV>(src + inAt[i], planeIn, rowIn, ic, packed + b * ic * k * 4, bias + 4 * b, y + 4 * b * plane + outAt[i],
+                        rowOut, plane);
+            int o = blocks * 4;
             for (; o + 2 <= Output.C; o += 2)
                 for (int i = 0; i < _columnIn.Length; i++)
                     Column2<TV>(src + inAt[i], planeIn, rowIn, ic, weight + o * ic * k, weight + (o + 1) * ic * k, bias[o], bias[o + 1],
@@ -408,17 +409,18 @@ internal sealed class ConvStep : Step
                 a23 = TV.MultiplyAdd(u5, f22, a23);
                 a33 = TV.MultiplyAdd(u5, f32, a33);
             }
-        float* y1 = y + plane;
-        float* y2 = y + 2 * plane;
-        float* y3 = y + 3 * plane;
-        TV.Store(y, Epilogue(a00)); TV.Store(y + rowOut, Epilogue(a01));
-        TV.Store(y + 2 * rowOut, Epilogue(a02)); TV.Store(y + 3 * rowOut, Epilogue(a03));
-        TV.Store(y1, Epilogue(a10)); TV.Store(y1 + rowOut, Epilogue(a11));
-        TV.Store(y1 + 2 * rowOut, Epilogue(a12)); TV.Store(y1 + 3 * rowOut, Epilogue(a13));
-        TV.Store(y2, Epilogue(a20)); TV.Store(y2 + rowOut, Epilogue(a21));
-        TV.Store(y2 + 2 * rowOut, Epilogue(a22)); TV.Store(y2 + 3 * rowOut, Epilogue(a23));
-        TV.Store(y3, Epilogue(a30)); TV.Store(y3 + rowOut, Epilogue(a31));
-        TV.Store(y3 + 2 * rowOut, Epilogue(a32)); TV.Store(y3 + 3 * rowOut, Epilogue(a33));
+        StoreColumn(y, rowOut, a00, a01, a02, a03);
+        StoreColumn(y + plane, rowOut, a10, a11, a12, a13);
+        StoreColumn(y + 2 * plane, rowOut, a20, a21, a22, a23);
+        StoreColumn(y + 3 * plane, rowOut, a30, a31, a32, a33);
+    }
+
+    /// <summary>A column block's four output rows, through the epilogue.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private unsafe void StoreColumn<TV>(float* y, int rowOut, TV a0, TV a1, TV a2, TV a3) where TV : struct, ILanes<TV>
+    {
+        TV.Store(y, Epilogue(a0)); TV.Store(y + rowOut, Epilogue(a1));
+        TV.Store(y + 2 * rowOut, Epilogue(a2)); TV.Store(y + 3 * rowOut, Epilogue(a3));
     }
 
     /// <summary>Four output rows of two channels at one pixel vector, 3-row kernel: six input rows, 24 multiply-adds per tap
@@ -453,11 +455,8 @@ internal sealed class ConvStep : Step
                 u = TV.Load(r + 5 * rowIn);
                 a3 = TV.MultiplyAdd(u, f2, a3); b3 = TV.MultiplyAdd(u, g2, b3);
             }
-        float* z = y + plane;
-        TV.Store(y, Epilogue(a0)); TV.Store(y + rowOut, Epilogue(a1));
-        TV.Store(y + 2 * rowOut, Epilogue(a2)); TV.Store(y + 3 * rowOut, Epilogue(a3));
-        TV.Store(z, Epilogue(b0)); TV.Store(z + rowOut, Epilogue(b1));
-        TV.Store(z + 2 * rowOut, Epilogue(b2)); TV.Store(z + 3 * rowOut, Epilogue(b3));
+        StoreColumn(y, rowOut, a0, a1, a2, a3);
+        StoreColumn(y + plane, rowOut, b0, b1, b2, b3);
     }
 
     /// <summary>
@@ -491,10 +490,8 @@ internal sealed class ConvStep : Step
                 u = TV.Load(r + 5 * rowIn); v = TV.Load(s + 5 * rowIn);
                 a3 = TV.MultiplyAdd(u, f2, a3); b3 = TV.MultiplyAdd(v, f2, b3);
             }
-        TV.Store(y, Epilogue(a0)); TV.Store(y + rowOut, Epilogue(a1));
-        TV.Store(y + 2 * rowOut, Epilogue(a2)); TV.Store(y + 3 * rowOut, Epilogue(a3));
-        TV.Store(z, Epilogue(b0)); TV.Store(z + rowOut, Epilogue(b1));
-        TV.Store(z + 2 * rowOut, Epilogue(b2)); TV.Store(z + 3 * rowOut, Epilogue(b3));
+        StoreColumn(y, rowOut, a0, a1, a2, a3);
+        StoreColumn(z, rowOut, b0, b1, b2, b3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

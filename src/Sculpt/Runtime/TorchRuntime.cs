@@ -77,7 +77,7 @@ public static class TorchRuntime
         finally { SetContextFlag(SetMkldnnSymbol, !OneDnnDisabled); } // the probe leaves the process as it found it
     }
 
-    private static readonly (int N, int Cin, int Cout, int Size, int Kernel, int Stride, int Pad, bool Transposed)[] ProbeCases =
+    internal static readonly (int N, int Cin, int Cout, int Size, int Kernel, int Stride, int Pad, bool Transposed)[] ProbeCases =
     {
         (2, 3, 8, 24, 3, 1, 1, false), (2, 8, 5, 16, 3, 2, 1, false), (2, 7, 3, 20, 3, 1, 1, false), (2, 16, 1, 16, 1, 1, 0, false),
         (2, 8, 4, 12, 2, 2, 0, true), (2, 5, 3, 14, 3, 1, 1, true), (2, 4, 6, 10, 3, 1, 1, true),

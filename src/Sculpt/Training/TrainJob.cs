@@ -60,7 +60,7 @@ public static class TrainJob
         task.InputChannels = graph.InputNodes.Single().Channels;
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
         TrainResult result;
-        if (weights == null && reinitialise)
+        if (reinitialise)
             result = Trainer.TrainFresh(graph, train, val, task, options, progress);
         else
         {
