@@ -27,9 +27,69 @@ switch (args.FirstOrDefault())
     case "sensitivity": Sensitivity(); break;
     case "equal": Equal(); break;
     case "onednn": OneDnn(); break;
+    case "onednn-sweep": OneDnnSweep(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
+
+void OneDnnSweep()
+{
+    // Which channel pairs does oneDNN get wrong: conv2d output and input gradient (or, with --forward, the output under
+    // no_grad; with --transposed, conv_transpose2d's output), oneDNN vs libtorch's native kernels. --raw calls libtorch
+    // as given; otherwise through TorchRuntime's Conv2d/ConvTranspose2d (channels-last under oneDNN).
+    // --depthwise: groups = channels, only the diagonal (in = out).
+    int[] channels = Opt("channels", "1,2,3,4,5,6,7,8,9,12,15,16,17,24,32").Split(',').Select(int.Parse).ToArray();
+    int trials = int.Parse(Opt("trials", "3")), size = int.Parse(Opt("size", "24")), batch = int.Parse(Opt("batch", "4"));
+    int kernel = int.Parse(Opt("kernel", "3")), stride = int.Parse(Opt("stride", "1")), dilation = int.Parse(Opt("dilation", "1"));
+    bool transposed = Opt("transposed", "no") == "yes", raw = Opt("raw", "no") == "yes", forwardOnly = Opt("forward", "no") == "yes";
+    bool depthwise = Opt("depthwise", "no") == "yes";
+    string what = transposed ? "conv_transpose2d output" : forwardOnly ? "conv2d output (no grad)" : "conv2d output and input gradient";
+    Console.WriteLine($"{(raw ? "libtorch as given" : "Sculpt's convolutions")}: {what}, k{kernel} s{stride} d{dilation}"
+        + $"{(depthwise ? " depthwise" : "")}, batch {batch}, {size}², {torch.get_num_threads()} threads: wrong of {trials} "
+        + "(rows: in channels, columns: out channels)");
+    Console.WriteLine("in\\out " + string.Concat(channels.Select(c => $"{c,4}")));
+    foreach (int cin in channels)
+    {
+        var row = new System.Text.StringBuilder($"{cin,6} ");
+        foreach (int cout in channels)
+        {
+            if (depthwise && cin != cout) { row.Append("    "); continue; }
+            int groups = depthwise ? cin : 1, wrong = 0;
+            for (int trial = 0; trial < trials; trial++)
+            {
+                torch.manual_seed(7 + trial);
+                using var scope = NewDisposeScope();
+                var x = randn(batch, cin, size, size);
+                var w = transposed ? randn(cin, cout / groups, kernel, kernel) : randn(cout, cin / groups, kernel, kernel);
+                int pad = dilation * (kernel / 2), span = dilation * (kernel - 1) + 1;
+                int o = transposed ? (size - 1) * stride - 2 * pad + span : (size + 2 * pad - span) / stride + 1;
+                var g = randn(batch, cout, o, o);
+                float[] Run(bool oneDnn)
+                {
+                    TorchRuntime.UseOneDnn(oneDnn);
+                    var xs = x.clone().requires_grad_(!forwardOnly);
+                    using var grad = forwardOnly ? no_grad() : null;
+                    long[] st = [stride, stride], pd = [pad, pad], dl = [dilation, dilation];
+                    Tensor Keep(Tensor t) => t;
+                    if (transposed)
+                        return (raw ? nn.functional.conv_transpose2d(xs, w, strides: st, padding: pd, dilation: dl, groups: groups)
+                            : TorchRuntime.ConvTranspose2d(xs, w, null, st, pd, [0, 0], dl, groups, Keep)).contiguous().data<float>().ToArray();
+                    var y = raw ? nn.functional.conv2d(xs, w, strides: st, padding: pd, dilation: dl, groups: groups)
+                        : TorchRuntime.Conv2d(xs, w, null, st, pd, dl, groups, Keep);
+                    if (forwardOnly) return y.contiguous().data<float>().ToArray();
+                    y.backward([g]);
+                    return y.detach().contiguous().data<float>().Concat(xs.grad!.contiguous().data<float>()).ToArray();
+                }
+                var a = Run(false); var b = Run(true);
+                double scale = a.Max(v => Math.Abs(v));
+                if (a.Zip(b, (p, q) => !(Math.Abs(p - q) <= 1e-4 * scale)).Any(v => v)) wrong++;
+            }
+            row.Append($"{(wrong == 0 ? "." : wrong.ToString()),4}");
+        }
+        Console.WriteLine(row);
+    }
+    TorchRuntime.UseOneDnn(false);
+}
 
 void OneDnn()
 {
@@ -103,8 +163,10 @@ void TrainStep()
 {
     int width = int.Parse(Opt("width", "64")), depth = int.Parse(Opt("depth", "4")), batch = int.Parse(Opt("batch", "4"));
     int reps = int.Parse(Opt("reps", "10")), size = int.Parse(Opt("size", "112"));
-    if (Opt("onednn", "off") == "on") TorchRuntime.UseOneDnn(true);
-    Console.WriteLine($"oneDNN {(TorchRuntime.OneDnnDisabled ? "off" : "on")}, {torch.get_num_threads()} threads");
+    string mode = Opt("onednn", "auto"); // auto: as TorchRuntime's start-up probe chose
+    if (mode is "on" or "off") TorchRuntime.UseOneDnn(mode == "on");
+    Console.WriteLine($"oneDNN {(TorchRuntime.OneDnnDisabled ? "off" : "on")} (--onednn {mode}; start-up: {TorchRuntime.OneDnnChoice}), "
+        + $"{torch.get_num_threads()} threads");
     torch.manual_seed(0);
     var graph = UNet.Build(new UNetConfig { Depth = depth, BaseWidth = width, InputSize = size, Classes = 1 });
     using var gm = new GraphModule(graph);

@@ -207,10 +207,10 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         }
 
         public Tensor Conv(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] dilation, int groups) =>
-            Keep(F.conv2d(x, w, b, L(stride), L(padding), L(dilation), groups));
+            TorchRuntime.Conv2d(x, w, b, L(stride), L(padding), L(dilation), groups, Keep);
         public Tensor ConvTranspose(Tensor x, Tensor w, Tensor? b, int[] stride, int[] padding, int[] outputPadding, int[] dilation,
             int groups) =>
-            Keep(F.conv_transpose2d(x, w, b, L(stride), L(padding), L(outputPadding), L(dilation), groups));
+            TorchRuntime.ConvTranspose2d(x, w, b, L(stride), L(padding), L(outputPadding), L(dilation), groups, Keep);
         public Tensor BatchNorm(Tensor x, Tensor mean, Tensor variance, Tensor gamma, Tensor beta, double eps, double momentum) =>
             Keep(F.batch_norm(x, mean, variance, gamma, beta, module.training, module.BatchNormMomentumOverride ?? momentum, eps));
         public Tensor InstanceNorm(Tensor x, Tensor? gamma, Tensor? beta, double eps) =>

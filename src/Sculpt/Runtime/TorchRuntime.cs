@@ -37,16 +37,17 @@ public static class TorchRuntime
     private const string SetMkldnnSymbol = "_ZN2at7Context20setUserEnabledMkldnnEb";
 
     /// <summary>
-    /// oneDNN (mkldnn) is used where it is exact on this CPU (SCULPT_ONEDNN=auto, the default). Earlier machines of this project
-    /// (AMD EPYC family 23, libtorch 2.10) gave wrong input gradients of conv2d and wrong stride-1 conv_transpose2d
-    /// outputs (off by O(10), sometimes NaN) in about half of the small cases tried; on an AVX-512 EPYC all 48
-    /// cases of <c>Sculpt.Bench onednn</c> agree with libtorch's native kernels to 1e-6, and training is 2.5×
-    /// faster (bench/RESULTS.md). So at start-up <see cref="ProbeOneDnn"/> compares oneDNN with the native
-    /// kernels on the convolutions training uses (forward, input and weight gradients; strided, transposed,
-    /// stride-1 transposed), twice for bit-for-bit repeatability, and keeps oneDNN only if every value agrees —
-    /// (the default, SCULPT_ONEDNN=auto). The demo failures once blamed on oneDNN ("Expected false to be true") were
-    /// TorchSharp Scalars finalized during native calls (see HeldScalars), gone with that fix. SCULPT_ONEDNN=on
-    /// forces it on, =off off. Deployment does not use oneDNN (ONNX Runtime).
+    /// oneDNN (mkldnn) is used where it is exact on this CPU (SCULPT_ONEDNN=auto, the default). libtorch 2.10's oneDNN
+    /// is wrong on some CPUs in its blocked (NCHW) kernels: on a Zen 5 EPYC (family 26), every forward convolution with
+    /// more than 16 input channels not a multiple of 16, and intermittently (sometimes NaN) conv2d input gradients and
+    /// stride-1 conv_transpose2d outputs whose gradient-side channel count is not a multiple of 16; family-23 EPYCs
+    /// showed the second kind too, while an earlier AVX-512 EPYC was exact and 2.5× faster than the native kernels
+    /// (bench/RESULTS.md). Its channels-last (NHWC) kernels were exact on the Zen 5 except with one-channel tensors,
+    /// whose layout is ambiguous. So while oneDNN is on, <see cref="Conv2d"/> and <see cref="ConvTranspose2d"/> run
+    /// channels-last, and at start-up <see cref="ProbeOneDnn"/> runs the convolutions training uses (forward, input and
+    /// weight gradients; strided, transposed, stride-1 transposed; 1 to 33 channels) through those two, with oneDNN
+    /// twice for bit-for-bit repeatability, against the native kernels, and keeps oneDNN only if every value agrees.
+    /// SCULPT_ONEDNN=on forces it on, =off off. Deployment does not use oneDNN (ONNX Runtime).
     /// </summary>
     public static bool OneDnnDisabled { get; private set; }
 
@@ -64,7 +65,7 @@ public static class TorchRuntime
         }
         var problem = ProbeOneDnn();
         UseOneDnn(problem is null);
-        OneDnnChoice = problem is null ? "on (exact on this CPU)" : $"off ({problem})";
+        OneDnnChoice = problem is null ? "on (channels-last; exact on this CPU)" : $"off ({problem})";
     }
 
     /// <summary>
@@ -83,7 +84,14 @@ public static class TorchRuntime
         (2, 8, 4, 12, 2, 2, 0, true), (2, 5, 3, 14, 3, 1, 1, true), (2, 4, 6, 10, 3, 1, 1, true),
         // shapes of the measurement that found wrong gradients on the family-23 machines (bench/RESULTS.md)
         (4, 4, 4, 32, 3, 1, 1, false), (4, 32, 3, 32, 3, 1, 1, false), (8, 16, 16, 56, 3, 1, 1, false), (4, 16, 16, 32, 3, 1, 1, true),
+        // channel counts beyond 16 that are not multiples of it, one-channel tensors (all wrong on the Zen 5 in NCHW)
+        (2, 24, 5, 12, 3, 1, 1, false), (2, 12, 33, 10, 3, 1, 1, false), (2, 24, 12, 12, 3, 1, 1, true), (2, 1, 5, 20, 3, 2, 1, false),
+        (2, 1, 4, 16, 3, 1, 1, false), (2, 4, 1, 16, 3, 1, 1, false), (2, 1, 3, 12, 3, 1, 1, true), (2, 5, 3, 14, 2, 2, 0, true),
+        // 1×1 convolutions, plain and strided, to widths whose channels-last oneDNN kernels were wrong on the Zen 5
+        (2, 24, 40, 8, 1, 1, 0, false), (2, 17, 36, 9, 1, 2, 0, false),
     };
+
+    private static torch.Tensor Hold(torch.Tensor t) => t; // the probe's dispose scope releases its temporaries
 
     private static string? CompareOneDnnWithNative()
     {
@@ -101,8 +109,8 @@ public static class TorchRuntime
                 var xs = x.clone().requires_grad_(true);
                 var ws = w.clone().requires_grad_(true);
                 long[] stride = [c.Stride, c.Stride], pad = [c.Pad, c.Pad];
-                var y = c.Transposed ? torch.nn.functional.conv_transpose2d(xs, ws, null, stride, pad)
-                    : torch.nn.functional.conv2d(xs, ws, null, stride, pad);
+                var y = c.Transposed ? ConvTranspose2d(xs, ws, null, stride, pad, [0, 0], [1, 1], 1, Hold, oneDnn)
+                    : Conv2d(xs, ws, null, stride, pad, [1, 1], 1, Hold, oneDnn);
                 y.backward([g]);
                 var dx = xs.grad!;
                 var dw = ws.grad!;
@@ -124,6 +132,63 @@ public static class TorchRuntime
             }
         }
         return null;
+    }
+
+    /// <summary>
+    /// conv2d as Sculpt runs it. With oneDNN on, the input goes in channels-last layout (oneDNN's NHWC kernels; libtorch
+    /// then converts the weight, and the layout carries through batch norm, activations, pooling and concatenation, so
+    /// usually only the first layer copies) — the blocked NCHW kernels are wrong on some CPUs (see OneDnnDisabled) — and
+    /// 1×1 convolutions are matrix products. A one-channel input has no distinct channels-last layout; where its
+    /// gradient is needed it gets a zero second channel.
+    /// <paramref name="keep"/> receives every tensor made here so that the caller can release them.
+    /// </summary>
+    public static torch.Tensor Conv2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding, long[] dilation,
+        long groups, Func<torch.Tensor, torch.Tensor> keep) => Conv2d(x, w, b, stride, padding, dilation, groups, keep, !OneDnnDisabled);
+
+    private static torch.Tensor Conv2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding, long[] dilation,
+        long groups, Func<torch.Tensor, torch.Tensor> keep, bool oneDnn)
+    {
+        if (oneDnn && x.shape[1] == 1 && groups == 1 && x.requires_grad)
+        {
+            x = keep(torch.nn.functional.pad(x, [0, 0, 0, 0, 0, 1]));
+            w = keep(torch.nn.functional.pad(w, [0, 0, 0, 0, 0, 1]));
+        }
+        if (!oneDnn) return keep(torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups));
+        bool pointwise = w.shape[2] == 1 && w.shape[3] == 1 && groups == 1 && padding.All(p => p == 0);
+        if (!pointwise) return keep(torch.nn.functional.conv2d(ChannelsLast(x, keep), w, b, stride, padding, dilation, groups));
+        // oneDNN's channels-last 1×1 kernels were wrong on the Zen 5 too (some output widths above 32): a 1×1 convolution
+        // is a matrix product over the channels, which the channels-last view is laid out for
+        var sampled = stride.Any(s => s > 1) ? keep(x.slice(2, 0, x.shape[2], stride[0]).slice(3, 0, x.shape[3], stride[1])) : x;
+        var pixels = keep(ChannelsLast(sampled, keep).permute(0, 2, 3, 1));
+        var matrix = keep(w.view(w.shape[0], w.shape[1]));
+        var product = keep(torch.nn.functional.linear(pixels, matrix, b));
+        return keep(product.permute(0, 3, 1, 2));
+    }
+
+    /// <summary>conv_transpose2d as Sculpt runs it: channels-last under oneDNN, as <see cref="Conv2d"/>.</summary>
+    public static torch.Tensor ConvTranspose2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding,
+        long[] outputPadding, long[] dilation, long groups, Func<torch.Tensor, torch.Tensor> keep) =>
+        ConvTranspose2d(x, w, b, stride, padding, outputPadding, dilation, groups, keep, !OneDnnDisabled);
+
+    private static torch.Tensor ConvTranspose2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding,
+        long[] outputPadding, long[] dilation, long groups, Func<torch.Tensor, torch.Tensor> keep, bool oneDnn)
+    {
+        if (oneDnn && x.shape[1] == 1 && groups == 1)
+        {
+            x = keep(torch.nn.functional.pad(x, [0, 0, 0, 0, 0, 1]));
+            w = keep(torch.nn.functional.pad(w, [0, 0, 0, 0, 0, 0, 0, 1]));
+        }
+        if (oneDnn) x = ChannelsLast(x, keep);
+        return keep(torch.nn.functional.conv_transpose2d(x, w, b, stride, padding, outputPadding, dilation, groups));
+    }
+
+    /// <summary>The tensor in channels-last layout (a copy only if it is not already; TorchSharp has no memory_format).</summary>
+    private static torch.Tensor ChannelsLast(torch.Tensor x, Func<torch.Tensor, torch.Tensor> keep)
+    {
+        long c = x.shape[1], w = x.shape[3];
+        if (c == 1 || (x.stride(1) == 1 && x.stride(3) == c && x.stride(2) == c * w)) return x;
+        var nhwc = keep(keep(x.permute(0, 2, 3, 1)).contiguous());
+        return keep(nhwc.permute(0, 3, 1, 2));
     }
 
     /// <summary>Switches oneDNN on or off for the process (benchmarks comparing the two paths; see <see cref="OneDnnDisabled"/>).</summary>
