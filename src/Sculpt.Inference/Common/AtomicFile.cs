@@ -23,13 +23,19 @@ public static class AtomicFile
     {
         foreach (var path in InFlight.Keys)
         {
-            try
+            // the main thread may still be writing into a scratch folder, so a recursive delete can meet a file created
+            // after it listed the folder ("directory not empty"): try again until the folder is gone (then no writer
+            // can recreate it), for at most about a second
+            for (int attempt = 0; attempt < 50 && (File.Exists(path) || Directory.Exists(path)); attempt++)
             {
-                if (File.Exists(path)) File.Delete(path);
-                else if (Directory.Exists(path)) Directory.Delete(path, true);
+                try
+                {
+                    if (File.Exists(path)) File.Delete(path);
+                    else Directory.Delete(path, true);
+                }
+                catch (IOException) { Thread.Sleep(20); } // best effort while the process ends
+                catch (UnauthorizedAccessException) { break; }
             }
-            catch (IOException) { } // best effort while the process ends
-            catch (UnauthorizedAccessException) { }
         }
     }
 
