@@ -7,7 +7,7 @@ namespace Sculpt.Tests;
 
 /// <summary>
 /// The convolutions training runs (<see cref="TorchRuntime.Conv2d"/>, <see cref="TorchRuntime.ConvTranspose2d"/>: oneDNN
-/// where the start-up probe found it exact, with its channel padding) give the analytic gradients, computed in float64
+/// where the start-up probe found it exact, in channels-last layout) give the analytic gradients, computed in float64
 /// (libtorch's native kernels; oneDNN has no float64 convolution): for y = conv2d(x, w), ∂L/∂x = conv_transpose2d(∂L/∂y, w)
 /// and ∂L/∂w = Σ_b x ⋆ ∂L/∂y (a conv2d over the batch axis). Shapes include the narrow widths of pruned networks.
 /// </summary>

@@ -45,7 +45,7 @@ public static class TorchRuntime
     /// (bench/RESULTS.md). Its channels-last (NHWC) kernels were exact on the Zen 5 except with one-channel tensors,
     /// whose layout is ambiguous. So while oneDNN is on, <see cref="Conv2d"/> and <see cref="ConvTranspose2d"/> run
     /// channels-last, and at start-up <see cref="ProbeOneDnn"/> runs the convolutions training uses (forward, input and
-    /// weight gradients; strided, transposed, stride-1 transposed; 1 to 33 channels) through those two, with oneDNN
+    /// weight gradients; strided, transposed, stride-1 transposed, 1×1; 1 to 40 channels) through those two, with oneDNN
     /// twice for bit-for-bit repeatability, against the native kernels, and keeps oneDNN only if every value agrees.
     /// SCULPT_ONEDNN=on forces it on, =off off. Deployment does not use oneDNN (ONNX Runtime).
     /// </summary>
@@ -148,12 +148,8 @@ public static class TorchRuntime
     private static torch.Tensor Conv2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding, long[] dilation,
         long groups, Func<torch.Tensor, torch.Tensor> keep, bool oneDnn)
     {
-        if (oneDnn && x.shape[1] == 1 && groups == 1 && x.requires_grad)
-        {
-            x = keep(torch.nn.functional.pad(x, [0, 0, 0, 0, 0, 1]));
-            w = keep(torch.nn.functional.pad(w, [0, 0, 0, 0, 0, 1]));
-        }
         if (!oneDnn) return keep(torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups));
+        if (x.shape[1] == 1 && groups == 1 && x.requires_grad) (x, w) = WithZeroSecondChannel(x, w, weightChannelDim: 1, keep);
         bool pointwise = w.shape[2] == 1 && w.shape[3] == 1 && groups == 1 && padding.All(p => p == 0);
         if (!pointwise) return keep(torch.nn.functional.conv2d(ChannelsLast(x, keep), w, b, stride, padding, dilation, groups));
         // oneDNN's channels-last 1×1 kernels were wrong on the Zen 5 too (some output widths above 32): a 1×1 convolution
@@ -173,13 +169,26 @@ public static class TorchRuntime
     private static torch.Tensor ConvTranspose2d(torch.Tensor x, torch.Tensor w, torch.Tensor? b, long[] stride, long[] padding,
         long[] outputPadding, long[] dilation, long groups, Func<torch.Tensor, torch.Tensor> keep, bool oneDnn)
     {
-        if (oneDnn && x.shape[1] == 1 && groups == 1)
+        if (oneDnn)
         {
-            x = keep(torch.nn.functional.pad(x, [0, 0, 0, 0, 0, 1]));
-            w = keep(torch.nn.functional.pad(w, [0, 0, 0, 0, 0, 0, 0, 1]));
+            // its forward is oneDNN's backward-data, so a one-channel input is padded with or without a gradient
+            if (x.shape[1] == 1 && groups == 1) (x, w) = WithZeroSecondChannel(x, w, weightChannelDim: 0, keep);
+            x = ChannelsLast(x, keep);
         }
-        if (oneDnn) x = ChannelsLast(x, keep);
         return keep(torch.nn.functional.conv_transpose2d(x, w, b, stride, padding, outputPadding, dilation, groups));
+    }
+
+    /// <summary>
+    /// A one-channel input with a zero second channel, and the weight with zero taps for it along
+    /// <paramref name="weightChannelDim"/> (1 for conv2d's [out, in, kh, kw], 0 for conv_transpose2d's [in, out, kh, kw]):
+    /// the same result, in a tensor whose channels-last layout is unambiguous.
+    /// </summary>
+    private static (torch.Tensor X, torch.Tensor W) WithZeroSecondChannel(torch.Tensor x, torch.Tensor w, int weightChannelDim,
+        Func<torch.Tensor, torch.Tensor> keep)
+    {
+        long[] weightPad = new long[2 * (4 - weightChannelDim)]; // F.pad lists (before, after) pairs from the last dimension
+        weightPad[^1] = 1;
+        return (keep(torch.nn.functional.pad(x, [0, 0, 0, 0, 0, 1])), keep(torch.nn.functional.pad(w, weightPad)));
     }
 
     /// <summary>The tensor in channels-last layout (a copy only if it is not already; TorchSharp has no memory_format).</summary>
