@@ -11,7 +11,8 @@ public static class TrainCommand
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--init START.sculpt [--reinit]] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
-                     [--no-augment] [--seed S] [--threads T] [--resume] [--lenient] [--json]
+                     [--no-augment] [--teacher DENSE.sculpt [--distill-loss mse|soft] [--distill-weight W]]
+                     [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
         Loss: Dice + BCE (binary) or Dice + cross-entropy (multi-class); cosine learning-rate schedule;
@@ -24,6 +25,8 @@ public static class TrainCommand
         architecture from a fresh seeded initialisation instead (e.g. a pruned architecture trained from scratch); a
         start still below validation Dice 0.05 after two epochs is abandoned for the next seeded one, which trains
         the epochs left (at most three restarts; meta.json records the starts).
+        --teacher adds a distillation term (weight W, default 1) pulling the output toward TEACHER's on the same
+        augmented batch: mse between logits, or soft (cross-entropy against its probabilities; the default).
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -46,12 +49,22 @@ public static class TrainCommand
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
+        var teacherPath = a.Get("teacher");
+        var distillLoss = a.Get("distill-loss", "soft");
+        double distillWeight = a.Double("distill-weight", 1.0);
         a.Threads();
         bool lenient = a.Flag("lenient"), reinit = a.Flag("reinit");
         a.EnsureAllUsed();
         if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
+        if (!Distillation.Kinds.Contains(distillLoss))
+            throw new UsageException($"--distill-loss must be one of {string.Join(", ", Distillation.Kinds)}");
+        if (!(distillWeight >= 0) || double.IsInfinity(distillWeight)) throw new UsageException("--distill-weight must be a finite number ≥ 0");
+        if (teacherPath is null && (a.Has("distill-loss") || a.Has("distill-weight")))
+            throw new UsageException("--distill-loss and --distill-weight need --teacher");
 
+        if (teacherPath is not null)
+            options = options with { Distill = new DistillFrom(Sculpt.Runtime.ModelPackage.Load(teacherPath), distillLoss, distillWeight) };
         var ds = SegmentationDataset.Load(data, lenient: lenient);
         foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         if (!options.Resume && Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);

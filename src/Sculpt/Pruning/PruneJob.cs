@@ -39,6 +39,8 @@ public sealed record PruneOptions
     public int FinalEpochs { get; init; } = 6;
     public bool Distill { get; init; }
     public double DistillWeight { get; init; } = 1.0;
+    /// <summary>"mse" on logits or "soft" targets: <see cref="Distillation.Loss"/>.</summary>
+    public string DistillLoss { get; init; } = "mse";
     public int CalibrationBatches { get; init; } = 8;
     /// <summary>Re-estimate batch-norm statistics on calibration batches right after slicing.</summary>
     public bool RecalibrateBatchNorm { get; init; } = true;
@@ -161,13 +163,7 @@ public static class PruneJob
 
         using var teacher = o.Distill ? new GraphModule(dense.Graph, dense.Weights) : null;
         teacher?.eval();
-        Func<Tensor, Tensor, Tensor>? distill = teacher is null ? null : (x, logits) =>
-        {
-            Tensor t;
-            using (no_grad()) t = teacher.forward(x);
-            using var weight = o.DistillWeight.ToScalar(); // held until mul returns (see HeldScalars)
-            return nn.functional.mse_loss(logits, t).mul(weight);
-        };
+        var distill = teacher is null ? null : Distillation.Loss(teacher, o.DistillLoss, o.DistillWeight);
 
         // Planned steps shrink geometrically from the current size to the target; a back-off leaves the step
         // smaller than planned, so the remaining steps re-plan from where it ended and, if needed, extra steps

@@ -38,6 +38,18 @@ public static class Batches
         return centred / std;
     }
 
+    /// <summary>The inverse of <see cref="Normalize"/>: intensities in [0, 1] again.</summary>
+    public static Tensor Denormalize(Tensor x, Normalization norm)
+    {
+        long c = x.shape[1];
+        using var meanValues = tensor(Expand(norm.Mean, c));
+        using var mean = meanValues.reshape(1, c, 1, 1);
+        using var stdValues = tensor(Expand(norm.Std, c));
+        using var std = stdValues.reshape(1, c, 1, 1);
+        using var scaled = x * std;
+        return scaled + mean;
+    }
+
     private static float[] Expand(double[] v, long c) => Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray();
 
     /// <summary>Labels as long [B,H,W].</summary>

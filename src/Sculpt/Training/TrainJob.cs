@@ -59,14 +59,18 @@ public static class TrainJob
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
         task.InputChannels = graph.InputNodes.Single().Channels;
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
+        using var teacher = options.Distill is { } d ? Teacher(ds, d.Teacher, graph) : null;
+        var trainOptions = teacher is null ? options
+            : options with { ExtraLoss = Distillation.Loss(teacher, options.Distill!.Kind, options.Distill.Weight, task.Normalization,
+                options.Distill.Teacher.Meta.Task.Normalization) };
         TrainResult result;
         if (reinitialise)
-            result = Trainer.TrainFresh(graph, train, val, task, options, progress);
+            result = Trainer.TrainFresh(graph, train, val, task, trainOptions, progress);
         else
         {
             TorchSharp.torch.manual_seed(options.Seed);
             using var model = new GraphModule(graph, weights);
-            result = Trainer.Train(model, train, val, task, options, progress);
+            result = Trainer.Train(model, train, val, task, trainOptions, progress);
         }
         var meta = new ModelMeta
         {
@@ -86,5 +90,20 @@ public static class TrainJob
             Metrics = new() { ["val_dice"] = Math.Round(result.BestValDice, 6) },
         };
         return (new ModelPackage(graph, result.BestWeights, meta), result);
+    }
+
+    private static GraphModule Teacher(SegmentationDataset ds, ModelPackage teacher, NetworkGraph student)
+    {
+        var input = teacher.Graph.InputNodes.Single();
+        var studentInput = student.InputNodes.Single();
+        int outputs(NetworkGraph g) => g.Validate().Single(i => i.Node is OutputNode).Output.C;
+        if (input.Channels != studentInput.Channels || input.Height != studentInput.Height || input.Width != studentInput.Width
+            || outputs(teacher.Graph) != outputs(student))
+            throw new DatasetException($"{ds.Source}: the teacher takes {input.Channels}×{input.Height}×{input.Width} and gives "
+                + $"{outputs(teacher.Graph)} output channel(s); the model trained takes {studentInput.Channels}×{studentInput.Height}×"
+                + $"{studentInput.Width} and gives {outputs(student)}");
+        var module = new GraphModule(teacher.Graph, teacher.Weights);
+        module.eval();
+        return module;
     }
 }

@@ -30,6 +30,15 @@ public sealed record TrainOptions
     /// (0: never); the result says so (<see cref="TrainResult.Abandoned"/>). Used by <see cref="Trainer.TrainFresh"/>.
     /// </summary>
     public int DeadAfterEpochs { get; init; }
+    /// <summary>A teacher to distil from (<see cref="TrainJob"/> turns it into <see cref="ExtraLoss"/>).</summary>
+    public DistillFrom? Distill { get; init; }
+}
+
+/// <summary>Distillation from <paramref name="Teacher"/> with <see cref="Distillation.Loss"/>'s kind and weight.</summary>
+public sealed record DistillFrom([property: System.Text.Json.Serialization.JsonIgnore] ModelPackage Teacher, string Kind = "soft",
+    double Weight = 1.0)
+{
+    public long TeacherParams => Teacher.Graph.ParameterCount();
 }
 
 public sealed record EpochRecord(int Epoch, double TrainLoss, double ValDice, double LearningRate, double Seconds);
