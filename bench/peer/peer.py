@@ -12,7 +12,10 @@
 
 Recipes: "default" is Torch-Pruning's documented one: GroupMagnitudeImportance(p=2), global pruning, the 1x1 head
 ignored, 3 fine-tune epochs after each step and 10 at each target. "local" is the same with per-layer (uniform)
-pruning, which cannot empty a layer: the best-effort alternative when the global threshold collapses a thin network.
+pruning, which cannot empty a layer. "bn" and "taylor" are the alternatives Torch-Pruning ships that survived a
+one-shot 2.5x step from the dense model best (bench/RESULTS.md): global BNScaleImportance (the batch-norm scale
+of each channel, as in Network Slimming), and global GroupTaylorImportance (|w * dL/dw| with gradients of 64
+training frames, taken afresh before every step).
 
 Debian's python3-torch 1.13; torch_pruning 1.6.0 from VainF/Torch-Pruning (bench/peer/run.sh puts it on the path).
 """
@@ -121,13 +124,13 @@ def prune(a):
             for _ in range(20):
                 mid = (lo + hi) / 2
                 trial = copy.deepcopy(model)
-                make_pruner(tp, trial, example, mid, a.recipe).step()
+                make_pruner(tp, trial, example, mid, a.recipe, tr, mean, std).step()
                 lo, hi = (mid, hi) if params(trial) > goal else (lo, mid)
-            make_pruner(tp, model, example, hi, a.recipe).step()
+            make_pruner(tp, model, example, hi, a.recipe, tr, mean, std).step()
             d, n = fit(model, tr, va, mean, std, 3, 1e-3, a.seed + step)
             samples += n
             print(json.dumps({"recipe": a.recipe, "step": step, "params": params(model), "compression": dense_params / params(model),
-                              "val_dice": d, "seconds": round(time.time() - t0, 1)}), flush=True)
+                              "val_dice": d, "seconds": round(time.time() - t0, 1), "widths": widths(model)}), flush=True)
         snapshot = copy.deepcopy(model)
         d, n = fit(snapshot, tr, va, mean, std, 10, 1e-3, a.seed + 1000 + target)
         macs, p = tp.utils.count_ops_and_params(snapshot, example)
@@ -141,9 +144,23 @@ def prune(a):
         start = target
 
 
-def make_pruner(tp, model, example, ratio, recipe):
-    return tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                global_pruning=recipe == "default", pruning_ratio=ratio, ignored_layers=[model.head])
+def widths(model):
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+
+
+def make_pruner(tp, model, example, ratio, recipe, train, mean, std):
+    importance = {"default": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+                  "local": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+                  "bn": lambda: tp.importance.BNScaleImportance(),
+                  "taylor": lambda: tp.importance.GroupTaylorImportance()}[recipe]()
+    if recipe == "taylor":
+        # Torch-Pruning's Taylor importance reads the gradients the model holds when the pruner steps; eval mode, so
+        # that this pass leaves the batch-norm statistics alone
+        model.zero_grad()
+        model.eval()
+        dice_ce(model((train[0][:64] - mean) / std), train[1][:64]).backward()
+    return tp.pruner.MetaPruner(model, example, importance=importance, global_pruning=recipe != "local", pruning_ratio=ratio,
+                                ignored_layers=[model.head])
 
 
 if __name__ == "__main__":
@@ -153,7 +170,7 @@ if __name__ == "__main__":
     p.add_argument("out")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--recipe", choices=["default", "local"], default="default")
+    p.add_argument("--recipe", choices=["default", "local", "bn", "taylor"], default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()

@@ -1,26 +1,37 @@
 #!/usr/bin/python3
 """The table of bench/peer/run.sh: test Dice [95% CI] (sculpt eval), parameters, MACs, fine-tune samples and wall time
-per tool, recipe and target. usage: /usr/bin/python3 bench/peer/table.py OUT"""
+per tool, recipe and target. usage: /usr/bin/python3 bench/peer/table.py OUT [recipes]
+
+Sculpt's fine-tune samples are every sample trained on after the dense model: pruning's fine-tunes, and for prune's
+default output also the from-scratch retraining of the pruned architecture (the uniform-width control, which is
+not on the output's path, is left out)."""
 import json, os, sys
 
 out = sys.argv[1]
 load = lambda p: json.load(open(os.path.join(out, p)))
 dense = load("eval-dense.json")
-dense_params = load("sculpt-10.json")["dense_params"]
+recipes = sys.argv[2:] or ["default", "local"]
+dense_params = load("sculpt-pruned-10.json")["dense_params"]
 print(f"dense (PyTorch-trained, imported): test Dice {dense['dice']:.4f} [{dense['labels'][0]['dice_lo']:.4f}, "
       f"{dense['labels'][0]['dice_hi']:.4f}], {dense_params:,} params\n")
 print("| target | tool, recipe | params | compression | MACs | test Dice [95% CI] | relative loss | fine-tune samples | wall time |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 peer = {}
-for recipe in ("default", "local"):
+for recipe in recipes:
     for line in open(os.path.join(out, "peer", f"{recipe}.jsonl")):
         row = json.loads(line)
         peer[(recipe, row["target"])] = row
 for t in (10, 100, 300, 1148):
     rows = []
-    s = load(f"sculpt-{t}.json")
-    rows.append(("Sculpt, defaults", s["params"], s["compression"], s["macs"], load(f"eval-sculpt-{t}.json"), s["fine_tune_samples"], None))
-    for recipe in ("default", "local"):
+    for mode, name in (("output", "Sculpt, defaults (output)"), ("pruned", "Sculpt, pruned weights only")):
+        s = load(f"sculpt-{mode}-{t}.json")
+        samples = s["fine_tune_samples"]
+        if mode == "output":
+            retrained = next(r for r in s["controls"]["results"] if r["kind"] == "scratch")
+            samples += retrained["samples"]
+            name += f" ({s.get('output', 'pruned weights')})"
+        rows.append((name, s["params"], s["compression"], s["macs"], load(f"eval-sculpt-{mode}-{t}.json"), samples, None))
+    for recipe in recipes:
         p = peer[(recipe, t)]
         rows.append((f"Torch-Pruning 1.6.0, {recipe}", p["params"], p["compression"], p["macs"], load(f"eval-{recipe}-{t}.json"),
                      p["fine_tune_samples"], p["seconds"]))
