@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The pruned architecture of finished `sculpt prune` runs (bench/echonet-prune.sh's run-<seed> folders) trained again
+# with another recipe and the control's own epochs, then scored on the test split: how much of the gap between the
+# 1148x output and the dense model a training recipe closes. ARGS is passed to `sculpt train`; in it RUN stands for
+# the run folder, DENSE for the dense model of that seed, SEED for prune's control seed (seed + 515, which with the
+# control's recipe reproduces the control exactly). Two runs at a time, one libtorch thread each.
+# usage: SCULPT=path/to/frozen/Sculpt.Cli bench/retrain-recipes.sh OUT TAG "ARGS" ECHO_DIR:SEED...
+# e.g.   bench/retrain-recipes.sh out kd "--init RUN/control-scratch.sculpt --reinit --lr 1e-2 --seed SEED --teacher DENSE" \
+#          /work/runs/echo14b:0 /work/runs/echo14b:1
+set -euo pipefail
+out="$1"; tag="$2"; args="$3"; shift 3
+sculpt="${SCULPT:?set SCULPT to a frozen build of src/Sculpt.Cli}"
+mkdir -p "$out"
+one() {
+  local base="${1%:*}" s="${1#*:}"
+  local m="$out/$tag-$s.sculpt"
+  local epochs; epochs=$(/usr/bin/python3 -c "import json,sys; c=json.load(open(sys.argv[1]))
+print(next(x['epochs'] for x in c['results'] if x['kind']=='scratch'))" "$base/run-$s/controls.json")
+  local a="${args//RUN/$base/run-$s}"; a="${a//DENSE/$base/dense-$s.sculpt}"; a="${a//SEED/$((515 + s))}"
+  # shellcheck disable=SC2086  # ARGS is a list of options
+  [ -f "$m" ] || "$sculpt" train --data "$base/echonet" --epochs "$epochs" --threads 1 --out "$m" $a > "$m.log" 2>&1
+  [ -f "$m.test.json" ] || "$sculpt" eval --model "$m" --data "$base/echonet" --json > "$m.test.json"
+  echo "$tag seed $s: test Dice $(/usr/bin/python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['dice'], 4))" "$m.test.json")"
+}
+while (( $# > 0 )); do
+  one "$1" &
+  if (( $# > 1 )); then one "$2" & shift; fi
+  shift; wait
+done
