@@ -49,6 +49,17 @@ public class CliTests
         Assert.Equal(expected.ParameterCount(), System.Text.Json.Nodes.JsonNode.Parse(d.Out)!["params"]!.GetValue<long>());
         AssertCleanFailure(Sculpt("train", "--data", data, "--arch", "deeplabv3_resnet50", "--width", "8", "--out", Path.Combine(dir, "bad.sculpt")), "U-Net architectures only");
         AssertCleanFailure(Sculpt("train", "--data", data, "--arch", "resnet", "--out", Path.Combine(dir, "bad.sculpt")), "unknown --arch");
+        // distillation from a teacher: the trained model teaches a fresh start of its own architecture
+        var taught = Path.Combine(dir, "taught.sculpt");
+        var k = Sculpt("train", "--data", data, "--init", model, "--reinit", "--teacher", model, "--distill-loss", "soft", "--epochs", "1",
+            "--batch", "4", "--out", taught, "--json");
+        Assert.True(k.Code == 0, k.Err);
+        Assert.Equal("soft", global::Sculpt.Runtime.ModelPackage.Load(taught).Meta.Training!["options"]!["distill"]!["kind"]!.GetValue<string>());
+        AssertCleanFailure(Sculpt("train", "--data", data, "--distill-loss", "soft", "--out", Path.Combine(dir, "bad.sculpt")), "need --teacher");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", Path.Combine(dir, "none.sculpt"), "--out", Path.Combine(dir, "bad.sculpt")),
+            "none.sculpt");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", deeplab, "--distill-loss", "kl", "--out", Path.Combine(dir, "bad.sculpt")),
+            "--distill-loss");
         Assert.False(File.Exists(Path.Combine(dir, "bad.sculpt")));
         var info = Sculpt("data", "info", "--data", data, "--json");
         Assert.Equal(16, System.Text.Json.Nodes.JsonNode.Parse(info.Out)!["samples"]!.GetValue<int>());

@@ -26,7 +26,8 @@ public static class TrainCommand
         start still below validation Dice 0.05 after two epochs is abandoned for the next seeded one, which trains
         the epochs left (at most three restarts; meta.json records the starts).
         --teacher adds a distillation term (weight W, default 1) pulling the output toward TEACHER's on the same
-        augmented batch: mse between logits, or soft (cross-entropy against its probabilities; the default).
+        augmented batch: mse between logits (the default, as prune --distill) or soft (cross-entropy against its
+        probabilities). On EchoNet-format data neither improved a 1.7 K-parameter network (bench/RESULTS.md).
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -50,7 +51,7 @@ public static class TrainCommand
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
         var teacherPath = a.Get("teacher");
-        var distillLoss = a.Get("distill-loss", "soft");
+        var distillLoss = a.Get("distill-loss", "mse");
         double distillWeight = a.Double("distill-weight", 1.0);
         a.Threads();
         bool lenient = a.Flag("lenient"), reinit = a.Flag("reinit");

@@ -35,7 +35,7 @@ public sealed record TrainOptions
 }
 
 /// <summary>Distillation from <paramref name="Teacher"/> with <see cref="Distillation.Loss"/>'s kind and weight.</summary>
-public sealed record DistillFrom([property: System.Text.Json.Serialization.JsonIgnore] ModelPackage Teacher, string Kind = "soft",
+public sealed record DistillFrom([property: System.Text.Json.Serialization.JsonIgnore] ModelPackage Teacher, string Kind = "mse",
     double Weight = 1.0)
 {
     public long TeacherParams => Teacher.Graph.ParameterCount();
