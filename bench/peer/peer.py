@@ -15,7 +15,8 @@ ignored, 3 fine-tune epochs after each step and 10 at each target. "local" is th
 pruning, which cannot empty a layer. "bn" and "taylor" are the alternatives Torch-Pruning ships that survived a
 one-shot 2.5x step from the dense model best (bench/RESULTS.md): global BNScaleImportance (the batch-norm scale
 of each channel, as in Network Slimming), and global GroupTaylorImportance (|w * dL/dw| with gradients of 64
-training frames, taken afresh before every step).
+training frames, taken afresh before every step). A "-recal" suffix (e.g. "local-recal") adds what Sculpt does
+after every slicing and Torch-Pruning does not: batch-norm statistics re-estimated on 64 training frames.
 
 Debian's python3-torch 1.13; torch_pruning 1.6.0 from VainF/Torch-Pruning (bench/peer/run.sh puts it on the path).
 """
@@ -127,6 +128,8 @@ def prune(a):
                 make_pruner(tp, trial, example, mid, a.recipe, tr, mean, std).step()
                 lo, hi = (mid, hi) if params(trial) > goal else (lo, mid)
             make_pruner(tp, model, example, hi, a.recipe, tr, mean, std).step()
+            if a.recipe.endswith("-recal"):
+                recalibrate_bn(model, tr[0][:64], mean, std)
             d, n = fit(model, tr, va, mean, std, 3, 1e-3, a.seed + step)
             samples += n
             print(json.dumps({"recipe": a.recipe, "step": step, "params": params(model), "compression": dense_params / params(model),
@@ -148,7 +151,22 @@ def widths(model):
     return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
 
 
+def recalibrate_bn(model, x, mean, std):
+    """Running statistics re-estimated from scratch (cumulative average) on x, in batches of 8."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 8):
+            model((x[i:i + 8] - mean) / std)
+    for m in bns:
+        m.momentum = 0.1
+
+
 def make_pruner(tp, model, example, ratio, recipe, train, mean, std):
+    recipe = recipe.removesuffix("-recal")
     importance = {"default": lambda: tp.importance.GroupMagnitudeImportance(p=2),
                   "local": lambda: tp.importance.GroupMagnitudeImportance(p=2),
                   "bn": lambda: tp.importance.BNScaleImportance(),
@@ -170,7 +188,7 @@ if __name__ == "__main__":
     p.add_argument("out")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--recipe", choices=["default", "local", "bn", "taylor"], default="default")
+    p.add_argument("--recipe", choices=[r + s for r in ("default", "local", "bn", "taylor") for s in ("", "-recal")], default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
