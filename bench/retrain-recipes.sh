@@ -20,7 +20,8 @@ print(next(x['epochs'] for x in c['results'] if x['kind']=='scratch'))" "$base/r
   # shellcheck disable=SC2086  # ARGS is a list of options
   [ -f "$m" ] || "$sculpt" train --data "$base/echonet" --epochs "$epochs" --threads 1 --out "$m" $a > "$m.log" 2>&1
   [ -f "$m.test.json" ] || "$sculpt" eval --model "$m" --data "$base/echonet" --json > "$m.test.json"
-  echo "$tag seed $s: test Dice $(/usr/bin/python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['dice'], 4))" "$m.test.json")"
+  local dice; dice=$(/usr/bin/python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['dice'], 4))" "$m.test.json")
+  echo "$tag seed $s: test Dice $dice"
 }
 while (( $# > 0 )); do
   one "$1" &

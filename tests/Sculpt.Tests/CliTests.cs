@@ -54,12 +54,12 @@ public class CliTests
         var k = Sculpt("train", "--data", data, "--init", model, "--reinit", "--teacher", model, "--distill-loss", "soft", "--epochs", "1",
             "--batch", "4", "--out", taught, "--json");
         Assert.True(k.Code == 0, k.Err);
-        Assert.Equal("soft", global::Sculpt.Runtime.ModelPackage.Load(taught).Meta.Training!["options"]!["distill"]!["kind"]!.GetValue<string>());
-        AssertCleanFailure(Sculpt("train", "--data", data, "--distill-loss", "soft", "--out", Path.Combine(dir, "bad.sculpt")), "need --teacher");
-        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", Path.Combine(dir, "none.sculpt"), "--out", Path.Combine(dir, "bad.sculpt")),
-            "none.sculpt");
-        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", deeplab, "--distill-loss", "kl", "--out", Path.Combine(dir, "bad.sculpt")),
-            "--distill-loss");
+        var distill = global::Sculpt.Runtime.ModelPackage.Load(taught).Meta.Training!["options"]!["distill"]!;
+        Assert.Equal("soft", distill["kind"]!.GetValue<string>());
+        var bad = Path.Combine(dir, "bad.sculpt");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--distill-loss", "soft", "--out", bad), "need --teacher");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", Path.Combine(dir, "none.sculpt"), "--out", bad), "none.sculpt");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", deeplab, "--distill-loss", "kl", "--out", bad), "--distill-loss");
         Assert.False(File.Exists(Path.Combine(dir, "bad.sculpt")));
         var info = Sculpt("data", "info", "--data", data, "--json");
         Assert.Equal(16, System.Text.Json.Nodes.JsonNode.Parse(info.Out)!["samples"]!.GetValue<int>());

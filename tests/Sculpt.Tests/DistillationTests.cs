@@ -98,12 +98,14 @@ public class DistillationTests
         var student = Tiny with { InputSize = 32 };
         var teacherConfig = student with { BaseWidth = 6 };
         // a teacher far from anything the task alone teaches: its (seeded) initialisation, barely trained
-        var teacher = TrainJob.Run(ds, "unet", teacherConfig, new TrainOptions { Epochs = 1, BatchSize = 4, Seed = 2, LearningRate = 1e-9 }).Model;
+        var teacher = TrainJob.Run(ds, "unet", teacherConfig,
+            new TrainOptions { Epochs = 1, BatchSize = 4, Seed = 2, LearningRate = 1e-9 }).Model;
         var o = new TrainOptions { Epochs = 3, BatchSize = 4, Seed = 3, LearningRate = 5e-3 };
         var plain = TrainJob.Run(ds, "unet", student, o).Model;
         var distilled = TrainJob.Run(ds, "unet", student, o with { Distill = new DistillFrom(teacher, "mse", 10.0) }).Model;
-        Assert.Equal(10.0, distilled.Meta.Training!["options"]!["distill"]!["weight"]!.GetValue<double>());
-        Assert.Equal(teacher.Graph.ParameterCount(), distilled.Meta.Training!["options"]!["distill"]!["teacher_params"]!.GetValue<long>());
+        var recorded = distilled.Meta.Training!["options"]!["distill"]!;
+        Assert.Equal(10.0, recorded["weight"]!.GetValue<double>());
+        Assert.Equal(teacher.Graph.ParameterCount(), recorded["teacher_params"]!.GetValue<long>());
 
         double Distance(ModelPackage student)
         {

@@ -60,7 +60,8 @@ public static class TrainCommand
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
         if (!Distillation.Kinds.Contains(distillLoss))
             throw new UsageException($"--distill-loss must be one of {string.Join(", ", Distillation.Kinds)}");
-        if (!(distillWeight >= 0) || double.IsInfinity(distillWeight)) throw new UsageException("--distill-weight must be a finite number ≥ 0");
+        if (!(distillWeight >= 0) || double.IsInfinity(distillWeight))
+            throw new UsageException("--distill-weight must be a finite number ≥ 0");
         if (teacherPath is null && (a.Has("distill-loss") || a.Has("distill-weight")))
             throw new UsageException("--distill-loss and --distill-weight need --teacher");
 
