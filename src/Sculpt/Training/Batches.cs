@@ -47,7 +47,7 @@ public static class Batches
         using var stdValues = tensor(Expand(norm.Std, c));
         using var std = stdValues.reshape(1, c, 1, 1);
         using var scaled = x * std;
-        return scaled + mean;
+        return scaled.add(mean, HeldScalars.One);
     }
 
     private static float[] Expand(double[] v, long c) => Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray();
