@@ -2,12 +2,13 @@
 # Sculpt and the peer, Torch-Pruning 1.6.0, side by side on one dense model and one data set (issue 14, item 5):
 # the demo's synthetic echo set; this repo's U-Net (width 16) trained in PyTorch (bench/peer/peer.py train),
 # handed to Sculpt through `sculpt import --onnx` (batch norm kept); pruned to 10x, 100x, 300x and 1148x fewer
-# parameters by Torch-Pruning (default and local recipes, bench/peer/peer.py prune) and by `sculpt prune` with its
+# parameters by Torch-Pruning (RECIPES of bench/peer/peer.py prune; "taylor" also exists, but needs over half an hour
+# per target here and collapsed like the others) and by `sculpt prune` with its
 # defaults twice: as `prune` runs by default (output: the better on validation of the fine-tuned pruned weights and
 # the pruned architecture retrained from scratch with pruning's sample budget) and with the pruned weights only
 # (--no-control --keep-pruned-weights: the budget is pruning's alone); every model scored by `sculpt eval` on the
 # same test split. One libtorch thread per process, two processes at a time.
-# usage: SCULPT=path/to/frozen/Sculpt.Cli [RECIPES="default local bn taylor"] bench/peer/run.sh OUT [seed]
+# usage: SCULPT=path/to/frozen/Sculpt.Cli [RECIPES="default local bn local-recal-slow default-recal-slow"] bench/peer/run.sh OUT [seed]
 # needs: apt-get install python3-torch python3-skimage python3-onnx; torch_pruning from the fetched VainF/Torch-Pruning
 #        (TP=folder holding torch_pruning/, e.g. git -C <mirror> archive v1.6.0 torch_pruning | tar -x -C "$TP")
 set -euo pipefail
@@ -21,7 +22,7 @@ mkdir -p "$out"
 [ -f "$out/peer/dense.json" ] || $py "$here/peer.py" train "$out/data" "$out/peer" --epochs 5 --seed "$seed" --threads 2
 read -r mean std < <($py -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['mean']*255, d['std']*255)" "$out/peer/dense.json")
 [ -f "$out/dense.sculpt" ] || "$sculpt" import --onnx "$out/peer/dense.onnx" --out "$out/dense.sculpt" --mean "$mean" --std "$std" > /dev/null
-recipes="${RECIPES:-default local bn taylor}"
+recipes="${RECIPES:-default local bn local-recal-slow default-recal-slow}"
 two_at_a_time() {  # runs "$1 <item>" for every further argument, two at a time
   local fn="$1"; shift
   while (( $# > 0 )); do
