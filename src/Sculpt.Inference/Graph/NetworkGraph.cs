@@ -100,6 +100,8 @@ public sealed class NetworkGraph
 
     public long ParameterCount() => Validate().Sum(i => i.Params);
     public long MacCount() => Validate().Sum(i => i.Macs);
+    /// <summary>Channels of the (single) output: the classes, or 1 for a binary task.</summary>
+    public int OutputChannels() => Validate().Single(i => i.Node is OutputNode).Output.C;
 
     /// <summary>Graph with the input size set to <paramref name="height"/>×<paramref name="width"/> (counts depend on it).</summary>
     public NetworkGraph WithInputSize(int height, int width)

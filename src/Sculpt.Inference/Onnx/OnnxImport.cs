@@ -58,7 +58,7 @@ public static class OnnxImport
         var task = meta.Task;
         var input = ir.InputNodes.Single();
         task.InputChannels = input.Channels; task.InputHeight = input.Height; task.InputWidth = input.Width;
-        int classes = ir.Validate().Single(i => i.Node is OutputNode).Output.C;
+        int classes = ir.OutputChannels();
         task.Mode = classes == 1 ? "binary" : "multiclass";
         task.Labels = TaskInfo.DefaultLabels(classes);
         if (input.Channels != 1)

@@ -53,7 +53,7 @@ public sealed class TaskInfo
         var input = graph.InputNodes.Single();
         if (input.Channels != InputChannels || input.Height != InputHeight || input.Width != InputWidth)
             throw Bad($"input {InputChannels}×{InputHeight}×{InputWidth} does not match the graph's {input.Channels}×{input.Height}×{input.Width}");
-        int outputs = graph.Validate().Single(i => i.Node is OutputNode).Output.C;
+        int outputs = graph.OutputChannels();
         if (outputs != OutputChannels)
             throw Bad($"has {OutputChannels} output channel(s) for {Mode} with {Labels.Count} labels, the graph {outputs}");
     }

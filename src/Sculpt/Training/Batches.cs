@@ -29,11 +29,8 @@ public static class Batches
     {
         // every intermediate is held until the next call returns: callers outside a DisposeScope (batch-norm
         // calibration) would otherwise leave temporaries the GC can finalize while libtorch still reads them
-        long c = x.shape[1];
-        using var meanValues = tensor(Expand(norm.Mean, c));
-        using var mean = meanValues.reshape(1, c, 1, 1);
-        using var stdValues = tensor(Expand(norm.Std, c));
-        using var std = stdValues.reshape(1, c, 1, 1);
+        using var mean = PerChannel(norm.Mean, x.shape[1]);
+        using var std = PerChannel(norm.Std, x.shape[1]);
         using var centred = x - mean;
         return centred / std;
     }
@@ -41,16 +38,15 @@ public static class Batches
     /// <summary>The inverse of <see cref="Normalize"/>: intensities in [0, 1] again.</summary>
     public static Tensor Denormalize(Tensor x, Normalization norm)
     {
-        long c = x.shape[1];
-        using var meanValues = tensor(Expand(norm.Mean, c));
-        using var mean = meanValues.reshape(1, c, 1, 1);
-        using var stdValues = tensor(Expand(norm.Std, c));
-        using var std = stdValues.reshape(1, c, 1, 1);
+        using var mean = PerChannel(norm.Mean, x.shape[1]);
+        using var std = PerChannel(norm.Std, x.shape[1]);
         using var scaled = x * std;
         return scaled.add(mean, HeldScalars.One);
     }
 
-    private static float[] Expand(double[] v, long c) => Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray();
+    /// <summary>One value per channel as [1, c, 1, 1] (the last value repeated when fewer are given).</summary>
+    private static Tensor PerChannel(double[] v, long c) =>
+        tensor(Enumerable.Range(0, (int)c).Select(i => (float)v[Math.Min(i, v.Length - 1)]).ToArray(), new long[] { 1, c, 1, 1 });
 
     /// <summary>Labels as long [B,H,W].</summary>
     public static Tensor Labels(IReadOnlyList<Sample> batch, int h, int w)

@@ -39,7 +39,7 @@ public static class TrainJob
     {
         var input = start.Graph.InputNodes.Single();
         int classes = ds.IsBinary ? 1 : ds.Labels.Count;
-        int outputs = start.Graph.Validate().Single(i => i.Node is OutputNode).Output.C;
+        int outputs = start.Graph.OutputChannels();
         if (input.Height != ds.Height || input.Width != ds.Width)
             throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
         if (input.Channels != ds.Channels && ds.Channels != 1)
@@ -96,12 +96,12 @@ public static class TrainJob
     {
         var input = teacher.Graph.InputNodes.Single();
         var studentInput = student.InputNodes.Single();
-        int outputs(NetworkGraph g) => g.Validate().Single(i => i.Node is OutputNode).Output.C;
+        int teacherOutputs = teacher.Graph.OutputChannels(), studentOutputs = student.OutputChannels();
         if (input.Channels != studentInput.Channels || input.Height != studentInput.Height || input.Width != studentInput.Width
-            || outputs(teacher.Graph) != outputs(student))
+            || teacherOutputs != studentOutputs)
             throw new DatasetException($"{ds.Source}: the teacher takes {input.Channels}×{input.Height}×{input.Width} and gives "
-                + $"{outputs(teacher.Graph)} output channel(s); the model trained takes {studentInput.Channels}×{studentInput.Height}×"
-                + $"{studentInput.Width} and gives {outputs(student)}");
+                + $"{teacherOutputs} output channel(s); the model trained takes {studentInput.Channels}×{studentInput.Height}×"
+                + $"{studentInput.Width} and gives {studentOutputs}");
         var module = new GraphModule(teacher.Graph, teacher.Weights);
         module.eval();
         return module;
