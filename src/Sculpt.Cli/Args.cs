@@ -75,6 +75,20 @@ public sealed class Args
         return t;
     }
 
+    /// <summary>--distill-loss K and --distill-weight W, shared by train (with --teacher) and prune (with --distill);
+    /// <paramref name="enabledBy"/> names the option without which they mean nothing.</summary>
+    public (string Loss, double Weight) Distillation(bool enabled, string enabledBy)
+    {
+        var loss = Get("distill-loss", "mse");
+        double weight = Double("distill-weight", 1.0);
+        if (!Sculpt.Training.Distillation.Kinds.Contains(loss))
+            throw new UsageException($"--distill-loss must be one of {string.Join(", ", Sculpt.Training.Distillation.Kinds)}");
+        if (!(weight >= 0) || double.IsInfinity(weight)) throw new UsageException("--distill-weight must be a finite number ≥ 0");
+        if (!enabled && (Has("distill-loss") || Has("distill-weight")))
+            throw new UsageException($"--distill-loss and --distill-weight need {enabledBy}");
+        return (loss, weight);
+    }
+
     /// <summary>Rejects options the command did not ask about, so typos never pass silently.</summary>
     public void EnsureAllUsed()
     {

@@ -113,6 +113,18 @@ public class CliTests
         Assert.Equal(0, groups.Code);
         Assert.Contains("\"prunable\": true", groups.Out);
 
+        // distillation during pruning, with the loss train --teacher offers: recorded with each step
+        var taught = Path.Combine(dir, "taught.sculpt");
+        var d = Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--steps", "1", "--max-step-ratio", "3", "--epochs", "1",
+            "--final-epochs", "0", "--criterion", "l1", "--no-control", "--distill", "--distill-loss", "soft", "--distill-weight", "0.5",
+            "--out", taught);
+        Assert.True(d.Code == 0, d.Err);
+        var step = global::Sculpt.Runtime.ModelPackage.Load(taught).Meta.PruningHistory[0]["distill"]!;
+        Assert.Equal(("soft", 0.5), (step["kind"]!.GetValue<string>(), step["weight"]!.GetValue<double>()));
+        Assert.Null(global::Sculpt.Runtime.ModelPackage.Load(small).Meta.PruningHistory[0]["distill"]);
+        AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--distill-loss", "soft", "--out", taught + "2"),
+            "need --distill");
+
         // a target beyond what one channel per group allows: refused before anything is written
         var tooSmall = Path.Combine(dir, "tiny.sculpt");
         AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-params", "10", "--out", tooSmall), "cannot be reached");

@@ -14,7 +14,8 @@ public static class PruneCommand
                      (--compression X | --max-params N | --max-macs N | --max-latency-ms L [--latency-threads T])
                      [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform|cost]
-                     [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F] [--distill]
+                     [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F]
+             [--distill [--distill-loss mse|soft] [--distill-weight W]]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
                      [--collapse-drop D] [--no-control] [--scratch-lr LR] [--keep-pruned-weights]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
@@ -30,7 +31,8 @@ public static class PruneCommand
         least-squares reconstruction of the logits on calibration batches and the output layer is refitted,
         since magnitude ranks their foreground channels last — --head-input whole keeps them all), and fine-tunes E epochs (on N random training
         samples per step if given, at the starting model's cost: a model needing k× fewer MACs gets k× more
-        samples, up to the whole training split; optionally distilling from the dense model). A collapse of
+        samples, up to the whole training split; --distill adds a term pulling the output toward the dense model's,
+        as train --teacher does: --distill-loss mse between logits, the default, or soft; --distill-weight W). A collapse of
         validation Dice after a step (a drop of more than D, default 0.2; 1 turns the guard off) triggers a
         back-off to half that step; when two back-offs collapse too, the run stops there. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
@@ -76,6 +78,8 @@ public static class PruneCommand
         double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0) : null;
         int latencyThreads = a.Int("latency-threads", 1);
         long? LongOpt(string n) { var v = a.Get(n); if (v == null) return null; return long.TryParse(v.Replace("_", ""), NumberStyles.Integer, CultureInfo.InvariantCulture, out var r) ? r : (long)double.Parse(v, CultureInfo.InvariantCulture); }
+        bool distill = a.Flag("distill");
+        var (distillLoss, distillWeight) = a.Distillation(distill, "--distill");
         var o = new PruneOptions
         {
             Compression = a.Has("compression") ? a.Double("compression", 1) : null,
@@ -91,7 +95,8 @@ public static class PruneCommand
             Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
-            Distill = a.Flag("distill"), RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
+            Distill = distill, DistillLoss = distillLoss, DistillWeight = distillWeight,
+            RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
             ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate),
             BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };

@@ -51,19 +51,12 @@ public static class TrainCommand
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
         };
         var teacherPath = a.Get("teacher");
-        var distillLoss = a.Get("distill-loss", "mse");
-        double distillWeight = a.Double("distill-weight", 1.0);
+        var (distillLoss, distillWeight) = a.Distillation(teacherPath is not null, "--teacher");
         a.Threads();
         bool lenient = a.Flag("lenient"), reinit = a.Flag("reinit");
         a.EnsureAllUsed();
         if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
-        if (!Distillation.Kinds.Contains(distillLoss))
-            throw new UsageException($"--distill-loss must be one of {string.Join(", ", Distillation.Kinds)}");
-        if (!(distillWeight >= 0) || double.IsInfinity(distillWeight))
-            throw new UsageException("--distill-weight must be a finite number ≥ 0");
-        if (teacherPath is null && (a.Has("distill-loss") || a.Has("distill-weight")))
-            throw new UsageException("--distill-loss and --distill-weight need --teacher");
 
         if (teacherPath is not null)
             options = options with { Distill = new DistillFrom(Sculpt.Runtime.ModelPackage.Load(teacherPath), distillLoss, distillWeight) };
