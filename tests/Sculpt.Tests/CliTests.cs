@@ -107,6 +107,8 @@ public class CliTests
         var bothJson = System.Text.Json.Nodes.JsonNode.Parse(both.Out)!;
         Assert.Equal(["sculpt", "ort"], bothJson["results"]!.AsArray().Select(r => r!["engine"]!.GetValue<string>()));
         var layers = bothJson["sculpt_layers"]![0]!["layers"]!.AsArray();
+        Assert.Equal(global::Sculpt.Engine.VectorWidths.Accelerated[0] * 32, bothJson["sculpt_layers"]![0]!["vector_bits"]!.GetValue<int>());
+        Assert.True(bothJson["sculpt_layers"]![0]!["fma_ceiling_gflops"]!.GetValue<double>() > 0);
         Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.MacCount(), layers.Sum(r => r!["macs"]!.GetValue<long>()));
         Assert.All(layers, r => Assert.True(r!["ms"]!.GetValue<double>() > 0));
         var groups = Sculpt("inspect", "--model", small, "--groups", "--json");

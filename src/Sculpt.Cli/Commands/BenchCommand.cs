@@ -30,7 +30,9 @@ public static class BenchCommand
         alternating between the models with --compare.
         --profile: ONNX Runtime's profiler at batch 1 (last thread count) splits each model's run into time in
         operator kernels, by operator type, and time outside them (per-node dispatch and scheduling); with Sculpt's
-        engine, its time per planned kernel with GFLOP/s (and % of the peak) and GB/s of the activations it moves.
+        engine, its time per planned kernel with GFLOP/s (and % of the peak) and GB/s of the activations it moves, and
+        the ceiling of the engine's vector width on one core (FMAs from registers: on a CPU or a process limited to AVX2
+        it is below the peak, which ONNX Runtime's GEMM reaches with AVX-512 wherever the CPU has it).
         --engine sculpt|ort|both: Sculpt's own managed engine, ONNX Runtime, or both alternating (sets --backend;
         both = sculpt and ort). Sculpt's engine runs single-threaded per call; --threads applies to ORT only, and
         --streams runs S concurrent callers of one engine.
@@ -94,6 +96,8 @@ public static class BenchCommand
         var profiles = profile && backends.Contains("ort")
             ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
         double peak1 = profile && backends.Contains("sculpt") ? Latency.PeakGflops(1) : 0;
+        double ceiling = profile && backends.Contains("sculpt") ? Sculpt.Engine.VectorWidths.FmaCeilingGflops() : 0;
+        int vectorBits = Sculpt.Engine.VectorWidths.Accelerated[0] * 32;
         var layerProfiles = profile && backends.Contains("sculpt")
             ? subjects.Select(s => (s.Name, Engine: s.Engine!, Ms: s.Engine!.ProfileLayers(Math.Min(runs, 100)))).ToList() : new();
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
@@ -110,7 +114,7 @@ public static class BenchCommand
                 ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)r).ToArray()),
                 ["sculpt_layers"] = layerProfiles.Count > 0 ? new JsonArray(layerProfiles.Select(p => (JsonNode)new JsonObject
                 {
-                    ["model"] = p.Name, ["peak_gflops_1_thread"] = peak1,
+                    ["model"] = p.Name, ["peak_gflops_1_thread"] = peak1, ["vector_bits"] = vectorBits, ["fma_ceiling_gflops"] = ceiling,
                     ["layers"] = new JsonArray(p.Engine.Layers.Select((l, i) => (JsonNode)new JsonObject
                     {
                         ["kernel"] = l.Name, ["macs"] = l.Macs, ["bytes"] = l.Bytes, ["ms"] = p.Ms[i],
@@ -150,7 +154,8 @@ public static class BenchCommand
         }
         foreach (var (name, engine, ms) in layerProfiles)
         {
-            Console.WriteLine($"\n{name}: Sculpt's engine per planned kernel at batch 1 (sum {ms.Sum():0.000} ms; peak {peak1:0.0} GFLOP/s on 1 thread):");
+            Console.WriteLine($"\n{name}: Sculpt's engine per planned kernel at batch 1 (sum {ms.Sum():0.000} ms; peak {peak1:0.0} GFLOP/s on 1 thread; " +
+                $"its {vectorBits}-bit multiply-adds reach {ceiling:0.0} GFLOP/s from registers):");
             Console.Write(Output.Table(new[] { "#", "kernel", "output", "MMAC", "ms", "GFLOP/s", "% of peak", "GB/s" }, engine.Layers.Select((l, i) => new[]
             {
                 i.ToString(System.Globalization.CultureInfo.InvariantCulture), l.Name, l.Output, Output.F(l.Macs / 1e6, "0.000"), Output.F(ms[i], "0.0000"),
