@@ -11,7 +11,7 @@ public static class TrainCommand
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--init START.sculpt [--reinit]] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
-                     [--no-augment] [--teacher DENSE.sculpt [--distill-loss mse|soft] [--distill-weight W]]
+                     [--no-augment] [--teacher DENSE.sculpt [--distill-loss mse|soft] [--distill-weight W]] [--ema D]
                      [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
@@ -28,6 +28,8 @@ public static class TrainCommand
         --teacher adds a distillation term (weight W, default 1) pulling the output toward TEACHER's on the same
         augmented batch: mse between logits (the default, as prune --distill) or soft (cross-entropy against its
         probabilities). On EchoNet-format data neither improved a 1.7 K-parameter network (bench/RESULTS.md).
+        --ema D validates, and keeps, an exponential moving average of the weights and batch-norm statistics (decay D
+        per optimizer step, e.g. 0.99; warmed up over the first steps) instead of the last step's weights.
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -48,7 +50,7 @@ public static class TrainCommand
         {
             Epochs = a.Int("epochs", 12), BatchSize = a.Int("batch", 8), LearningRate = a.Double("lr", 2e-3),
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
-            Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt",
+            Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt", AverageDecay = a.Double("ema", 0),
         };
         var teacherPath = a.Get("teacher");
         var (distillLoss, distillWeight) = a.Distillation(teacherPath is not null, "--teacher");
@@ -57,6 +59,7 @@ public static class TrainCommand
         a.EnsureAllUsed();
         if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
+        if (!(options.AverageDecay >= 0 && options.AverageDecay < 1)) throw new UsageException("--ema must be in [0, 1)");
 
         if (teacherPath is not null)
             options = options with { Distill = new DistillFrom(Sculpt.Runtime.ModelPackage.Load(teacherPath), distillLoss, distillWeight) };

@@ -89,6 +89,9 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
 
     public Tensor Tensor(string key) => _tensors[key];
 
+    /// <summary>The keys of every weight and batch-norm statistic, as <see cref="ExportWeights"/> names them.</summary>
+    public IEnumerable<string> TensorKeys => _tensors.Keys;
+
     /// <summary>When set, every batch norm uses this momentum in training mode (for cumulative re-estimation).</summary>
     public double? BatchNormMomentumOverride { get; set; }
 

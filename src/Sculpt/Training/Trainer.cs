@@ -32,6 +32,11 @@ public sealed record TrainOptions
     public int DeadAfterEpochs { get; init; }
     /// <summary>A teacher to distil from (<see cref="TrainJob"/> turns it into <see cref="ExtraLoss"/>).</summary>
     public DistillFrom? Distill { get; init; }
+    /// <summary>
+    /// Decay of a moving average of the weights (<see cref="WeightAverage"/>), 0 for none: when set, each epoch is
+    /// validated, and the best kept, with the averaged weights instead of the last step's.
+    /// </summary>
+    public double AverageDecay { get; init; }
 }
 
 /// <summary>Distillation from <paramref name="Teacher"/> with <see cref="Distillation.Loss"/>'s kind and weight.</summary>
@@ -76,7 +81,8 @@ public static class Trainer
                 int epoch = ResumeState.Int(state, "epoch");
                 bestEpoch = ResumeState.Int(state, "best_epoch");
                 best = state["best_val_dice"]?.GetValue<double>() ?? throw new JsonException("best_val_dice missing");
-                if (epoch < 0 || epoch >= o.Epochs || bestEpoch < 0 || bestEpoch > epoch || !(best >= 0 && best <= 1))
+                // epoch counts from 0, bestEpoch from 1 (as the history does): the last finished epoch may be the best
+                if (epoch < 0 || epoch >= o.Epochs || bestEpoch < 1 || bestEpoch > epoch + 1 || !(best >= 0 && best <= 1))
                     throw new JsonException($"epoch {epoch}, best epoch {bestEpoch} or best Dice {best} out of range for {o.Epochs} epochs");
                 startEpoch = epoch + 1;
                 optimizerSteps = state["optimizer_steps"] is JsonValue s && s.TryGetValue<long>(out var n) && n >= 0
@@ -92,6 +98,13 @@ public static class Trainer
             ResumeState.Read(optimizerPath, () =>
                 opt.LoadState(Safetensors.Read(Data.InputLimits.ReadFile(optimizerPath, "optimizer state"), optimizerPath),
                     optimizerSteps, optimizerPath));
+        }
+        // one update per optimizer step, so a resumed run continues the average's warm-up where it stopped
+        using var average = o.AverageDecay > 0 ? new WeightAverage(model, o.AverageDecay, optimizerSteps) : null;
+        if (average != null && startEpoch > 0)
+        {
+            var averagePath = Path.Combine(o.CheckpointDir!, AverageFile);
+            average.Load(model, Safetensors.Read(Data.InputLimits.ReadFile(averagePath, "checkpoint"), averagePath), averagePath);
         }
 
         var clock = Stopwatch.StartNew();
@@ -123,18 +136,21 @@ public static class Trainer
                 if (o.ExtraLoss != null) loss = loss.add(o.ExtraLoss(x, logits), HeldScalars.One);
                 loss.backward();
                 opt.Step();
+                average?.Update(model);
                 double l = loss.item<float>();
                 lossSum += l;
                 doneSteps++;
                 var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / doneSteps * (totalSteps - global - 1));
                 progress?.Invoke(new Progress(epoch + 1, o.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1), history.LastOrDefault()?.ValDice, eta));
             }
+            average?.Swap(model); // validated and kept: the averaged weights, when there is an average
             double dice = Evaluator.MeanDice(model, val, task);
             history.Add(new EpochRecord(epoch + 1, lossSum / stepsPerEpoch, dice, lr, epochClock.Elapsed.TotalSeconds));
             if (dice > best || bestWeights == null) { best = dice; bestEpoch = epoch + 1; bestWeights = model.ExportWeights(); }
+            average?.Swap(model);
             progress?.Invoke(new Progress(epoch + 1, o.Epochs, stepsPerEpoch, stepsPerEpoch, lossSum / stepsPerEpoch, dice,
                 TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch)), EpochDone: true));
-            if (o.CheckpointDir != null) SaveCheckpoint(o.CheckpointDir, model, opt, bestWeights!, epoch, best, bestEpoch, history);
+            if (o.CheckpointDir != null) SaveCheckpoint(o.CheckpointDir, model, opt, average, bestWeights!, epoch, best, bestEpoch, history);
             if (o.DeadAfterEpochs > 0 && epoch + 1 == o.DeadAfterEpochs && history.All(h => h.ValDice < DeadDice))
                 return new TrainResult(best, bestEpoch, history, bestWeights!, Abandoned: true);
         }
@@ -143,7 +159,7 @@ public static class Trainer
         return new TrainResult(best, bestEpoch, history, bestWeights);
     }
 
-    private const string OptimizerFile = "optimizer.safetensors";
+    private const string OptimizerFile = "optimizer.safetensors", AverageFile = "average.safetensors";
 
     /// <summary>Validation Dice below which a start counts as dead (all background).</summary>
     public const double DeadDice = 0.05;
@@ -184,11 +200,12 @@ public static class Trainer
         }
     }
 
-    private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightSet best, int epoch, double bestDice,
-        int bestEpoch, List<EpochRecord> history)
+    private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightAverage? average, WeightSet best, int epoch,
+        double bestDice, int bestEpoch, List<EpochRecord> history)
     {
         Directory.CreateDirectory(dir);
         AtomicFile.WriteAllBytes(Path.Combine(dir, "last.safetensors"), Safetensors.Write(model.ExportWeights()));
+        if (average != null) AtomicFile.WriteAllBytes(Path.Combine(dir, AverageFile), Safetensors.Write(average.Export()));
         AtomicFile.WriteAllBytes(Path.Combine(dir, "best.safetensors"), Safetensors.Write(best));
         AtomicFile.WriteAllBytes(Path.Combine(dir, OptimizerFile), Safetensors.Write(opt.ExportState()));
         var state = new JsonObject
