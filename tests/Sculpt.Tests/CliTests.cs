@@ -60,6 +60,7 @@ public class CliTests
         AssertCleanFailure(Sculpt("train", "--data", data, "--distill-loss", "soft", "--out", bad), "need --teacher");
         AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", Path.Combine(dir, "none.sculpt"), "--out", bad), "none.sculpt");
         AssertCleanFailure(Sculpt("train", "--data", data, "--teacher", deeplab, "--distill-loss", "kl", "--out", bad), "--distill-loss");
+        AssertCleanFailure(Sculpt("train", "--data", data, "--ema", "1", "--out", bad), "--ema must be in [0, 1)");
         Assert.False(File.Exists(Path.Combine(dir, "bad.sculpt")));
         var info = Sculpt("data", "info", "--data", data, "--json");
         Assert.Equal(16, System.Text.Json.Nodes.JsonNode.Parse(info.Out)!["samples"]!.GetValue<int>());
