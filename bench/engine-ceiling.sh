@@ -27,13 +27,15 @@ rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     m, isa, bits, p50, gflops, peak, ceiling = line.split()
     rows[(m, isa, bits)].append((float(p50), float(gflops), float(peak), float(ceiling)))
-print("| model | vectors | p50 ms | GFLOP/s | GEMM peak, GFLOP/s | % of the peak | FMA ceiling of the width, GFLOP/s | % of the ceiling | rounds |")
+print("| model | vectors | p50 ms | GFLOP/s | GEMM peak, GFLOP/s | % of the peak | FMA ceiling of the width, GFLOP/s "
+      "| % of the ceiling | rounds |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for (m, isa, bits), v in sorted(rows.items()):
     med = [statistics.median(x[i] for x in v) for i in range(4)]
     frac_peak = statistics.median(x[1] / x[2] for x in v)
     frac_ceiling = statistics.median(x[1] / x[3] for x in v)
     label = f"{bits}-bit" + (" (JIT AVX-512 off)" if isa == "avx2" else "")
-    print(f"| {m} | {label} | {med[0]:.4f} | {med[1]:.1f} | {med[2]:.1f} | {100 * frac_peak:.1f}% | {med[3]:.1f} | {100 * frac_ceiling:.1f}% | {len(v)} |")
+    print(f"| {m} | {label} | {med[0]:.4f} | {med[1]:.1f} | {med[2]:.1f} | {100 * frac_peak:.1f}% | {med[3]:.1f} "
+          f"| {100 * frac_ceiling:.1f}% | {len(v)} |")
 PY
 rm -f "$tmp"

@@ -108,8 +108,9 @@ public class CliTests
         var bothJson = System.Text.Json.Nodes.JsonNode.Parse(both.Out)!;
         Assert.Equal(["sculpt", "ort"], bothJson["results"]!.AsArray().Select(r => r!["engine"]!.GetValue<string>()));
         var layers = bothJson["sculpt_layers"]![0]!["layers"]!.AsArray();
-        Assert.Equal(global::Sculpt.Engine.VectorWidths.Accelerated[0] * 32, bothJson["sculpt_layers"]![0]!["vector_bits"]!.GetValue<int>());
-        Assert.True(bothJson["sculpt_layers"]![0]!["fma_ceiling_gflops"]!.GetValue<double>() > 0);
+        var sculptLayers = bothJson["sculpt_layers"]![0]!;
+        Assert.Equal(global::Sculpt.Engine.VectorWidths.Accelerated[0] * 32, sculptLayers["vector_bits"]!.GetValue<int>());
+        Assert.True(sculptLayers["fma_ceiling_gflops"]!.GetValue<double>() > 0);
         Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.MacCount(), layers.Sum(r => r!["macs"]!.GetValue<long>()));
         Assert.All(layers, r => Assert.True(r!["ms"]!.GetValue<double>() > 0));
         var groups = Sculpt("inspect", "--model", small, "--groups", "--json");
@@ -118,14 +119,15 @@ public class CliTests
 
         // distillation during pruning, with the loss train --teacher offers: recorded with each step
         var taught = Path.Combine(dir, "taught.sculpt");
-        var d = Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--steps", "1", "--max-step-ratio", "3", "--epochs", "1",
-            "--final-epochs", "0", "--criterion", "l1", "--no-control", "--distill", "--distill-loss", "soft", "--distill-weight", "0.5",
-            "--out", taught);
+        var d = Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--steps", "1", "--max-step-ratio", "3",
+            "--epochs", "1", "--final-epochs", "0", "--criterion", "l1", "--no-control",
+            "--distill", "--distill-loss", "soft", "--distill-weight", "0.5", "--out", taught);
         Assert.True(d.Code == 0, d.Err);
         var step = global::Sculpt.Runtime.ModelPackage.Load(taught).Meta.PruningHistory[0]["distill"]!;
         Assert.Equal(("soft", 0.5), (step["kind"]!.GetValue<string>(), step["weight"]!.GetValue<double>()));
         Assert.Null(global::Sculpt.Runtime.ModelPackage.Load(small).Meta.PruningHistory[0]["distill"]);
-        AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--distill-loss", "soft", "--out", taught + "2"),
+        AssertCleanFailure(
+            Sculpt("prune", "--model", model, "--data", data, "--compression", "2", "--distill-loss", "soft", "--out", taught + "2"),
             "need --distill");
 
         // a target beyond what one channel per group allows: refused before anything is written

@@ -154,7 +154,8 @@ public static class BenchCommand
         }
         foreach (var (name, engine, ms) in layerProfiles)
         {
-            Console.WriteLine($"\n{name}: Sculpt's engine per planned kernel at batch 1 (sum {ms.Sum():0.000} ms; peak {peak1:0.0} GFLOP/s on 1 thread; " +
+            Console.WriteLine($"\n{name}: Sculpt's engine per planned kernel at batch 1 (sum {ms.Sum():0.000} ms; " +
+                $"peak {peak1:0.0} GFLOP/s on 1 thread; " +
                 $"its {vectorBits}-bit multiply-adds reach {ceiling:0.0} GFLOP/s from registers):");
             Console.Write(Output.Table(new[] { "#", "kernel", "output", "MMAC", "ms", "GFLOP/s", "% of peak", "GB/s" }, engine.Layers.Select((l, i) => new[]
             {

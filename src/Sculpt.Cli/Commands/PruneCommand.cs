@@ -15,7 +15,7 @@ public static class PruneCommand
                      [--min-dice D]
                      [--criterion taylor|l1|l2|bn-scale|fpgm|random] [--allocation global|uniform|cost]
                      [--steps S] [--max-step-ratio Q] [--epochs E] [--ft-samples N] [--final-epochs F]
-             [--distill [--distill-loss mse|soft] [--distill-weight W]]
+                     [--distill [--distill-loss mse|soft] [--distill-weight W]]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
                      [--collapse-drop D] [--no-control] [--scratch-lr LR] [--keep-pruned-weights]
                      [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
@@ -96,7 +96,8 @@ public static class PruneCommand
             MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
             CollapseDrop = a.Double("collapse-drop", 0.2),
             Distill = distill, DistillLoss = distillLoss, DistillWeight = distillWeight,
-            RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"), Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
+            RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"),
+            Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
             ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate),
             BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
         };

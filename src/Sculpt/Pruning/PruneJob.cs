@@ -406,7 +406,8 @@ public static class PruneJob
         {
             ["step"] = rec.Step, ["criterion"] = o.Criterion.ToString().ToLowerInvariant(), ["allocation"] = o.Allocation.Mode.ToString().ToLowerInvariant(),
             ["params_before"] = before.Params, ["params_after"] = rec.Params, ["macs_after"] = rec.Macs, ["compression"] = rec.Compression,
-            ["val_dice"] = rec.ValDice, ["distill"] = o.Distill ? new JsonObject { ["kind"] = o.DistillLoss, ["weight"] = o.DistillWeight } : null,
+            ["val_dice"] = rec.ValDice,
+            ["distill"] = o.Distill ? new JsonObject { ["kind"] = o.DistillLoss, ["weight"] = o.DistillWeight } : null,
             ["note"] = rec.Note,
             ["widths_before"] = JsonSerializer.SerializeToNode(before.Widths), ["widths_after"] = JsonSerializer.SerializeToNode(rec.Widths),
         });

@@ -150,7 +150,8 @@ public static class Trainer
             average?.Swap(model);
             progress?.Invoke(new Progress(epoch + 1, o.Epochs, stepsPerEpoch, stepsPerEpoch, lossSum / stepsPerEpoch, dice,
                 TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch)), EpochDone: true));
-            if (o.CheckpointDir != null) SaveCheckpoint(o.CheckpointDir, model, opt, average, bestWeights!, epoch, best, bestEpoch, history);
+            if (o.CheckpointDir != null)
+                SaveCheckpoint(o.CheckpointDir, model, opt, average, bestWeights!, epoch, best, bestEpoch, history);
             if (o.DeadAfterEpochs > 0 && epoch + 1 == o.DeadAfterEpochs && history.All(h => h.ValDice < DeadDice))
                 return new TrainResult(best, bestEpoch, history, bestWeights!, Abandoned: true);
         }
