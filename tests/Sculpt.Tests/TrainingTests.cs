@@ -10,14 +10,15 @@ namespace Sculpt.Tests;
 [Collection("serial")]
 public class TrainingTests
 {
-    private static SegmentationDataset TinySet()
+    /// <summary>24 synthetic 32×32 frames: training tests' data (also <see cref="WeightAverageTests"/>').</summary>
+    internal static SegmentationDataset TinySet()
     {
         var dir = Path.Combine(TestFiles.TempDir(), "d");
         SynthDataset.Write(dir, new SynthOptions { Count = 24, Size = 32, Seed = 11 });
         return SegmentationDataset.Load(dir);
     }
 
-    private static readonly UNetConfig Tiny = new() { Depth = 2, BaseWidth = 4, InputSize = 32 };
+    internal static readonly UNetConfig Tiny = new() { Depth = 2, BaseWidth = 4, InputSize = 32 };
 
     [Fact]
     public void TrainingReducesLossAndKeepsTheBestEpoch()

@@ -1,4 +1,3 @@
-using Sculpt.Data;
 using Sculpt.Models;
 using Sculpt.Runtime;
 using Sculpt.Training;
@@ -9,7 +8,7 @@ namespace Sculpt.Tests;
 [Collection("serial")]
 public class WeightAverageTests
 {
-    private static readonly UNetConfig Tiny = new() { Depth = 2, BaseWidth = 4, InputSize = 32 };
+    private static readonly UNetConfig Tiny = TrainingTests.Tiny;
 
     private static WeightSet Random(WeightSet like, int seed)
     {
@@ -58,9 +57,7 @@ public class WeightAverageTests
     [Fact]
     public void AveragedTrainingKeepsTheAverageAndResumesExactly()
     {
-        var dir = Path.Combine(TestFiles.TempDir(), "d");
-        SynthDataset.Write(dir, new SynthOptions { Count = 24, Size = 32, Seed = 11 });
-        var ds = SegmentationDataset.Load(dir);
+        var ds = TrainingTests.TinySet();
         var o = new TrainOptions { Epochs = 3, BatchSize = 4, Seed = 2, LearningRate = 5e-3, AverageDecay = 0.9 };
         var plain = TrainJob.Run(ds, "unet", Tiny, o with { AverageDecay = 0 });
         var averaged = TrainJob.Run(ds, "unet", Tiny, o);

@@ -123,11 +123,19 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         if (!wasTraining) eval();
     }
 
-    public void LoadWeights(WeightSet weights, string source)
+    public void LoadWeights(WeightSet weights, string source) => CopyInto(_tensors, Graph, weights, source);
+
+    public WeightSet ExportWeights() => ToWeightSet(_tensors);
+
+    /// <summary>
+    /// Fills tensors keyed like <paramref name="graph"/>'s weights (a module's own, or a copy of them such as
+    /// <see cref="Training.WeightAverage"/>'s) from <paramref name="weights"/>, checked against the graph first.
+    /// </summary>
+    internal static void CopyInto(IReadOnlyDictionary<string, Tensor> tensors, NetworkGraph graph, WeightSet weights, string source)
     {
-        WeightLayout.Check(Graph, weights, source);
+        WeightLayout.Check(graph, weights, source);
         using var _ = no_grad();
-        foreach (var (key, t) in _tensors)
+        foreach (var (key, t) in tensors)
         {
             // the source is held in a variable until copy_ returns: a temporary passed straight in can be
             // finalized by the GC while libtorch still reads it (TorchSharp does not keep it alive), which
@@ -137,12 +145,13 @@ public sealed class GraphModule : nn.Module<Tensor, Tensor>
         }
     }
 
-    public WeightSet ExportWeights()
+    /// <summary>The values of tensors keyed like a graph's weights, copied out (see <see cref="CopyInto"/>).</summary>
+    internal static WeightSet ToWeightSet(IReadOnlyDictionary<string, Tensor> tensors)
     {
         var w = new WeightSet();
-        foreach (var (key, t) in _tensors)
+        foreach (var (key, t) in tensors)
         {
-            using var detached = t.detach(); // named for the same reason as in LoadWeights
+            using var detached = t.detach(); // named for the same reason as in CopyInto
             using var c = detached.contiguous();
             w[key] = new TensorData(c.shape, c.data<float>().ToArray());
         }

@@ -52,28 +52,10 @@ public sealed class WeightAverage : IDisposable
         }
     }
 
-    public WeightSet Export()
-    {
-        var w = new WeightSet();
-        foreach (var (key, t) in _average)
-        {
-            using var c = t.contiguous();
-            w[key] = new TensorData(c.shape, c.data<float>().ToArray());
-        }
-        return w;
-    }
+    public WeightSet Export() => GraphModule.ToWeightSet(_average);
 
     /// <summary>Restores a saved average (resuming training); <paramref name="source"/> names it in errors.</summary>
-    public void Load(GraphModule model, WeightSet weights, string source)
-    {
-        WeightLayout.Check(model.Graph, weights, source);
-        using var _ = no_grad();
-        foreach (var (key, t) in _average)
-        {
-            using var values = tensor(weights[key].Data, weights[key].Shape); // held until copy_ returns (GraphModule.LoadWeights)
-            t.copy_(values);
-        }
-    }
+    public void Load(GraphModule model, WeightSet weights, string source) => GraphModule.CopyInto(_average, model.Graph, weights, source);
 
     public void Dispose()
     {
