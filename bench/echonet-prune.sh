@@ -31,27 +31,4 @@ one_seed() {
 }
 for s in $seeds; do one_seed "$s" "$@" & done
 wait
-/usr/bin/python3 - "$out" $seeds <<'PY'
-import json, os, sys
-out, seeds = sys.argv[1], sys.argv[2:]
-def dice(path):
-    if not os.path.exists(path + ".test.json"): return None
-    d = json.load(open(path + ".test.json"))
-    return {"mean": d["dice"], "ci": (d["labels"][0]["dice_lo"], d["labels"][0]["dice_hi"])}
-print("| seed | dense test Dice | output (which) | params | compression | output test Dice [95% CI] | relative loss |"
-      " fine-tune samples | pruned weights | retrained architecture | uniform width |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for s in seeds:
-    p = json.load(open(f"{out}/prune-{s}.json")) if os.path.exists(f"{out}/prune-{s}.json") else None
-    dense, final = dice(f"{out}/dense-{s}.sculpt"), dice(f"{out}/pruned-{s}.sculpt")
-    if p is None or dense is None or final is None:
-        print(f"| {s} | (incomplete) |"); continue
-    fmt = lambda m: "—" if m is None else f'{m["mean"]:.4f}'
-    # the run folder keeps both candidates; prune's JSON says which one it output
-    which = p["output"]
-    weights, retrained = dice(f"{out}/run-{s}/pruned-weights.sculpt"), dice(f"{out}/run-{s}/control-scratch.sculpt")
-    loss = 100 * (dense["mean"] - final["mean"]) / dense["mean"]
-    print(f'| {s} | {dense["mean"]:.4f} | {which} | {p["params"]:,} | {p["compression"]:.0f}× | '
-          f'{final["mean"]:.4f} [{final["ci"][0]:.4f}, {final["ci"][1]:.4f}] | {loss:.2f}% | {p["fine_tune_samples"]:,} | {fmt(weights)} | {fmt(retrained)} | '
-          f'{fmt(dice(f"{out}/run-{s}/control-uniform.sculpt"))} |')
-PY
+/usr/bin/python3 "$here/echonet-table.py" "$out" --seeds "$seeds"
