@@ -26,7 +26,8 @@ one_seed() {
   echo "seed $s: $(( $(date +%s) - start )) s" >> "$out/times.txt"
   for m in "$out/dense-$s.sculpt" "$out/pruned-$s.sculpt" "$out/run-$s/pruned-weights.sculpt" \
            "$out/run-$s/control-scratch.sculpt" "$out/run-$s/control-uniform.sculpt"; do
-    [ -f "$m" ] && [ ! -f "$m.test.json" ] && "$sculpt" eval --model "$m" --data "$data" --json > "$m.test.json"
+    [ -f "$m" ] && [ ! -f "$m.test.json" ] && "$sculpt" eval --model "$m" --data "$data" --json > "$m.test.json.tmp" \
+      && mv "$m.test.json.tmp" "$m.test.json"
   done
 }
 for s in $seeds; do one_seed "$s" "$@" & done

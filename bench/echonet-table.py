@@ -13,8 +13,8 @@ args = parser.parse_args()
 
 
 def dice(path):
-    if not os.path.exists(path + ".test.json"): return None
-    d = json.load(open(path + ".test.json"))
+    try: d = json.load(open(path + ".test.json"))
+    except (OSError, ValueError): return None  # not scored yet, or being written
     return {"mean": d["dice"], "ci": (d["labels"][0]["dice_lo"], d["labels"][0]["dice_hi"])}
 
 
