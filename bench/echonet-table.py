@@ -54,9 +54,9 @@ for out, by_seed in runs.items():
 if several:
     first = runs[args.outs[0]]
     print()
-    print("| options | seeds | mean relative loss | sd | range | ≤ 0.5% | mean output test Dice | mean pruned-weights Dice "
-          "| output minus the first options', seed by seed |")
-    print("| --- " * 9 + "|")
+    print("| options | seeds | lowest compression | mean relative loss | sd | range | ≤ 0.5% | mean output test Dice "
+          "| mean pruned-weights Dice | output minus the first options', seed by seed |")
+    print("| --- " * 10 + "|")
     for out, by_seed in runs.items():
         done = [r for r in by_seed.values() if r]
         if not done: continue
@@ -64,7 +64,8 @@ if several:
         sd = statistics.stdev(losses) if len(losses) > 1 else float("nan")
         weights = [r["weights"]["mean"] for r in done if r["weights"]]
         paired = [f'{r["final"]["mean"] - first[r["seed"]]["final"]["mean"]:+.4f}' for r in done if first.get(r["seed"])]
-        print(f'| {os.path.basename(os.path.normpath(out))} | {", ".join(r["seed"] for r in done)} | {statistics.mean(losses):.2f}% '
+        print(f'| {os.path.basename(os.path.normpath(out))} | {", ".join(r["seed"] for r in done)} '
+              f'| {min(r["p"]["compression"] for r in done):.0f}× | {statistics.mean(losses):.2f}% '
               f'| {sd:.2f} | {min(losses):.2f}–{max(losses):.2f}% | {sum(l <= 0.5 for l in losses)} of {len(losses)} '
               f'| {statistics.mean(r["final"]["mean"] for r in done):.4f} '
               f'| {statistics.mean(weights) if weights else float("nan"):.4f} | {" ".join(paired)} |')
