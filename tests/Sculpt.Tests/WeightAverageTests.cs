@@ -10,23 +10,14 @@ public class WeightAverageTests
 {
     private static readonly UNetConfig Tiny = TrainingTests.Tiny;
 
-    private static WeightSet Random(WeightSet like, int seed)
-    {
-        var rng = new Random(seed);
-        var w = new WeightSet();
-        foreach (var (k, t) in like)
-            w[k] = new TensorData(t.Shape, t.Data.Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
-        return w;
-    }
-
     [Fact]
     public void TheAverageIsTheWarmedUpExponentialMeanOfEveryWeightAndStatistic()
     {
         var graph = UNet.Build(Tiny);
         using var model = new GraphModule(graph);
         var w0 = model.ExportWeights();
-        var w1 = Random(w0, 1);
-        var w2 = Random(w0, 2);
+        var w1 = TestFiles.WithBnStatistics(graph, 1);
+        var w2 = TestFiles.WithBnStatistics(graph, 2);
         using var average = new WeightAverage(model, 0.9);
         model.LoadWeights(w1, "w1");
         average.Update(model);
