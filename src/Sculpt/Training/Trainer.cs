@@ -91,20 +91,19 @@ public static class Trainer
                     ?? throw new JsonException("history missing");
             });
             string last = Path.Combine(o.CheckpointDir, "last.safetensors"), bestPath = Path.Combine(o.CheckpointDir, "best.safetensors");
-            model.LoadWeights(Safetensors.Read(Data.InputLimits.ReadFile(last, "checkpoint"), last), last);
-            bestWeights = Safetensors.Read(Data.InputLimits.ReadFile(bestPath, "checkpoint"), bestPath);
+            model.LoadWeights(ReadCheckpoint(last, "checkpoint"), last);
+            bestWeights = ReadCheckpoint(bestPath, "checkpoint");
             WeightLayout.Check(model.Graph, bestWeights, bestPath);
             var optimizerPath = Path.Combine(o.CheckpointDir, OptimizerFile);
             ResumeState.Read(optimizerPath, () =>
-                opt.LoadState(Safetensors.Read(Data.InputLimits.ReadFile(optimizerPath, "optimizer state"), optimizerPath),
-                    optimizerSteps, optimizerPath));
+                opt.LoadState(ReadCheckpoint(optimizerPath, "optimizer state"), optimizerSteps, optimizerPath));
         }
         // one update per optimizer step, so a resumed run continues the average's warm-up where it stopped
         using var average = o.AverageDecay > 0 ? new WeightAverage(model, o.AverageDecay, optimizerSteps) : null;
         if (average != null && startEpoch > 0)
         {
             var averagePath = Path.Combine(o.CheckpointDir!, AverageFile);
-            average.Load(model, Safetensors.Read(Data.InputLimits.ReadFile(averagePath, "checkpoint"), averagePath), averagePath);
+            average.Load(model, ReadCheckpoint(averagePath, "checkpoint"), averagePath);
         }
 
         var clock = Stopwatch.StartNew();
@@ -161,6 +160,9 @@ public static class Trainer
     }
 
     private const string OptimizerFile = "optimizer.safetensors", AverageFile = "average.safetensors";
+
+    /// <summary>A safetensors file of a checkpoint, read within the input limits; <paramref name="what"/> names it in errors.</summary>
+    private static WeightSet ReadCheckpoint(string path, string what) => Safetensors.Read(Data.InputLimits.ReadFile(path, what), path);
 
     /// <summary>Validation Dice below which a start counts as dead (all background).</summary>
     public const double DeadDice = 0.05;
