@@ -119,6 +119,23 @@ public class TrainingTests
     }
 
     [Fact]
+    public void WarmupRisesLinearlyThenTheCosineDecaysOverTheStepsLeft()
+    {
+        const int stepsPerEpoch = 10, epochs = 5;
+        const long total = stepsPerEpoch * epochs;
+        var o = new TrainOptions { LearningRate = 1e-2, MinLearningRate = 1e-5, WarmupEpochs = 2, Epochs = epochs };
+        // 20 warm-up steps: step k (from 0) runs at lr·(k+1)/21, then cosine from lr at step 20 to near the minimum
+        for (int k = 0; k < 20; k++) Assert.Equal(1e-2 * (k + 1) / 21, Trainer.LearningRateAt(o, k, total, stepsPerEpoch), 15);
+        Assert.Equal(1e-2, Trainer.LearningRateAt(o, 20, total, stepsPerEpoch), 15);
+        Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5), Trainer.LearningRateAt(o, 35, total, stepsPerEpoch), 15);
+        Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * 29 / 30)), Trainer.LearningRateAt(o, 49, total, stepsPerEpoch), 15);
+        // no warm-up: the plain cosine over every step, as before the option existed
+        var plain = o with { WarmupEpochs = 0 };
+        for (long k = 0; k < total; k++)
+            Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * k / total)), Trainer.LearningRateAt(plain, k, total, stepsPerEpoch));
+    }
+
+    [Fact]
     public void MultiClassTrainingRuns()
     {
         var dir = Path.Combine(TestFiles.TempDir(), "d");

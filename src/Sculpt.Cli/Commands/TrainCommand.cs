@@ -11,7 +11,7 @@ public static class TrainCommand
     public const string Help = """
         sculpt train --data DIR --out MODEL.sculpt [--arch unet|unet-classic|unet-small|deeplabv3_resnet50] [--width W] [--depth D]
                      [--bilinear] [--no-bn] [--init START.sculpt [--reinit]] [--epochs E] [--batch B] [--lr LR] [--optimizer adam|sgd]
-                     [--no-augment] [--teacher DENSE.sculpt [--distill-loss mse|soft] [--distill-weight W]] [--ema D]
+                     [--no-augment] [--teacher DENSE.sculpt [--distill-loss mse|soft] [--distill-weight W]] [--ema D] [--warmup E]
                      [--seed S] [--threads T] [--resume] [--lenient] [--json]
 
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
@@ -30,6 +30,7 @@ public static class TrainCommand
         probabilities). On EchoNet-format data neither improved a 1.7 K-parameter network (bench/RESULTS.md).
         --ema D validates, and keeps, an exponential moving average of the weights and batch-norm statistics (decay D
         per optimizer step, e.g. 0.99; warmed up over the first steps) instead of the last step's weights.
+        --warmup E raises the learning rate linearly over the first E epochs (fractions allowed) before the cosine decay.
 
         example: sculpt train --data data/echo --arch unet --epochs 12 --out models/unet16.sculpt
         """;
@@ -51,6 +52,7 @@ public static class TrainCommand
             Epochs = a.Int("epochs", 12), BatchSize = a.Int("batch", 8), LearningRate = a.Double("lr", 2e-3),
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
             Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt", AverageDecay = a.Double("ema", 0),
+            WarmupEpochs = a.Double("warmup", 0),
         };
         var teacherPath = a.Get("teacher");
         var (distillLoss, distillWeight) = a.Distillation(teacherPath is not null, "--teacher");
@@ -60,6 +62,8 @@ public static class TrainCommand
         if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
         if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
         if (!(options.AverageDecay >= 0 && options.AverageDecay < 1)) throw new UsageException("--ema must be in [0, 1)");
+        if (!(options.WarmupEpochs >= 0 && options.WarmupEpochs < options.Epochs))
+            throw new UsageException("--warmup must be ≥ 0 and below --epochs");
 
         if (teacherPath is not null)
             options = options with { Distill = new DistillFrom(Sculpt.Runtime.ModelPackage.Load(teacherPath), distillLoss, distillWeight) };

@@ -37,6 +37,11 @@ public sealed record TrainOptions
     /// validated, and the best kept, with the averaged weights instead of the last step's.
     /// </summary>
     public double AverageDecay { get; init; }
+    /// <summary>
+    /// Epochs over which the learning rate rises linearly from near 0 to <see cref="LearningRate"/> before the cosine
+    /// decay takes the steps that remain (0: cosine from the first step).
+    /// </summary>
+    public double WarmupEpochs { get; init; }
 }
 
 /// <summary>Distillation from <paramref name="Teacher"/> with <see cref="Distillation.Loss"/>'s kind and weight.</summary>
@@ -122,7 +127,7 @@ public static class Trainer
             {
                 using var scope = NewDisposeScope();
                 long global = (long)epoch * stepsPerEpoch + s;
-                lr = o.MinLearningRate + 0.5 * (o.LearningRate - o.MinLearningRate) * (1 + Math.Cos(Math.PI * global / totalSteps));
+                lr = LearningRateAt(o, global, totalSteps, stepsPerEpoch);
                 opt.LearningRate = lr;
                 var batch = order.Skip(s * o.BatchSize).Take(o.BatchSize).Select(i => train[i]).ToList();
                 var raw = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, new Normalization { Mean = new[] { 0.0 }, Std = new[] { 1.0 } });
@@ -157,6 +162,15 @@ public static class Trainer
         if (bestWeights == null) { bestWeights = model.ExportWeights(); best = Evaluator.MeanDice(model, val, task); bestEpoch = o.Epochs; }
         model.LoadWeights(bestWeights, "best weights");
         return new TrainResult(best, bestEpoch, history, bestWeights);
+    }
+
+    /// <summary>The learning rate of optimizer step <paramref name="step"/> (from 0) of <paramref name="totalSteps"/>.</summary>
+    public static double LearningRateAt(TrainOptions o, long step, long totalSteps, int stepsPerEpoch)
+    {
+        long warmup = Math.Min(totalSteps - 1, (long)Math.Round(o.WarmupEpochs * stepsPerEpoch));
+        if (step < warmup) return o.LearningRate * (step + 1) / (warmup + 1);
+        // written as before warm-up existed, so that runs without it repeat earlier ones bit for bit
+        return o.MinLearningRate + 0.5 * (o.LearningRate - o.MinLearningRate) * (1 + Math.Cos(Math.PI * (step - warmup) / (totalSteps - warmup)));
     }
 
     private const string OptimizerFile = "optimizer.safetensors", AverageFile = "average.safetensors";
