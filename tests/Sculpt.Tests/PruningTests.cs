@@ -428,17 +428,52 @@ public class PruningTests
     }
 
     [Fact]
-    public void WhenEveryBackOffCollapsesTheLastGoodModelIsKept()
+    public void WithoutRetrainingARunWhoseEveryBackOffCollapsesStopsAndKeepsTheLastGoodModel()
     {
         var (dense, ds) = TinyTrained();
         // a collapse threshold below any possible drop: every attempt of step 1 counts as a collapse
-        var o = new PruneOptions { Compression = 4, Steps = 2, MaxStepRatio = 2, FineTuneEpochs = 0, FinalEpochs = 0, Criterion = Criterion.L1, CollapseDrop = -1, MaxBackoffs = 1 };
+        var o = new PruneOptions
+        {
+            Compression = 4, Steps = 2, MaxStepRatio = 2, FineTuneEpochs = 0, FinalEpochs = 0, Criterion = Criterion.L1, CollapseDrop = -1,
+            MaxBackoffs = 1, Control = false,
+        };
+        Assert.False(PruneJob.ContinuesThroughCollapse(o));
         var (m, steps) = PruneJob.Run(dense, ds, o, Path.Combine(TestFiles.TempDir(), "r"));
         Assert.Single(steps); // only the dense record: no collapsed step was accepted
         Assert.Equal(dense.Graph.ParameterCount(), m.Graph.ParameterCount());
         var final = m.Meta.PruningHistory[^1];
         Assert.False(final["target_reached"]!.GetValue<bool>());
         Assert.StartsWith("stopped at step 1", final["stopped_early"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void WithRetrainingARunGoesThroughACollapseToTheTargetAndFallsBackWhenNothingThereTrains()
+    {
+        var (dense, ds) = TinyTrained();
+        // every step counts as a collapse, and so does every output at the target (Dice below the last good one + 1);
+        // no back-offs, so that the planned steps reach the target
+        var o = new PruneOptions
+        {
+            Compression = 4, Steps = 2, MaxStepRatio = 2, FineTuneEpochs = 0, FinalEpochs = 0, Criterion = Criterion.L1, CollapseDrop = -1,
+            MaxBackoffs = 0,
+        };
+        Assert.True(PruneJob.ContinuesThroughCollapse(o));
+        var runDir = Path.Combine(TestFiles.TempDir(), "r");
+        var (m, steps) = PruneJob.Run(dense, ds, o, runDir);
+        long target = dense.Graph.ParameterCount() / 4;
+        // pruning went on to the target, every step accepted through its collapse
+        Assert.True(steps[^1].Params <= target, $"{steps[^1].Params} > {target}");
+        Assert.All(steps.Skip(1), s => Assert.Contains(PruneJob.ContinuedThroughCollapse, s.Note));
+        // the controls trained the architecture at the target
+        var controls = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(runDir, "controls.json")))!;
+        Assert.Equal(steps[^1].Params, controls["results"]![0]!["params"]!.GetValue<long>());
+        // and the output fell back to the last model before the collapse: here the dense one, weights unchanged
+        Assert.Equal(dense.Graph.ParameterCount(), m.Graph.ParameterCount());
+        foreach (var (name, w) in dense.Weights) Assert.Equal(w.Data, m.Weights[name].Data);
+        var final = m.Meta.PruningHistory[^1];
+        Assert.False(final["target_reached"]!.GetValue<bool>());
+        Assert.StartsWith("stopped at step 1: every attempt collapsed", final["stopped_early"]!.GetValue<string>());
+        Assert.Equal("pruned weights", final["output"]!.GetValue<string>());
     }
 }
 

@@ -34,7 +34,10 @@ public static class PruneCommand
         samples, up to the whole training split; --distill adds a term pulling the output toward the dense model's,
         as train --teacher does: --distill-loss mse between logits, the default, or soft; --distill-weight W). A collapse of
         validation Dice after a step (a drop of more than D, default 0.2; 1 turns the guard off) triggers a
-        back-off to half that step; when two back-offs collapse too, the run stops there. The run folder (default
+        back-off to half that step; when two back-offs collapse too, the run goes on to the target for the
+        architecture, which the from-scratch retraining trains (the output falls back to the last model before the
+        collapse if neither that nor the pruned weights reach its Dice minus D); with --no-control or
+        --keep-pruned-weights it stops there instead. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
         per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
         model whose validation Dice is at least D. Finally F epochs of fine-tuning.
