@@ -551,6 +551,21 @@ public class ScratchControlTests
         Assert.Equal("pruned weights", System.Text.Json.Nodes.JsonNode.Parse(k.Out)!["output"]!.GetValue<string>());
         Assert.Equal(weights.ContentHash(), ModelPackage.Load(kept).ContentHash());
 
+        // --control-budget 2: both controls train twice the pruned model's budget, and say so
+        var twice = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "2", "--steps", "1", "--final-epochs", "0",
+            "--out", Path.Combine(dir, "t.sculpt"), "--seed", "2", "--control-budget", "2", "--json");
+        Assert.Equal(0, twice.Code);
+        var twiceJson = System.Text.Json.Nodes.JsonNode.Parse(twice.Out)!;
+        var twiceControls = twiceJson["controls"]!;
+        long twiceFineTune = twiceJson["fine_tune_samples"]!.GetValue<long>();
+        Assert.Equal(2, twiceControls["budget_scale"]!.GetValue<double>());
+        Assert.Equal(2 * (denseSamples + twiceFineTune), twiceControls["budget_samples"]!.GetValue<long>());
+        foreach (var row in twiceControls["results"]!.AsArray())
+        {
+            Assert.InRange(row!["samples"]!.GetValue<long>(), 2 * (denseSamples + twiceFineTune), 2 * (denseSamples + twiceFineTune) + 40);
+            Assert.Equal(2, ModelPackage.Load(row["model"]!.GetValue<string>()).Meta.Metrics["budget_scale"]);
+        }
+
         // and none with --no-control
         var none = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "2", "--steps", "1", "--final-epochs", "0",
             "--out", Path.Combine(dir, "q.sculpt"), "--no-control", "--json");

@@ -71,6 +71,7 @@ public static class ScratchControl
         }, progress);
         var meta = new ModelMeta { Task = denseMeta.Task, Architecture = denseMeta.Architecture };
         meta.Metrics["val_dice"] = Math.Round(result.BestValDice, 6);
+        if (o.ControlBudgetScale != 1) meta.Metrics["budget_scale"] = o.ControlBudgetScale;
         var model = new ModelPackage(graph, result.BestWeights, meta);
         return (new ControlResult(kind, description, graph.ParameterCount(), graph.MacCount(), (long)epochs * train.Count, epochs,
             result.BestValDice, "", result.Starts), model);

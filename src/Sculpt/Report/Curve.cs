@@ -66,7 +66,9 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         foreach (var (kind, what) in new[] { ("scratch", "pruned architecture"), ("uniform", "uniform width") })
         {
             var control = Path.Combine(run.PruneRun, $"control-{kind}.sculpt");
-            if (File.Exists(control)) models.Add(($"{ControlPrefix}: {what}", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
+            if (!File.Exists(control)) continue;
+            string budget = ModelPackage.Load(control).Meta.Metrics.TryGetValue("budget_scale", out var scale) ? $"{scale:0.##}× the budget" : "same budget";
+            models.Add(($"{ControlPrefix}: {what} ({budget})", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
         }
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < models.Count; i++)

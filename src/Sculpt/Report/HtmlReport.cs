@@ -157,7 +157,7 @@ public static class HtmlReport
             for (int k = 0; k < controls.Count; k++)
             {
                 var c = plot.Add.Marker(Math.Log10(controls[k].Compression), controls[k].TestDice, k == 0 ? MarkerShape.FilledTriangleUp : MarkerShape.FilledTriangleDown, 11, Colors.Orange);
-                c.LegendText = $"{controls[k].Name} (same budget)";
+                c.LegendText = controls[k].Name;
             }
         }
         if (denseDice is { } dd)
