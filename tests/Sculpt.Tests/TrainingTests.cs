@@ -128,11 +128,15 @@ public class TrainingTests
         for (int k = 0; k < 20; k++) Assert.Equal(1e-2 * (k + 1) / 21, Trainer.LearningRateAt(o, k, total, stepsPerEpoch), 15);
         Assert.Equal(1e-2, Trainer.LearningRateAt(o, 20, total, stepsPerEpoch), 15);
         Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5), Trainer.LearningRateAt(o, 35, total, stepsPerEpoch), 15);
-        Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * 29 / 30)), Trainer.LearningRateAt(o, 49, total, stepsPerEpoch), 15);
+        double last = 1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * 29 / 30));
+        Assert.Equal(last, Trainer.LearningRateAt(o, 49, total, stepsPerEpoch), 15);
         // no warm-up: the plain cosine over every step, as before the option existed
         var plain = o with { WarmupEpochs = 0 };
         for (long k = 0; k < total; k++)
-            Assert.Equal(1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * k / total)), Trainer.LearningRateAt(plain, k, total, stepsPerEpoch));
+        {
+            double cosine = 1e-5 + 0.5 * (1e-2 - 1e-5) * (1 + Math.Cos(Math.PI * k / total));
+            Assert.Equal(cosine, Trainer.LearningRateAt(plain, k, total, stepsPerEpoch));
+        }
     }
 
     [Fact]

@@ -59,7 +59,7 @@ public static class PruneCommand
         at validation Dice below 0.05 after two epochs is dead and is abandoned for a new seeded initialisation that
         trains the epochs left (at most three times; controls.json records the starts). --control-budget K trains
         both controls with K times that budget (default 1, the fair comparison): more training for the retrained
-        output where pruning did not get it (on EchoNet-format data about half a Dice point at 1148× for K = 2).
+        output where pruning did not get it (on EchoNet-format data K = 2 cut the loss at 1148× from 1.34% to 0.50%).
         Output: the fine-tuned pruned weights, or — when it scores the higher validation Dice — the pruned
         architecture retrained from scratch (pruning as the search for the architecture; on the demo it had the
         higher test Dice in every seed measured). The other is kept as pruned-weights.sculpt / control-scratch.sculpt
@@ -166,7 +166,8 @@ public static class PruneCommand
         {
             bool denseKnown = controls["dense_training_known"]!.GetValue<bool>();
             double scale = controls["budget_scale"]?.GetValue<double>() ?? 1;
-            Console.WriteLine($"\nfrom scratch, {(scale == 1 ? "the same budget" : $"{scale:0.##}× the budget")} ({controls["budget_samples"]:N0} samples"
+            string budget = scale == 1 ? "the same budget" : $"{scale:0.##}× the budget";
+            Console.WriteLine($"\nfrom scratch, {budget} ({controls["budget_samples"]:N0} samples"
                 + $"{(denseKnown ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
             double prunedWeightsDice = final?["pruned_weights_val_dice"]?.GetValue<double>() ?? dice;
             Console.WriteLine($"  {"pruned weights, fine-tuned",-46} {parameters,12:N0} params  val Dice {prunedWeightsDice:0.0000}");

@@ -67,7 +67,8 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         {
             var control = Path.Combine(run.PruneRun, $"control-{kind}.sculpt");
             if (!File.Exists(control)) continue;
-            string budget = ModelPackage.Load(control).Meta.Metrics.TryGetValue("budget_scale", out var scale) ? $"{scale:0.##}× the budget" : "same budget";
+            var metrics = ModelPackage.Load(control).Meta.Metrics;
+            string budget = metrics.TryGetValue("budget_scale", out var scale) ? $"{scale:0.##}× the budget" : "same budget";
             models.Add(($"{ControlPrefix}: {what} ({budget})", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
         }
         var clock = Stopwatch.StartNew();

@@ -170,7 +170,8 @@ public static class Trainer
         long warmup = Math.Min(totalSteps - 1, (long)Math.Round(o.WarmupEpochs * stepsPerEpoch));
         if (step < warmup) return o.LearningRate * (step + 1) / (warmup + 1);
         // written as before warm-up existed, so that runs without it repeat earlier ones bit for bit
-        return o.MinLearningRate + 0.5 * (o.LearningRate - o.MinLearningRate) * (1 + Math.Cos(Math.PI * (step - warmup) / (totalSteps - warmup)));
+        double range = o.LearningRate - o.MinLearningRate;
+        return o.MinLearningRate + 0.5 * range * (1 + Math.Cos(Math.PI * (step - warmup) / (totalSteps - warmup)));
     }
 
     private const string OptimizerFile = "optimizer.safetensors", AverageFile = "average.safetensors";
