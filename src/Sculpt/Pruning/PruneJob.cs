@@ -294,8 +294,8 @@ public static class PruneJob
         if (LastGoodBeforeCollapse(records) is { } lastGood && finalDice < lastGood.ValDice - o.CollapseDrop)
         {
             // the architecture at the target did not train either: fall back to what stopping at the collapse gave
-            stoppedEarly = $"stopped at step {lastGood.Step + 1}: every attempt collapsed, and the smaller architectures pruning went on "
-                + $"to reached validation Dice {finalDice:0.000} at best, retrained included; output: step {lastGood.Step}'s model";
+            stoppedEarly = $"stopped at step {lastGood.Step + 1}: every attempt collapsed, and the architecture pruning went on to "
+                + $"reached validation Dice {finalDice:0.000} at best, retrained included; output: step {lastGood.Step}'s model";
             current = lastGood.Step == 0 ? dense : ModelPackage.Load(StepModelPath(runDir, lastGood.Step));
             finalDice = lastGood.ValDice;
             current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
