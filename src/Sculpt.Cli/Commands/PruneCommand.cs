@@ -165,8 +165,7 @@ public static class PruneCommand
         if (controls?["results"] is JsonArray rows)
         {
             bool denseKnown = controls["dense_training_known"]!.GetValue<bool>();
-            double scale = controls["budget_scale"]?.GetValue<double>() ?? 1;
-            string budget = scale == 1 ? "the same budget" : $"{scale:0.##}× the budget";
+            string budget = ScratchControl.BudgetLabel(controls["budget_scale"]?.GetValue<double>() ?? 1);
             Console.WriteLine($"\nfrom scratch, {budget} ({controls["budget_samples"]:N0} samples"
                 + $"{(denseKnown ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
             double prunedWeightsDice = final?["pruned_weights_val_dice"]?.GetValue<double>() ?? dice;

@@ -287,7 +287,6 @@ public static class PruneJob
             {
                 current = new ModelPackage(current.Graph, retrained.Value.Model.Weights, current.Meta);
                 finalDice = retrained.Value.ValDice;
-                current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
                 output = "retrained from scratch";
             }
         }
@@ -298,10 +297,11 @@ public static class PruneJob
                 + $"reached validation Dice {finalDice:0.000} at best, retrained included; output: step {lastGood.Step}'s model";
             current = lastGood.Step == 0 ? dense : ModelPackage.Load(StepModelPath(runDir, lastGood.Step));
             finalDice = lastGood.ValDice;
-            current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
-            current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
             output = "pruned weights";
         }
+        // the output's own numbers (the fine-tuned pruned weights got theirs above, before their file was written)
+        current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
+        current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
         current.Meta.PruningHistory.Add(new JsonObject
         {
             ["phase"] = "final", ["selected_step"] = chosenRecord.Step, ["epochs"] = finalEpochs, ["val_dice"] = finalDice, ["min_dice"] = o.MinDice,

@@ -34,6 +34,9 @@ public static class ScratchControl
         && t["history"] is JsonArray epochs
             ? samples * epochs.Count : 0;
 
+    /// <summary>How tables and the report name the controls' budget, <paramref name="scale"/> times the pruned model's.</summary>
+    public static string BudgetLabel(double scale) => scale == 1 ? "the same budget" : $"{scale:0.##}× the budget";
+
     /// <summary>
     /// The dense graph with every prunable channel group scaled by one factor, chosen so that the parameter count is
     /// as close as possible to <paramref name="targetParams"/> (groups the task fixes, input and output, stay whole).

@@ -66,10 +66,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         foreach (var (kind, what) in new[] { ("scratch", "pruned architecture"), ("uniform", "uniform width") })
         {
             var control = Path.Combine(run.PruneRun, $"control-{kind}.sculpt");
-            if (!File.Exists(control)) continue;
-            var metrics = ModelPackage.Load(control).Meta.Metrics;
-            string budget = metrics.TryGetValue("budget_scale", out var scale) ? $"{scale:0.##}× the budget" : "same budget";
-            models.Add(($"{ControlPrefix}: {what} ({budget})", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
+            if (File.Exists(control)) models.Add(($"{ControlPrefix}: {what}", control, steps.Count == 0 ? 0 : steps[^1].Step, null));
         }
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < models.Count; i++)
@@ -79,6 +76,9 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
             progress?.Invoke($"curve {i + 1}/{models.Count} {name}: test Dice and ONNX Runtime latency (elapsed {clock.Elapsed:mm\\:ss})");
             var model = i == 0 ? dense : ModelPackage.Load(path);
             if (name.StartsWith("pruned") || name.StartsWith(ControlPrefix)) valDice = model.Meta.Metrics.TryGetValue("val_dice", out var v) ? v : null;
+            // the control's budget is in its own meta.json, read here rather than by loading the model a second time
+            if (name.StartsWith(ControlPrefix))
+                name += $" ({Pruning.ScratchControl.BudgetLabel(model.Meta.Metrics.TryGetValue("budget_scale", out var scale) ? scale : 1)})";
             MetricSummary summary;
             using (var module = new GraphModule(model.Graph, model.Weights))
             {
