@@ -28,11 +28,6 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
 
     public void Write(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, NetworkGraph.JsonOptions));
 
-    /// <summary>
-    /// Measures every step model listed in the run's steps.jsonl and the final pruned model: test Dice with a
-    /// 95% bootstrap CI, HD95, ORT batch-1 latency and throughput at <paramref name="batch"/>, with the
-    /// process's ORT threads. A step whose model file is missing is recorded in <see cref="Missing"/>.
-    /// </summary>
     /// <summary>Names of the points that are from-scratch controls, not pruning results.</summary>
     public const string ControlPrefix = "from scratch";
 
@@ -43,6 +38,11 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
     public static string OutputOf(ModelPackage pruned) =>
         pruned.Meta.PruningHistory.LastOrDefault()?["output"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : "pruned weights";
 
+    /// <summary>
+    /// Measures every step model listed in the run's steps.jsonl and the final pruned model: test Dice with a
+    /// 95% bootstrap CI, HD95, ORT batch-1 latency and throughput at <paramref name="batch"/>, with the
+    /// process's ORT threads. A step whose model file is missing is recorded in <see cref="Missing"/>.
+    /// </summary>
     public static Curve Measure(RunFolder run, int seed, int threads = 0, int batch = 16, Action<string>? progress = null)
     {
         var steps = run.ReadSteps();
@@ -59,7 +59,9 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         // when the output is the retrained architecture, the fine-tuned pruned weights are measured too (listed
         // first: the last "pruned" point is the output)
         var prunedWeights = Pruning.PruneJob.PrunedWeightsPath(run.PruneRun);
-        if (File.Exists(prunedWeights) && File.Exists(run.PrunedModel) && OutputOf(ModelPackage.Load(run.PrunedModel)) != "pruned weights")
+        // loaded once: which network it is decides the list, and it is measured below
+        var pruned = File.Exists(run.PrunedModel) ? ModelPackage.Load(run.PrunedModel) : null;
+        if (File.Exists(prunedWeights) && pruned != null && OutputOf(pruned) != "pruned weights")
             models.Add((PrunedWeightsName, prunedWeights, lastStep, null));
         models.Add(("pruned (final)", run.PrunedModel, lastStep, null));
         // the prune run's from-scratch controls (Pruning.ScratchControl), when it trained them
@@ -74,7 +76,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
             var (name, path, step, valDice) = models[i];
             if (!File.Exists(path)) { missing.Add(Path.GetRelativePath(run.Root, path)); continue; }
             progress?.Invoke($"curve {i + 1}/{models.Count} {name}: test Dice and ONNX Runtime latency (elapsed {clock.Elapsed:mm\\:ss})");
-            var model = i == 0 ? dense : ModelPackage.Load(path);
+            var model = i == 0 ? dense : path == run.PrunedModel && pruned != null ? pruned : ModelPackage.Load(path);
             if (name.StartsWith("pruned") || name.StartsWith(ControlPrefix)) valDice = model.Meta.Metrics.TryGetValue("val_dice", out var v) ? v : null;
             // the control's budget is in its own meta.json, read here rather than by loading the model a second time
             if (name.StartsWith(ControlPrefix))
