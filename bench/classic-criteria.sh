@@ -6,11 +6,11 @@
 # batch-norm statistics are re-estimated after each slice as in every prune run. --steps 1 under prune's step limit
 # of 1.5x: one step to 1.5x, three to 3x. Every pruned model is scored by `sculpt eval` on the test split. One run
 # at a time with THREADS libtorch threads (default 2).
-# usage: SCULPT=path/to/frozen/Sculpt.Cli bench/classic-criteria.sh DENSE.sculpt DATA OUT
-#        [CRITERIA="taylor l1 bn-scale"] [SEEDS="0 1 2"] [RATIOS="1.5 3"]
+# usage: SCULPT=path/to/frozen/Sculpt.Cli [CRITERIA="taylor l1 bn-scale"] [SEEDS="0 1 2"] [RATIOS="1.5 3"] \
+#          bench/classic-criteria.sh DENSE.sculpt DATA OUT [more prune options, e.g. --allocation global]
 # then:  bench/classic-criteria.py OUT
 set -euo pipefail
-dense="$1"; data="$2"; out="$3"
+dense="$1"; data="$2"; out="$3"; shift 3
 sculpt="${SCULPT:?set SCULPT to a frozen build of src/Sculpt.Cli}"
 mkdir -p "$out"
 [ -f "$out/dense.test.json" ] || "$sculpt" eval --model "$dense" --data "$data" --json > "$out/dense.test.json"
@@ -22,7 +22,7 @@ for ratio in ${RATIOS:-1.5 3}; do
         start=$(date +%s)
         "$sculpt" prune --model "$dense" --data "$data" --compression "$ratio" --steps 1 --epochs 0 --final-epochs 0 \
           --collapse-drop 1 --no-control --criterion "$criterion" --seed "$seed" --threads "${THREADS:-2}" \
-          --out "$name.sculpt" --run "$name.run" --json > "$name.json.tmp" 2> "$name.log"
+          --out "$name.sculpt" --run "$name.run" --json "$@" > "$name.json.tmp" 2> "$name.log"
         echo $(( $(date +%s) - start )) > "$name.seconds"
         mv "$name.json.tmp" "$name.json"
       fi
