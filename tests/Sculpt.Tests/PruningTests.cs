@@ -473,7 +473,7 @@ public class PruningTests
         var final = m.Meta.PruningHistory[^1];
         Assert.False(final["target_reached"]!.GetValue<bool>());
         Assert.StartsWith("stopped at step 1: every attempt collapsed", final["stopped_early"]!.GetValue<string>());
-        Assert.Equal("pruned weights", final["output"]!.GetValue<string>());
+        Assert.Equal(Outputs.PrunedWeights, final["output"]!.GetValue<string>());
     }
 }
 
@@ -493,6 +493,48 @@ public class ScratchControlTests
         var factors = before.Select(kv => (double)after[kv.Key] / kv.Value).ToList();
         // one factor for all, up to rounding to whole channels
         Assert.True(factors.Max() - factors.Min() <= 1.0 / before.Values.Min() + 1e-9, string.Join(", ", factors));
+    }
+
+    [Fact]
+    public void TheOutputIsTheBestValidatedCandidateThatFitsTheTarget()
+    {
+        var dense = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
+        ModelPackage At(long parameters)
+        {
+            var g = ScratchControl.UniformWidth(dense, parameters);
+            return new ModelPackage(g, new WeightSet(), new ModelMeta());
+        }
+        var pruned = At(dense.ParameterCount() / 30);
+        var smaller = At(pruned.Graph.ParameterCount() / 2);
+        var larger = At(pruned.Graph.ParameterCount() * 2);
+        var paramsBudget = new Budget("params", pruned.Graph.ParameterCount());
+        (string, ModelPackage, double) Candidate(string output, ModelPackage m, double dice) => (output, m, dice);
+
+        // none beats the pruned weights: they stay
+        Assert.Null(PruneJob.ChooseOutput(pruned.Graph, 0.9, [Candidate(Outputs.Retrained, pruned, 0.9)], paramsBudget));
+        // the highest validation Dice wins, the first of equals
+        var chosen = PruneJob.ChooseOutput(pruned.Graph, 0.8,
+            [Candidate(Outputs.Retrained, pruned, 0.85), Candidate(Outputs.UniformWidth, smaller, 0.85)], paramsBudget);
+        Assert.Equal(Outputs.Retrained, chosen!.Value.Output);
+        chosen = PruneJob.ChooseOutput(pruned.Graph, 0.8,
+            [Candidate(Outputs.Retrained, pruned, 0.85), Candidate(Outputs.UniformWidth, smaller, 0.86)], paramsBudget);
+        Assert.Equal(Outputs.UniformWidth, chosen!.Value.Output);
+        Assert.Same(smaller, chosen.Value.Model);
+        // a network over the target is never the output, however well it validates
+        chosen = PruneJob.ChooseOutput(pruned.Graph, 0.8,
+            [Candidate(Outputs.Retrained, pruned, 0.85), Candidate(Outputs.UniformWidth, larger, 0.99)], paramsBudget);
+        Assert.Equal(Outputs.Retrained, chosen!.Value.Output);
+        // a MAC target is checked in MACs
+        var macsBudget = new Budget("macs", pruned.Graph.MacCount());
+        chosen = PruneJob.ChooseOutput(pruned.Graph, 0.8, [Candidate(Outputs.UniformWidth, larger, 0.99)], macsBudget);
+        Assert.Null(chosen);
+        Assert.Equal(Outputs.UniformWidth, PruneJob.ChooseOutput(pruned.Graph, 0.8, [Candidate(Outputs.UniformWidth, smaller, 0.9)],
+            macsBudget)!.Value.Output);
+        // a run that stopped short of its target: the pruned model's own size is the limit
+        var stopped = new Budget("params", smaller.Graph.ParameterCount() / 2.0);
+        Assert.Equal(Outputs.UniformWidth, PruneJob.ChooseOutput(pruned.Graph, 0.8, [Candidate(Outputs.UniformWidth, smaller, 0.9)],
+            stopped)!.Value.Output);
+        Assert.Null(PruneJob.ChooseOutput(pruned.Graph, 0.8, [Candidate(Outputs.UniformWidth, larger, 0.9)], stopped));
     }
 
     [Fact]
@@ -519,7 +561,8 @@ public class ScratchControlTests
         Assert.Equal(denseSamples + fineTune, controls["budget_samples"]!.GetValue<long>());
         var rows = controls["results"]!.AsArray();
         Assert.Equal(new[] { "scratch", "uniform" }, rows.Select(x => x!["kind"]!.GetValue<string>()));
-        long prunedParams = json["params"]!.GetValue<long>();
+        // the controls are sized by the pruned weights (the output may be the uniform network)
+        long prunedParams = ModelPackage.Load(Path.Combine(pruned + ".run", "pruned-weights.sculpt")).Graph.ParameterCount();
         Assert.Equal(prunedParams, rows[0]!["params"]!.GetValue<long>());
         Assert.InRange(rows[1]!["params"]!.GetValue<long>(), prunedParams * 0.8, prunedParams * 1.2);
         foreach (var row in rows)
@@ -533,22 +576,30 @@ public class ScratchControlTests
         }
         Assert.True(File.Exists(Path.Combine(pruned + ".run", "controls.json")));
 
-        // the output: whichever of the fine-tuned pruned weights and the retrained architecture has the higher val Dice
+        // the output: the highest val Dice of the fine-tuned pruned weights, the retrained architecture and the uniform
+        // network where that fits the target (4x fewer parameters than the dense model, as the pruned weights do)
         var output = ModelPackage.Load(pruned);
         var weights = ModelPackage.Load(Path.Combine(pruned + ".run", "pruned-weights.sculpt"));
-        var retrained = ModelPackage.Load(rows[0]!["model"]!.GetValue<string>());
-        double weightsDice = json["pruned_weights_dice"]!.GetValue<double>(), retrainedDice = rows[0]!["val_dice"]!.GetValue<double>();
-        bool adopted = retrainedDice > weightsDice;
-        Assert.Equal(adopted ? "retrained from scratch" : "pruned weights", json["output"]!.GetValue<string>());
-        Assert.Equal(Math.Max(weightsDice, retrainedDice), json["dice"]!.GetValue<double>(), 6);
-        Assert.Equal((adopted ? retrained : weights).ContentHash(), output.ContentHash());
-        Assert.Equal(weights.Meta.Metrics["val_dice"], weightsDice, 6);
+        var candidates = new List<(string Output, ModelPackage Model, double ValDice)>
+        {
+            (Outputs.PrunedWeights, weights, json["pruned_weights_dice"]!.GetValue<double>()),
+            (Outputs.Retrained, ModelPackage.Load(rows[0]!["model"]!.GetValue<string>()), rows[0]!["val_dice"]!.GetValue<double>()),
+        };
+        Assert.True(weights.Graph.ParameterCount() <= ModelPackage.Load(dense).Graph.ParameterCount() / 4.0);
+        if (rows[1]!["params"]!.GetValue<long>() <= ModelPackage.Load(dense).Graph.ParameterCount() / 4.0)
+            candidates.Add((Outputs.UniformWidth, ModelPackage.Load(rows[1]!["model"]!.GetValue<string>()), rows[1]!["val_dice"]!.GetValue<double>()));
+        var best = candidates.Aggregate((a, b) => b.ValDice > a.ValDice ? b : a); // the first of equals, as prune takes them
+        Assert.Equal(best.Output, json["output"]!.GetValue<string>());
+        Assert.Equal(best.ValDice, json["dice"]!.GetValue<double>(), 6);
+        Assert.Equal(best.Model.ContentHash(), output.ContentHash());
+        Assert.Equal(best.Model.Graph.ParameterCount(), json["params"]!.GetValue<long>());
+        Assert.Equal(weights.Meta.Metrics["val_dice"], candidates[0].ValDice, 6);
         // --keep-pruned-weights: the same run (same seed) outputs the fine-tuned pruned weights
         var kept = Path.Combine(dir, "k.sculpt");
         var k = TestFiles.Cli("prune", "--model", dense, "--data", data, "--compression", "4", "--steps", "2", "--final-epochs", "1",
             "--out", kept, "--seed", "2", "--json", "--keep-pruned-weights");
         Assert.Equal(0, k.Code);
-        Assert.Equal("pruned weights", System.Text.Json.Nodes.JsonNode.Parse(k.Out)!["output"]!.GetValue<string>());
+        Assert.Equal(Outputs.PrunedWeights, System.Text.Json.Nodes.JsonNode.Parse(k.Out)!["output"]!.GetValue<string>());
         Assert.Equal(weights.ContentHash(), ModelPackage.Load(kept).ContentHash());
 
         // --control-budget 2: both controls train twice the pruned model's budget, and say so

@@ -38,7 +38,8 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         int controls = Directory.GetFiles(run.PruneRun, "control-*.sculpt").Length;
         Assert.Equal(2, controls);
         // every step model, the final pruned model, the controls, and the fine-tuned pruned weights when the output is retrained
-        bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) == "retrained from scratch";
+        bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) != Sculpt.Pruning.Outputs.PrunedWeights;
+        Assert.Equal(Curve.OutputOf(ModelPackage.Load(run.PrunedModel)), curve.Output);
         Assert.Equal(retrained, curve.Points.Any(p => p.Name == Curve.PrunedWeightsName));
         Assert.Equal(steps.Count + 1 + controls + (retrained ? 1 : 0), curve.Points.Count);
         Assert.Equal(steps.Select(s => s.Params), curve.Points.Take(steps.Count).Select(p => p.Params));

@@ -60,11 +60,12 @@ public static class PruneCommand
         trains the epochs left (at most three times; controls.json records the starts). --control-budget K trains
         both controls with K times that budget (default 1, the fair comparison): more training for the retrained
         output where pruning did not get it (on EchoNet-format data K = 2 cut the loss at 1148× from 1.34% to 0.50%).
-        Output: the fine-tuned pruned weights, or — when it scores the higher validation Dice — the pruned
-        architecture retrained from scratch (pruning as the search for the architecture; on the demo it had the
-        higher test Dice in every seed measured). The other is kept as pruned-weights.sculpt / control-scratch.sculpt
-        in the run folder; meta.json's final pruning entry records which one was output. --keep-pruned-weights
-        always outputs the pruned weights.
+        Output: whichever scores the highest validation Dice of the fine-tuned pruned weights, the pruned architecture
+        retrained from scratch (pruning as the search for the architecture; on the demo it had the higher test Dice
+        in every seed measured) and the uniform-width network where it also fits the target (on the task at hand,
+        pruning did not beat training a small network directly). The others stay in the run folder
+        (pruned-weights.sculpt, control-scratch.sculpt, control-uniform.sculpt); meta.json's final pruning entry and
+        --json's "output" say which one was output. --keep-pruned-weights always outputs the pruned weights.
 
         example: sculpt prune --model dense.sculpt --data data/echo --compression 300 --steps 6 --out small.sculpt
         """;
@@ -137,7 +138,7 @@ public static class PruneCommand
         double dice = model.Meta.Metrics["val_dice"];
         var final = model.Meta.PruningHistory.LastOrDefault();
         var controls = final?["controls"] as JsonObject;
-        string output = final?["output"]?.GetValue<string>() ?? "pruned weights";
+        string output = final?["output"]?.GetValue<string>() ?? Outputs.PrunedWeights;
         double? latency = latencyModel is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
         if (latency is { } measured && measured > maxLatency!.Value && !json)
             Console.Error.WriteLine($"sculpt prune: warning: measured latency {measured:0.###} ms is above the target {maxLatency} ms (the latency model predicted it); prune further with a lower target");
@@ -169,7 +170,8 @@ public static class PruneCommand
             Console.WriteLine($"\nfrom scratch, {budget} ({controls["budget_samples"]:N0} samples"
                 + $"{(denseKnown ? "" : "; the dense model's own training is unknown, so fine-tuning's only")}):");
             double prunedWeightsDice = final?["pruned_weights_val_dice"]?.GetValue<double>() ?? dice;
-            Console.WriteLine($"  {"pruned weights, fine-tuned",-46} {parameters,12:N0} params  val Dice {prunedWeightsDice:0.0000}");
+            long prunedWeightsParams = final?["pruned_weights_params"]?.GetValue<long>() ?? parameters;
+            Console.WriteLine($"  {"pruned weights, fine-tuned",-46} {prunedWeightsParams,12:N0} params  val Dice {prunedWeightsDice:0.0000}");
             foreach (var r in rows)
             {
                 string what = r!["description"]!.GetValue<string>();

@@ -18,7 +18,9 @@ public sealed record CurvePoint(string Name, int Step, long Params, long Macs, d
 }
 
 /// <summary>The compression/quality/speed curve of a run: every step model plus the final pruned model.</summary>
-public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threads, MachineInfo Machine, DateTime MeasuredUtc, List<string> Missing)
+/// <param name="Output">Which network the run output (<see cref="Pruning.Outputs"/>); null in curves measured before it was recorded.</param>
+public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threads, MachineInfo Machine, DateTime MeasuredUtc, List<string> Missing,
+    string? Output = null)
 {
     public static Curve Read(string path)
     {
@@ -36,7 +38,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
 
     /// <summary>Which network a prune run output (meta.json's final pruning entry; older models: the pruned weights).</summary>
     public static string OutputOf(ModelPackage pruned) =>
-        pruned.Meta.PruningHistory.LastOrDefault()?["output"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : "pruned weights";
+        pruned.Meta.PruningHistory.LastOrDefault()?["output"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : Pruning.Outputs.PrunedWeights;
 
     /// <summary>
     /// Measures every step model listed in the run's steps.jsonl and the final pruned model: test Dice with a
@@ -61,7 +63,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         var prunedWeights = Pruning.PruneJob.PrunedWeightsPath(run.PruneRun);
         // loaded once: which network it is decides the list, and it is measured below
         var pruned = File.Exists(run.PrunedModel) ? ModelPackage.Load(run.PrunedModel) : null;
-        if (File.Exists(prunedWeights) && pruned != null && OutputOf(pruned) != "pruned weights")
+        if (File.Exists(prunedWeights) && pruned != null && OutputOf(pruned) != Pruning.Outputs.PrunedWeights)
             models.Add((PrunedWeightsName, prunedWeights, lastStep, null));
         models.Add(("pruned (final)", run.PrunedModel, lastStep, null));
         // the prune run's from-scratch controls (Pruning.ScratchControl), when it trained them
@@ -94,6 +96,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
             points.Add(new CurvePoint(name, step, p, model.Graph.MacCount(), denseParams / p, valDice, summary.Dice, summary.DiceLo, summary.DiceHi,
                 double.IsNaN(summary.Hd95Px) ? null : summary.Hd95Px, single.P50Ms, single.P95Ms, many.ThroughputFps, batch));
         }
-        return new Curve(points, Latency.PeakGflops(threads), threads > 0 ? threads : Environment.ProcessorCount, MachineInfo.Current(), DateTime.UtcNow, missing);
+        return new Curve(points, Latency.PeakGflops(threads), threads > 0 ? threads : Environment.ProcessorCount, MachineInfo.Current(), DateTime.UtcNow, missing,
+            pruned is null ? null : OutputOf(pruned));
     }
 }

@@ -60,8 +60,11 @@ public static class HtmlReport
                         string.Join("; ", scratch.Select(p => $"{Enc(p.Name[(Curve.ControlPrefix.Length + 2)..])}, {p.Params:N0} parameters: test Dice {p.TestDice:0.0000} [{p.TestDiceLo:0.0000}, {p.TestDiceHi:0.0000}]")) +
                         (curve!.Points.FirstOrDefault(p => p.Name == Curve.PrunedWeightsName) is { } weights
                             ? $" — against {weights.TestDice:0.0000} [{weights.TestDiceLo:0.0000}, {weights.TestDiceHi:0.0000}] for the fine-tuned"
-                              + " pruned weights. The output is the pruned architecture retrained from scratch: it scored the higher"
-                              + " validation Dice, so pruning served as the search for the architecture.</p>"
+                              + (curve.Output == Pruning.Outputs.UniformWidth
+                                  ? " pruned weights. The output is the uniform-width network: it scored the highest validation Dice and"
+                                    + " fits the target, so on this task pruning did not beat training a small network directly.</p>"
+                                  : " pruned weights. The output is the pruned architecture retrained from scratch: it scored the higher"
+                                    + " validation Dice, so pruning served as the search for the architecture.</p>")
                             : $" — against {final.TestDice:0.0000} [{final.TestDiceLo:0.0000}, {final.TestDiceHi:0.0000}] for the pruned model.</p>"));
         if (missing.Count > 0)
             html.Append("<div class=\"missing\" id=\"missing\"><b>Missing from this run</b> (the report shows what remains):<ul>")
