@@ -37,7 +37,8 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         var curve = Curve.Read(run.CurvePath);
         int controls = Directory.GetFiles(run.PruneRun, "control-*.sculpt").Length;
         Assert.Equal(2, controls);
-        // every step model, the final pruned model, the controls, and the fine-tuned pruned weights when the output is retrained
+        // every step model, the final pruned model, the controls, and the fine-tuned pruned weights when the output is
+        // a network trained from scratch
         bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) != Sculpt.Pruning.Outputs.PrunedWeights;
         Assert.Equal(Curve.OutputOf(ModelPackage.Load(run.PrunedModel)), curve.Output);
         Assert.Equal(retrained, curve.Points.Any(p => p.Name == Curve.PrunedWeightsName));

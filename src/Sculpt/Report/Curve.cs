@@ -58,7 +58,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         var missing = new List<string>();
         var models = steps.Select(s => (Name: s.Step == 0 ? "dense" : $"step {s.Step}", Path: run.StepModel(s.Step), s.Step, (double?)s.ValDice)).ToList();
         int lastStep = steps.Count == 0 ? 0 : steps[^1].Step;
-        // when the output is the retrained architecture, the fine-tuned pruned weights are measured too (listed
+        // when the output is a network trained from scratch, the fine-tuned pruned weights are measured too (listed
         // first: the last "pruned" point is the output)
         var prunedWeights = Pruning.PruneJob.PrunedWeightsPath(run.PruneRun);
         // loaded once: which network it is decides the list, and it is measured below
