@@ -41,6 +41,7 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         // a network trained from scratch
         bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) != Sculpt.Pruning.Outputs.PrunedWeights;
         Assert.Equal(Curve.OutputOf(ModelPackage.Load(run.PrunedModel)), curve.Output);
+        Assert.Contains($"; output: {curve.Output}\n", demo.Result.Out.Replace("\r\n", "\n"));
         Assert.Equal(retrained, curve.Points.Any(p => p.Name == Curve.PrunedWeightsName));
         Assert.Equal(steps.Count + 1 + controls + (retrained ? 1 : 0), curve.Points.Count);
         Assert.Equal(steps.Select(s => s.Params), curve.Points.Take(steps.Count).Select(p => p.Params));

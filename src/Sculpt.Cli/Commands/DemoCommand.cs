@@ -152,7 +152,7 @@ public static class DemoCommand
         // a dense model that found nothing (Dice 0, as after one epoch on tiny data) has no relative loss to speak of
         string relativeLoss = d.TestDice > 0 ? $"{100 * (d.TestDice - f.TestDice) / d.TestDice:0.00}%" : "undefined (dense test Dice 0)";
         Console.WriteLine($"\n{f.Compression:0}× fewer parameters, relative test Dice loss {relativeLoss}, "
-            + $"batch-1 ORT speed-up {d.LatencyP50Ms / f.LatencyP50Ms:0.0}×");
+            + $"batch-1 ORT speed-up {d.LatencyP50Ms / f.LatencyP50Ms:0.0}×{(curve.Output is { } output ? $"; output: {output}" : "")}");
         Console.WriteLine($"\nreport    {run.ReportPath}\ndata      {run.DataDir}\nmodels    {run.DenseModel}, {run.PrunedModel} (+ .onnx)\nsteps     {run.StepsLog}\nsummary   {Path.Combine(run.Root, "summary.json")}\ntotal     {Output.Duration(clock.Elapsed)}");
         return 0;
     }
