@@ -39,8 +39,9 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         Assert.Equal(2, controls);
         // every step model, the final pruned model, the controls, and the fine-tuned pruned weights when the output is
         // a network trained from scratch
-        bool retrained = Curve.OutputOf(ModelPackage.Load(run.PrunedModel)) != Sculpt.Pruning.Outputs.PrunedWeights;
-        Assert.Equal(Curve.OutputOf(ModelPackage.Load(run.PrunedModel)), curve.Output);
+        string output = Sculpt.Pruning.Outputs.Of(ModelPackage.Load(run.PrunedModel).Meta);
+        bool retrained = output != Sculpt.Pruning.Outputs.PrunedWeights;
+        Assert.Equal(output, curve.Output);
         Assert.Contains($"; output: {curve.Output}\n", demo.Result.Out.Replace("\r\n", "\n"));
         Assert.Equal(retrained, curve.Points.Any(p => p.Name == Curve.PrunedWeightsName));
         Assert.Equal(steps.Count + 1 + controls + (retrained ? 1 : 0), curve.Points.Count);

@@ -138,7 +138,7 @@ public static class PruneCommand
         double dice = model.Meta.Metrics["val_dice"];
         var final = model.Meta.PruningHistory.LastOrDefault();
         var controls = final?["controls"] as JsonObject;
-        string output = final?["output"]?.GetValue<string>() ?? Outputs.PrunedWeights;
+        string output = Outputs.Of(model.Meta);
         double? latency = latencyModel is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
         if (latency is { } measured && measured > maxLatency!.Value && !json)
             Console.Error.WriteLine($"sculpt prune: warning: measured latency {measured:0.###} ms is above the target {maxLatency} ms (the latency model predicted it); prune further with a lower target");

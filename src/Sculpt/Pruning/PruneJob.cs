@@ -91,6 +91,10 @@ public sealed class PruneException(string message) : Exception(message);
 public static class Outputs
 {
     public const string PrunedWeights = "pruned weights", Retrained = "retrained from scratch", UniformWidth = "uniform width from scratch";
+
+    /// <summary>The output recorded in a pruned model's meta.json (models pruned before it was recorded: the pruned weights).</summary>
+    public static string Of(ModelMeta meta) =>
+        meta.PruningHistory.LastOrDefault()?["output"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : PrunedWeights;
 }
 
 /// <summary>
@@ -371,10 +375,11 @@ public static class PruneJob
         long denseSamples = ScratchControl.DenseTrainingSamples(dense.Meta);
         long budget = (long)Math.Round((denseSamples + fineTuneSamples) * o.ControlBudgetScale);
         var results = new JsonArray();
-        foreach (var (kind, description, graph) in new[]
+        foreach (var (kind, output, description, graph) in new[]
         {
-            ("scratch", "the pruned architecture, re-initialised", pruned.Graph),
-            ("uniform", "the dense architecture at one uniform width", ScratchControl.UniformWidth(dense.Graph, pruned.Graph.ParameterCount())),
+            ("scratch", Outputs.Retrained, "the pruned architecture, re-initialised", pruned.Graph),
+            ("uniform", Outputs.UniformWidth, "the dense architecture at one uniform width",
+                ScratchControl.UniformWidth(dense.Graph, pruned.Graph.ParameterCount())),
         })
         {
             var (result, model) = ScratchControl.Train(kind, description, graph, budget, train, val, dense.Meta, o, o.Seed + (kind == "scratch" ? 515 : 919),
@@ -382,7 +387,7 @@ public static class PruneJob
                     (double)dense.Graph.ParameterCount() / graph.ParameterCount(), null, p.Eta, p)));
             var path = Path.Combine(runDir, $"control-{kind}.sculpt");
             model.Save(path);
-            candidates.Add((kind == "scratch" ? Outputs.Retrained : Outputs.UniformWidth, model, result.ValDice));
+            candidates.Add((output, model, result.ValDice));
             results.Add((result with { Model = path }).ToJson());
         }
         var summary = new JsonObject

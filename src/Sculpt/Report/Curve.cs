@@ -36,10 +36,6 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
     /// <summary>The fine-tuned pruned weights, a point of their own when the run's output is the retrained architecture.</summary>
     public const string PrunedWeightsName = "pruned weights, fine-tuned";
 
-    /// <summary>Which network a prune run output (meta.json's final pruning entry; older models: the pruned weights).</summary>
-    public static string OutputOf(ModelPackage pruned) =>
-        pruned.Meta.PruningHistory.LastOrDefault()?["output"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : Pruning.Outputs.PrunedWeights;
-
     /// <summary>
     /// Measures every step model listed in the run's steps.jsonl and the final pruned model: test Dice with a
     /// 95% bootstrap CI, HD95, ORT batch-1 latency and throughput at <paramref name="batch"/>, with the
@@ -63,7 +59,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
         var prunedWeights = Pruning.PruneJob.PrunedWeightsPath(run.PruneRun);
         // loaded once: which network it is decides the list, and it is measured below
         var pruned = File.Exists(run.PrunedModel) ? ModelPackage.Load(run.PrunedModel) : null;
-        if (File.Exists(prunedWeights) && pruned != null && OutputOf(pruned) != Pruning.Outputs.PrunedWeights)
+        if (File.Exists(prunedWeights) && pruned != null && Pruning.Outputs.Of(pruned.Meta) != Pruning.Outputs.PrunedWeights)
             models.Add((PrunedWeightsName, prunedWeights, lastStep, null));
         models.Add(("pruned (final)", run.PrunedModel, lastStep, null));
         // the prune run's from-scratch controls (Pruning.ScratchControl), when it trained them
@@ -97,6 +93,6 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
                 double.IsNaN(summary.Hd95Px) ? null : summary.Hd95Px, single.P50Ms, single.P95Ms, many.ThroughputFps, batch));
         }
         return new Curve(points, Latency.PeakGflops(threads), threads > 0 ? threads : Environment.ProcessorCount, MachineInfo.Current(), DateTime.UtcNow, missing,
-            pruned is null ? null : OutputOf(pruned));
+            pruned is null ? null : Pruning.Outputs.Of(pruned.Meta));
     }
 }
