@@ -60,6 +60,7 @@ public class ReportTests(TinyDemoRun demo) : IClassFixture<TinyDemoRun>
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(run.Root, "summary.json")))!;
         Assert.Equal(curve.Points.Single(p => p.Name == "pruned (final)").TestDice, summary["pruned"]!["dice"]!.GetValue<double>());
         Assert.Equal(2, summary["controls"]!.AsArray().Count);
+        Assert.Equal(output, summary["output"]!.GetValue<string>());
     }
 
     [Fact]

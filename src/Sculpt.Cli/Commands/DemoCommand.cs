@@ -173,7 +173,7 @@ public static class DemoCommand
         return new JsonObject
         {
             ["seed"] = config.Seed, ["arch"] = config.Arch, ["test_cases"] = test.Count, ["dense"] = Point(dense), ["pruned"] = Point(pruned),
-            ["output"] = Outputs.Of(ModelPackage.Load(run.PrunedModel).Meta),
+            ["output"] = curve.Output,
             ["pruned_weights"] = prunedWeights is null ? null : Point(prunedWeights),
             ["relative_dice_loss_percent"] = dense.TestDice > 0 ? 100 * (dense.TestDice - pruned.TestDice) / dense.TestDice : null,
             ["speedup_batch1"] = dense.LatencyP50Ms / pruned.LatencyP50Ms,

@@ -25,6 +25,12 @@ public enum HeadInputPolicy { Whole, Ranked }
 public readonly record struct Budget(string Metric, double Value)
 {
     public double Measure(NetworkGraph g) => Metric == "macs" ? g.MacCount() : g.ParameterCount();
+
+    /// <summary>
+    /// Whether <paramref name="g"/> is within the budget. A compression target divides the dense count, so the
+    /// budget is rarely a whole number and a model at exactly that size must count as fitting despite rounding.
+    /// </summary>
+    public bool Fits(NetworkGraph g) => Measure(g) <= Value * (1 + 1e-9);
 }
 
 public sealed record AllocationOptions

@@ -188,7 +188,7 @@ public static class PruneJob
         // (at most as many again) follow until the target is reached.
         string? stoppedEarly = null;
         int plannedSteps = Math.Max(o.Steps, (int)Math.Ceiling(Math.Log(start / budget.Value) / Math.Log(o.MaxStepRatio) - 1e-9));
-        for (int step = firstStep; step <= 2 * plannedSteps && budget.Measure(current.Graph) > budget.Value * (1 + 1e-9); step++)
+        for (int step = firstStep; step <= 2 * plannedSteps && !budget.Fits(current.Graph); step++)
         {
             int remaining = Math.Max(1, plannedSteps - step + 1);
             double currentMeasure = budget.Measure(current.Graph);
@@ -321,7 +321,7 @@ public static class PruneJob
             ["fine_tune_samples"] = fineTuneSamples, ["output"] = output, ["pruned_weights_val_dice"] = prunedWeightsDice,
             ["pruned_weights_params"] = prunedWeightsParams,
             ["controls"] = controls,
-            ["target_reached"] = budget.Measure(current.Graph) <= budget.Value * (1 + 1e-9), ["stopped_early"] = stoppedEarly,
+            ["target_reached"] = budget.Fits(current.Graph), ["stopped_early"] = stoppedEarly,
         });
         return (current, records);
     }
@@ -334,11 +334,11 @@ public static class PruneJob
     public static (string Output, ModelPackage Model, double ValDice)? ChooseOutput(NetworkGraph prunedGraph, double prunedWeightsDice,
         IEnumerable<(string Output, ModelPackage Model, double ValDice)> candidates, Budget budget)
     {
-        double allowed = Math.Max(budget.Value, budget.Measure(prunedGraph)) * (1 + 1e-9);
+        var allowed = budget with { Value = Math.Max(budget.Value, budget.Measure(prunedGraph)) };
         (string, ModelPackage, double)? best = null;
         double bestDice = prunedWeightsDice;
         foreach (var c in candidates)
-            if (c.ValDice > bestDice && budget.Measure(c.Model.Graph) <= allowed) { best = c; bestDice = c.ValDice; }
+            if (c.ValDice > bestDice && allowed.Fits(c.Model.Graph)) { best = c; bestDice = c.ValDice; }
         return best;
     }
 
