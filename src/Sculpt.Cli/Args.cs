@@ -66,11 +66,45 @@ public sealed class Args
         return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var r) ? r : throw new UsageException($"--{name} must be a number, got '{v}'");
     }
 
+    /// <summary>
+    /// A number option that must lie in [<paramref name="min"/>, <paramref name="max"/>], with an open end where
+    /// <paramref name="aboveMin"/> or <paramref name="belowMax"/> (a rate of 0 trains nothing, a decay of 1 never
+    /// moves); NaN and the infinities never do, so a bad value stops the command before it reads or writes anything.
+    /// </summary>
+    public double Double(string name, double fallback, double min, double max, bool aboveMin = false, bool belowMax = false)
+    {
+        double v = Double(name, fallback);
+        if ((aboveMin ? v > min : v >= min) && (belowMax ? v < max : v <= max)) return v;
+        var range = string.Create(CultureInfo.InvariantCulture, $"{(aboveMin ? "(" : "[")}{min}, {max}{(belowMax ? ")" : "]")}, got {v}");
+        throw new UsageException($"--{name} must be in {range}");
+    }
+
+    /// <summary>A count option such as a parameter target: an integer, written with _ separators or as 1e6, in [min, max].</summary>
+    public long? Long(string name, long min, long max)
+    {
+        var v = Get(name);
+        if (v == null) return null;
+        double value = long.TryParse(v.Replace("_", ""), NumberStyles.Integer, CultureInfo.InvariantCulture, out var whole) ? whole
+            : double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == Math.Floor(d) ? d
+            : throw new UsageException($"--{name} must be an integer, got '{v}'");
+        return value >= min && value <= max ? (long)value
+            : throw new UsageException(string.Create(CultureInfo.InvariantCulture, $"--{name} must be {min:N0} to {max:N0}, got {v}"));
+    }
+
+    /// <summary>A comma-separated list of integers, each in [<paramref name="min"/>, <paramref name="max"/>].</summary>
+    public int[] Ints(string name, string fallback, int min, int max)
+    {
+        var text = Get(name, fallback);
+        var error = new UsageException($"--{name} must be a comma-separated list of integers from {min} to {max}, got '{text}'");
+        int Item(string item) =>
+            int.TryParse(item, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min && v <= max ? v : throw error;
+        return text.Split(',').Select(Item).ToArray();
+    }
+
     /// <summary>--threads T: libtorch intra-op threads for this process (0 or absent: libtorch's default, all cores).</summary>
     public int Threads()
     {
-        int t = Int("threads", 0);
-        if (t < 0) throw new UsageException($"--threads must be ≥ 0, got {t}");
+        int t = Int("threads", 0, 0, 1024);
         if (t > 0) { Sculpt.Runtime.TorchRuntime.Initialize(); TorchSharp.torch.set_num_threads(t); }
         return t;
     }

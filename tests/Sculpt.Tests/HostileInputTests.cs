@@ -76,6 +76,60 @@ public class CliInputTests
     }
 }
 
+public class NumericOptionTests
+{
+    /// <summary>Every numeric option of every command that trains, prunes or reads data, with what its range allows.</summary>
+    public static TheoryData<string, string> Options()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var option in new[] { "compression", "max-params", "max-macs", "max-latency-ms", "min-dice", "round-to", "max-group-ratio",
+                     "min-channels", "steps", "epochs", "final-epochs", "max-step-ratio", "ft-samples", "collapse-drop", "lr", "scratch-lr",
+                     "control-budget", "batch", "latency-threads", "threads" })
+            data.Add("prune", option);
+        foreach (var option in new[] { "width", "depth", "epochs", "batch", "lr", "ema", "warmup", "threads" }) data.Add("train", option);
+        foreach (var option in new[] { "frames", "epochs", "compression", "ft-samples", "max-step-ratio", "min-channels", "final-epochs",
+                     "max-loss", "threads" })
+            data.Add("demo", option);
+        foreach (var option in new[] { "threads", "batches", "runs", "streams", "window" }) data.Add("bench", option);
+        foreach (var option in new[] { "in-channels", "classes", "size" }) data.Add("import", option);
+        data.Add("data export", "limit");
+        return data;
+    }
+
+    /// <summary>
+    /// NaN, a non-number, a value beyond any range and a negative one are usage errors naming the option, before
+    /// anything is read, trained or written: before this test NaN learning rates trained to a NaN model and
+    /// wrote it, a batch of 0 ended in an internal error, and --max-params 1e40 meant "no target".
+    /// </summary>
+    private static bool IsTarget(string option) => option is "compression" or "max-params" or "max-macs" or "max-latency-ms";
+
+    [Theory]
+    [MemberData(nameof(Options))]
+    public void OutOfRangeValuesAreUsageErrorsBeforeAnyWork(string command, string option)
+    {
+        var dir = TestFiles.TempDir();
+        string absent = Path.Combine(dir, "absent"), output = Path.Combine(dir, "out");
+        string[] prefix = command switch
+        {
+            "prune" => ["prune", "--model", absent, "--data", absent, "--out", output,
+                .. IsTarget(option) ? Array.Empty<string>() : ["--compression", "2"]],
+            "train" => ["train", "--data", absent, "--out", output, .. option == "warmup" ? Array.Empty<string>() : ["--warmup", "0"]],
+            "demo" => ["demo", "--out", output],
+            "bench" => ["bench", "--model", absent],
+            "import" => ["import", "--pytorch", absent, "--arch", "unet", "--out", output],
+            _ => ["data", "export", "--data", absent, "--out", output],
+        };
+        foreach (var value in new[] { "nan", "abc", "1e40", "-1", "Infinity" })
+        {
+            var r = TestFiles.Cli([.. prefix, $"--{option}", value]);
+            Assert.True(r.Code == 2, $"{command} --{option} {value}: exit {r.Code}, {r.Err}");
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains($"--{option} must be", r.Err);
+            Assert.False(Path.Exists(output), $"{command} --{option} {value} left {output}");
+        }
+    }
+}
+
 public class HostilePickleTests
 {
     /// <summary>A legacy torch.save file (five pickles in a row) whose object pickle is <paramref name="root"/>.</summary>

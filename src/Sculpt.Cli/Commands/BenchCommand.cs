@@ -55,13 +55,11 @@ public static class BenchCommand
         var backend = a.Get("engine") is { } engineText
             ? engineText switch { "sculpt" => "sculpt", "ort" => "ort", "both" => "sculpt,ort", var e => throw new UsageException($"--engine must be sculpt, ort or both, got '{e}'") }
             : a.Get("backend", "ort");
-        var threads = a.Get("threads", string.Join(",", Enumerable.Range(1, Environment.ProcessorCount))).Split(',').Select(int.Parse).ToArray();
-        var batches = a.Get("batches", "1,8,32").Split(',').Select(int.Parse).ToArray();
-        int runs = a.Int("runs", 200);
-        int streams = a.Int("streams", 0);
-        double window = a.Double("window", 2);
-        if (streams < 0) throw new UsageException("--streams must be ≥ 0");
-        if (!(window > 0)) throw new UsageException("--window must be > 0 seconds");
+        var threads = a.Ints("threads", string.Join(",", Enumerable.Range(1, Environment.ProcessorCount)), 1, 1024);
+        var batches = a.Ints("batches", "1,8,32", 1, 4096);
+        int runs = a.Int("runs", 200, 1, int.MaxValue);
+        int streams = a.Int("streams", 0, 0, 1024);
+        double window = a.Double("window", 2, 0, 3600, aboveMin: true);
         bool json = a.Flag("json"), profile = a.Flag("profile");
         // null: per model and thread count, the faster of ALL and EXTENDED (OrtModel.Fastest)
         GraphOptimizationLevel? fixedLevel = a.Get("ort-opt", "auto") switch

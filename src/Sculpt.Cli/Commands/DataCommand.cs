@@ -74,7 +74,7 @@ public static class DataCommand
     {
         var outDir = a.Required("out");
         var split = a.Get("split");
-        int limit = a.Int("limit", int.MaxValue);
+        int limit = a.Int("limit", int.MaxValue, 1, int.MaxValue);
         bool lenient = a.Flag("lenient");
         a.EnsureAllUsed();
         var ds = SegmentationDataset.Load(dir, lenient: lenient);

@@ -46,13 +46,16 @@ public static class DemoCommand
         bool quick = a.Flag("quick"), json = a.Flag("json"), resume = a.Flag("resume");
         var config = new RunConfig
         {
-            Seed = a.Int("seed", 0), Arch = a.Get("arch", quick ? "unet-small" : "unet"), Frames = a.Int("frames", quick ? 160 : 400),
-            Epochs = a.Int("epochs", quick ? 4 : 5), Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression),
-            MinDice = null, FineTuneSamples = a.Int("ft-samples", 64), MaxStepRatio = a.Double("max-step-ratio", 1.5),
-            MinChannels = a.Int("min-channels", 2), Criterion = a.Get("criterion", "taylor"),
-            Allocation = a.Get("allocation", "cost"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20),
+            Seed = a.Int("seed", 0), Arch = a.Get("arch", quick ? "unet-small" : "unet"),
+            Frames = a.Int("frames", quick ? 160 : 400, 20, 1_000_000), // train, val and test splits
+            Epochs = a.Int("epochs", quick ? 4 : 5, 1, 10_000),
+            Compression = a.Double("compression", quick ? 50 : HtmlReport.PublishedCompression, 1, 1e12),
+            MinDice = null, FineTuneSamples = a.Int("ft-samples", 64, 0, 100_000_000),
+            MaxStepRatio = a.Double("max-step-ratio", 1.5, 1, 1e6, aboveMin: true),
+            MinChannels = a.Int("min-channels", 2, 1, 4096), Criterion = a.Get("criterion", "taylor"),
+            Allocation = a.Get("allocation", "cost"), FinalEpochs = a.Int("final-epochs", quick ? 10 : 20, 0, 10_000),
         };
-        double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0) : null;
+        double? maxLoss = a.Has("max-loss") ? a.Double("max-loss", 0, 0, 1, belowMax: true) : null;
         a.Choice("criterion", "taylor", Importance.Parse); // names checked now, not after training
         a.Choice("allocation", "cost", AllocationModes.Parse);
         a.Threads();
@@ -70,9 +73,6 @@ public static class DemoCommand
             throw new UsageException($"{run.Root} exists and is not empty; choose another --out, remove it, or continue it with --resume");
         else
         {
-            if (config.Frames < 20) throw new UsageException("--frames must be ≥ 20 (train, val and test splits)");
-            if (!(config.Compression >= 1)) throw new UsageException("--compression must be ≥ 1");
-            if (maxLoss is < 0 or >= 1) throw new UsageException("--max-loss must be in [0, 1)");
             config.MaxRelativeLoss = maxLoss;
             Directory.CreateDirectory(run.Root);
             run.WriteConfig(config);

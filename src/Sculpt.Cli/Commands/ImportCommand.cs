@@ -41,7 +41,8 @@ public static class ImportCommand
         var arch = a.Required("arch");
         var outPath = a.Required("out");
         Args.RefuseOverwrite(outPath, checkpoint);
-        int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1), classes = a.Int("classes", 1), size = a.Int("size", 112);
+        int inChannels = a.Int("in-channels", arch.StartsWith("deeplab") ? 3 : 1, 1, 64), classes = a.Int("classes", 1, 1, 255);
+        int size = a.Int("size", 112, 16, 8192);
         var (mean, std) = NormalizationOptions(a, inChannels);
         var labels = a.Get("labels")?.Split(',').ToList() ?? TaskInfo.DefaultLabels(classes);
         a.EnsureAllUsed();

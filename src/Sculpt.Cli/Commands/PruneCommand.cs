@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
 using Sculpt.Data;
 using Sculpt.Pruning;
@@ -81,48 +80,43 @@ public static class PruneCommand
         AtomicFile.CheckWritable(outPath);
         var runDir = a.Get("run", outPath + ".run");
         bool json = a.Flag("json"), resume = a.Flag("resume");
-        double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0) : null;
-        int latencyThreads = a.Int("latency-threads", 1);
-        long? LongOpt(string n) { var v = a.Get(n); if (v == null) return null; return long.TryParse(v.Replace("_", ""), NumberStyles.Integer, CultureInfo.InvariantCulture, out var r) ? r : (long)double.Parse(v, CultureInfo.InvariantCulture); }
+        double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0, 0, 1e6, aboveMin: true) : null;
+        int latencyThreads = a.Int("latency-threads", 1, 1, 1024);
         bool distill = a.Flag("distill");
         var (distillLoss, distillWeight) = a.Distillation(distill, "--distill");
         var o = new PruneOptions
         {
-            Compression = a.Has("compression") ? a.Double("compression", 1) : null,
-            MaxParams = LongOpt("max-params"), MaxMacs = LongOpt("max-macs"),
-            MinDice = a.Has("min-dice") ? a.Double("min-dice", 0) : null,
+            Compression = a.Has("compression") ? a.Double("compression", 1, 1, 1e12) : null,
+            MaxParams = a.Long("max-params", 1, (long)1e15), MaxMacs = a.Long("max-macs", 1, (long)1e18),
+            MinDice = a.Has("min-dice") ? a.Double("min-dice", 0, 0, 1) : null,
             Criterion = a.Choice("criterion", "taylor", Importance.Parse),
             Allocation = new AllocationOptions
             {
                 Mode = a.Choice("allocation", "cost", AllocationModes.Parse),
-                RoundTo = a.Int("round-to", 1), MaxGroupRatio = a.Double("max-group-ratio", 0.5), MinChannels = a.Int("min-channels", 2),
+                RoundTo = a.Int("round-to", 1, 1, 1024), MaxGroupRatio = a.Double("max-group-ratio", 0.5, 0, 1, aboveMin: true),
+                MinChannels = a.Int("min-channels", 2, 1, 4096),
                 HeadInput = a.Get("head-input", "ranked") switch { "whole" => HeadInputPolicy.Whole, "ranked" => HeadInputPolicy.Ranked, var h => throw new UsageException($"--head-input must be whole or ranked, got '{h}'") },
             },
-            Steps = a.Int("steps", 6), FineTuneEpochs = a.Int("epochs", 1), FinalEpochs = a.Int("final-epochs", 6),
-            MaxStepRatio = a.Double("max-step-ratio", 1.5), FineTuneSamples = a.Int("ft-samples", 0),
-            CollapseDrop = a.Double("collapse-drop", 0.2),
+            Steps = a.Int("steps", 6, 1, 1000), FineTuneEpochs = a.Int("epochs", 1, 0, 1000),
+            FinalEpochs = a.Int("final-epochs", 6, 0, 10_000), MaxStepRatio = a.Double("max-step-ratio", 1.5, 1, 1e6, aboveMin: true),
+            FineTuneSamples = a.Int("ft-samples", 0, 0, 100_000_000),
+            CollapseDrop = a.Double("collapse-drop", 0.2, 0, 1, aboveMin: true),
             Distill = distill, DistillLoss = distillLoss, DistillWeight = distillWeight,
             RecalibrateBatchNorm = !a.Flag("no-bn-recalibration"), RestoreBatchNorm = a.Flag("restore-bn"),
-            Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"), LearningRate = a.Double("lr", 1e-3),
-            ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate),
-            ControlBudgetScale = a.Double("control-budget", 1),
-            BatchSize = a.Int("batch", 8), Seed = a.Int("seed", 0),
+            Control = !a.Flag("no-control"), AdoptRetrained = !a.Flag("keep-pruned-weights"),
+            LearningRate = a.Double("lr", 1e-3, 0, 10, aboveMin: true),
+            ScratchLearningRate = a.Double("scratch-lr", new PruneOptions().ScratchLearningRate, 0, 10, aboveMin: true),
+            ControlBudgetScale = a.Double("control-budget", 1, 0, 100, aboveMin: true),
+            BatchSize = a.Int("batch", 8, 1, 4096), Seed = a.Int("seed", 0),
         };
         a.Threads();
         a.EnsureAllUsed();
-        if (o.Steps < 1) throw new UsageException("--steps must be ≥ 1");
-        if (!(o.MaxStepRatio > 1)) throw new UsageException("--max-step-ratio must be > 1");
-        if (o.Allocation.MaxGroupRatio is <= 0 or > 1) throw new UsageException("--max-group-ratio must be in (0, 1]");
-        if (o.Allocation.MinChannels < 1) throw new UsageException("--min-channels must be ≥ 1");
-        if (!(o.CollapseDrop > 0)) throw new UsageException("--collapse-drop must be > 0");
-        if (!(o.ControlBudgetScale > 0 && o.ControlBudgetScale <= 100)) throw new UsageException("--control-budget must be in (0, 100]");
 
         var dense = ModelPackage.Load(modelPath);
         LatencyBudget.Model? latencyModel = null;
         if (maxLatency is { } ms)
         {
             if (o.Compression.HasValue || o.MaxParams.HasValue || o.MaxMacs.HasValue) throw new UsageException("give exactly one target: --compression, --max-params, --max-macs or --max-latency-ms");
-            if (!(ms > 0)) throw new UsageException("--max-latency-ms must be > 0");
             latencyModel = LatencyBudget.Fit(dense.Graph, latencyThreads);
             if (ms <= latencyModel.FixedMs * 1.05)
                 throw new PruneException($"a batch-1 latency of {ms} ms cannot be reached: this architecture costs about {latencyModel.FixedMs:0.###} ms per run on this machine whatever its width ({latencyThreads} thread(s))");

@@ -44,14 +44,15 @@ public static class TrainCommand
         var init = a.Get("init");
         Args.RefuseOverwrite(outPath, init);
         AtomicFile.CheckWritable(outPath);
-        int? width = a.Has("width") ? a.Int("width", 16) : null;
-        int? depth = a.Has("depth") ? a.Int("depth", 4) : null;
+        int? width = a.Has("width") ? a.Int("width", 16, 1, 1024) : null;
+        int? depth = a.Has("depth") ? a.Int("depth", 4, 1, 8) : null;
         bool bilinear = a.Flag("bilinear"), noBn = a.Flag("no-bn"), json = a.Flag("json");
         var options = new TrainOptions
         {
-            Epochs = a.Int("epochs", 12), BatchSize = a.Int("batch", 8), LearningRate = a.Double("lr", 2e-3),
+            Epochs = a.Int("epochs", 12, 1, 100_000), BatchSize = a.Int("batch", 8, 1, 4096),
+            LearningRate = a.Double("lr", 2e-3, 0, 10, aboveMin: true),
             Optimizer = a.Get("optimizer", "adam"), Augment = !a.Flag("no-augment"), Seed = a.Int("seed", 0),
-            Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt", AverageDecay = a.Double("ema", 0),
+            Resume = a.Flag("resume"), CheckpointDir = outPath + ".ckpt", AverageDecay = a.Double("ema", 0, 0, 1, belowMax: true),
             WarmupEpochs = a.Double("warmup", 0),
         };
         var teacherPath = a.Get("teacher");
@@ -60,8 +61,6 @@ public static class TrainCommand
         bool lenient = a.Flag("lenient"), reinit = a.Flag("reinit");
         a.EnsureAllUsed();
         if (reinit && init is null) throw new UsageException("--reinit needs --init: it trains that model's architecture afresh");
-        if (options.Epochs < 1 || options.BatchSize < 1) throw new UsageException("--epochs and --batch must be ≥ 1");
-        if (!(options.AverageDecay >= 0 && options.AverageDecay < 1)) throw new UsageException("--ema must be in [0, 1)");
         if (!(options.WarmupEpochs >= 0 && options.WarmupEpochs < options.Epochs))
             throw new UsageException("--warmup must be ≥ 0 and below --epochs");
 

@@ -273,6 +273,8 @@ public static class PruneJob
         double finalDice = chosenRecord.ValDice;
         // the final fine-tune is sized for the target; a run that stopped far above it (a much larger model)
         // gets proportionally fewer epochs, at least one
+        // the phases after the steps show the number of steps taken, not the planned minimum (--steps)
+        int stepsTaken = records[^1].Step;
         int finalEpochs = o.FinalEpochs;
         if (finalEpochs > 0 && stoppedEarly is not null && o.MinDice is null)
             finalEpochs = Math.Max(1, (int)Math.Round(o.FinalEpochs * Math.Min(1.0, budget.Value / budget.Measure(current.Graph))));
@@ -282,13 +284,15 @@ public static class PruneJob
             var ft = Trainer.Train(module, train, val, task, new TrainOptions
             {
                 Epochs = finalEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + 77777, ExtraLoss = distill,
-            }, p => progress?.Invoke(new PruneProgress(o.Steps, o.Steps, "final fine-tune", current.Graph.ParameterCount(), denseParams / current.Graph.ParameterCount(), chosenRecord.ValDice, p.Eta, p)));
+            }, p => progress?.Invoke(new PruneProgress(stepsTaken, stepsTaken, "final fine-tune", current.Graph.ParameterCount(),
+                denseParams / current.Graph.ParameterCount(), chosenRecord.ValDice, p.Eta, p)));
             if (ft.BestValDice >= finalDice) { current = new ModelPackage(current.Graph, ft.BestWeights, current.Meta); finalDice = ft.BestValDice; }
         }
         current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
         current.Meta.Metrics["compression"] = Math.Round(denseParams / current.Graph.ParameterCount(), 3);
         long fineTuneSamples = records.Sum(r => r.FineTuneSamples) + (long)train.Count * finalEpochs;
-        var (controls, candidates) = o.Control ? Controls(dense, current, fineTuneSamples, train, val, o, runDir, progress) : (null, []);
+        var (controls, candidates) = o.Control
+            ? Controls(dense, current, fineTuneSamples, train, val, o, runDir, stepsTaken, progress) : (null, []);
         double prunedWeightsDice = finalDice;
         long prunedWeightsParams = current.Graph.ParameterCount();
         string output = Outputs.PrunedWeights;
@@ -369,7 +373,7 @@ public static class PruneJob
     /// <returns>The summary (controls.json) and both trained networks as candidates for the output, with their validation Dice.</returns>
     private static (JsonObject Summary, List<(string Output, ModelPackage Model, double ValDice)> Candidates) Controls(ModelPackage dense,
         ModelPackage pruned, long fineTuneSamples, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, PruneOptions o, string runDir,
-        Action<PruneProgress>? progress)
+        int stepsTaken, Action<PruneProgress>? progress)
     {
         var candidates = new List<(string, ModelPackage, double)>();
         long denseSamples = ScratchControl.DenseTrainingSamples(dense.Meta);
@@ -383,7 +387,7 @@ public static class PruneJob
         })
         {
             var (result, model) = ScratchControl.Train(kind, description, graph, budget, train, val, dense.Meta, o, o.Seed + (kind == "scratch" ? 515 : 919),
-                p => progress?.Invoke(new PruneProgress(o.Steps, o.Steps, $"control ({kind})", graph.ParameterCount(),
+                p => progress?.Invoke(new PruneProgress(stepsTaken, stepsTaken, $"control ({kind})", graph.ParameterCount(),
                     (double)dense.Graph.ParameterCount() / graph.ParameterCount(), null, p.Eta, p)));
             var path = Path.Combine(runDir, $"control-{kind}.sculpt");
             model.Save(path);
