@@ -76,6 +76,33 @@ public class CliInputTests
     }
 }
 
+public class DataMismatchTests
+{
+    /// <summary>
+    /// A binary model pruned against four-class masks had fine-tuned and written a model, validation Dice and all;
+    /// prune now refuses the data as eval does, before any folder is made.
+    /// </summary>
+    [Fact]
+    public void PruningOnDataWithOtherLabelsIsRefusedBeforeAnyWork()
+    {
+        var dir = TestFiles.TempDir();
+        var model = Path.Combine(dir, "m.sculpt");
+        var g = UNet.Build(new UNetConfig { Depth = 1, BaseWidth = 8, InputSize = 16 });
+        var meta = new ModelMeta();
+        meta.Task.InputHeight = meta.Task.InputWidth = 16;
+        new ModelPackage(g, TestFiles.WithBnStatistics(g, 1), meta).Save(model);
+        var data = Path.Combine(dir, "four-class");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "8", "--size", "32", "--extra-classes").Code);
+        var output = Path.Combine(dir, "p.sculpt");
+        var r = TestFiles.Cli("prune", "--model", model, "--data", data, "--compression", "2", "--out", output);
+        Assert.Equal(1, r.Code);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.Contains($"{data}: 4 labels [background, lv, myocardium, la], the model segments 2 [background, lv]", r.Err);
+        Assert.False(File.Exists(output));
+        Assert.False(Directory.Exists(output + ".run"));
+    }
+}
+
 public class NumericOptionTests
 {
     /// <summary>Every numeric option of every command that trains, prunes or reads data, with what its range allows.</summary>

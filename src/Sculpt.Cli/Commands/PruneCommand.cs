@@ -125,6 +125,7 @@ public static class PruneCommand
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
+        if (PruneJob.CheckDataFits(ds, dense.Meta.Task) is { } warning) Console.Error.WriteLine($"sculpt prune: warning: {warning}");
         var (model, steps) = Run(dense, ds, o, runDir, resume);
         model.Save(outPath);
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();

@@ -127,11 +127,28 @@ public static class PruneJob
             throw new PruneException($"target of {budget.Value:N0} {budget.Metric} cannot be reached: with every prunable group at its minimum width ({o.Allocation.MinChannels} channels) the graph still has {floor:N0} {budget.Metric} (at most {budget.Measure(dense) / floor:0.#}× smaller)");
     }
 
+    /// <summary>
+    /// Refuses data the model cannot be fine-tuned on: more labels than the model segments (a binary model fine-tuned
+    /// on four-class masks had trained and scored nonsense without an error) or colour frames for a grey model. Fewer
+    /// labels train (the missing classes towards absence), so they are a warning, returned; names may differ (an
+    /// imported model's are generic), and sizes are resampled when the data is read.
+    /// </summary>
+    public static string? CheckDataFits(SegmentationDataset ds, TaskInfo task)
+    {
+        string Labels(IEnumerable<string> names) => $"[{string.Join(", ", names)}]";
+        if (ds.Channels != 1 && ds.Channels != task.InputChannels)
+            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {task.InputChannels}-channel model");
+        string counts = $"{ds.Labels.Count} labels {Labels(ds.Labels)}, the model segments {task.Labels.Count} {Labels(task.Labels)}";
+        if (ds.Labels.Count > task.Labels.Count) throw new DatasetException($"{ds.Source}: {counts}");
+        return ds.Labels.Count < task.Labels.Count ? $"{ds.Source}: {counts}; the classes the data lacks are fine-tuned towards absence" : null;
+    }
+
     public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir,
         bool resume = false, Action<PruneProgress>? progress = null)
     {
         CheckReachable(dense.Graph, o);
         var task = dense.Meta.Task;
+        _ = CheckDataFits(ds, task); // the command line shows the warning
         var train = ds.Split("train");
         var val = ds.Split("val");
         if (train.Count == 0 || val.Count == 0) throw new DatasetException($"{ds.Source}: pruning needs non-empty train and val splits");
