@@ -347,4 +347,51 @@ public class CorruptResumeTests
         PruneRefuses("state.json", "{\"completed_step\": 1}", "steps.jsonl", "corrupt resume state"); // no steps.jsonl
         PruneRefuses("steps.jsonl", "{\"step\": \"x\"}\n", "steps.jsonl", "corrupt resume state");
     }
+
+    /// <summary>
+    /// A run folder resumed with another dense model had output that run's pruned model as this one's (at another
+    /// compression than asked); the folder now records what made its steps, and a resume must match it.
+    /// </summary>
+    [Fact]
+    public void AResumeWithAnotherModelOrStepOptionIsRefusedAndAFinalOptionIsNot()
+    {
+        var dir = TestFiles.TempDir();
+        var data = Path.Combine(dir, "data");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", data, "--count", "12", "--size", "32", "--seed", "4").Code);
+        string Model(string name, int width)
+        {
+            var g = Models.UNet.Build(new Models.UNetConfig { Depth = 1, BaseWidth = width, InputSize = 32 });
+            var meta = new ModelMeta();
+            meta.Task.InputHeight = meta.Task.InputWidth = 32;
+            var path = Path.Combine(dir, name);
+            new ModelPackage(g, TestFiles.WithBnStatistics(g, width), meta).Save(path);
+            return path;
+        }
+        string first = Model("a.sculpt", 4), other = Model("b.sculpt", 6);
+        string run = Path.Combine(dir, "run"), output = Path.Combine(dir, "p.sculpt");
+        (int Code, string Out, string Err) Prune(string model, params string[] extra) => TestFiles.Cli([
+            "prune", "--model", model, "--data", data, "--compression", "2", "--steps", "1", "--max-step-ratio", "3", "--epochs", "0",
+            "--final-epochs", "0", "--no-control", "--run", run, "--out", output, .. extra]);
+        var made = Prune(first);
+        Assert.True(made.Code == 0, made.Err);
+        File.Delete(output);
+        foreach (var (model, extra, mentions) in new[]
+        {
+            (other, Array.Empty<string>(), "the run's dense model was"),
+            (first, ["--criterion", "l1"], "the run's criterion was \"Taylor\", this command's is \"L1\""),
+            (first, ["--seed", "3"], "the run's seed was 0, this command's is 3"),
+        })
+        {
+            var r = Prune(model, [.. extra, "--resume"]);
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains(Path.Combine(run, "state.json"), r.Err);
+            Assert.Contains(mentions, r.Err);
+            Assert.False(File.Exists(output));
+        }
+        // what only the final stages read may change: the run resumes after its last step
+        var resumed = Prune(first, "--final-epochs", "1", "--resume");
+        Assert.True(resumed.Code == 0, resumed.Err);
+        Assert.True(File.Exists(output));
+    }
 }

@@ -118,6 +118,36 @@ public class TrainingTests
         foreach (var k in full.Model.Weights.Keys) Assert.Equal(full.Model.Weights[k].Data, resumed.Model.Weights[k].Data);
     }
 
+    /// <summary>A checkpoint resumed with other frames or another schedule would not repeat the uninterrupted run: refused.</summary>
+    [Fact]
+    public void AResumeWithOtherFramesOrOptionsIsRefusedNamingTheDifference()
+    {
+        var ds = TinySet();
+        var ckpt = Path.Combine(TestFiles.TempDir(), "ckpt");
+        var partial = new TrainOptions { Epochs = 3, BatchSize = 4, Seed = 2, CheckpointDir = ckpt };
+        Assert.Throws<OperationCanceledException>(() => TrainJob.Run(ds, "unet", Tiny, partial, p =>
+        {
+            if (p.Epoch == 2) throw new OperationCanceledException();
+        }));
+        var otherDir = Path.Combine(TestFiles.TempDir(), "d");
+        SynthDataset.Write(otherDir, new SynthOptions { Count = 24, Size = 32, Seed = 12 });
+        var statePath = Path.Combine(ckpt, "state.json");
+        foreach (var (data, options, mentions) in new[]
+        {
+            (ds, partial with { Seed = 3 }, "the run's seed was 2, this command's is 3"),
+            (ds, partial with { LearningRate = 1e-2 }, "the run's learning rate was 0.002, this command's is 0.01"),
+            (SegmentationDataset.Load(otherDir), partial, "the run's train frames was"),
+            (ds, partial with { Augment = false }, "the run's augmentation was true"),
+        })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => TrainJob.Run(data, "unet", Tiny, options with { Resume = true }));
+            Assert.StartsWith($"{statePath}: ", e.Message);
+            Assert.Contains(mentions, e.Message);
+        }
+        var resumed = TrainJob.Run(ds, "unet", Tiny, partial with { Resume = true });
+        Assert.Equal(3, resumed.Result.History.Count);
+    }
+
     [Fact]
     public void WarmupRisesLinearlyThenTheCosineDecaysOverTheStepsLeft()
     {

@@ -38,8 +38,10 @@ public static class PruneCommand
         collapse if neither that nor the pruned weights reach its Dice minus D); with --no-control or
         --keep-pruned-weights it stops there instead. The run folder (default
         M2.sculpt.run/) holds steps.jsonl (params, MACs, compression, val Dice, wall time per step), one model
-        per step and state.json; --resume continues an interrupted run. --min-dice keeps the smallest step
-        model whose validation Dice is at least D. Finally F epochs of fine-tuning.
+        per step and state.json; --resume continues an interrupted run, if the dense model, the data and every
+        option the steps read are the run's (state.json records them; the final stages' options may change).
+        --min-dice keeps the smallest step model whose validation Dice is at least D. Finally F epochs of
+        fine-tuning.
         --max-latency-ms: a batch-1 ONNX Runtime latency on this machine (T threads, default 1); the architecture
         is timed at uniform widths 1, 1/2, 1/4, 1/8, latency fitted as a fixed cost plus a cost per MAC, and the
         target becomes the MAC budget that model predicts; the pruned model's latency is measured and reported.

@@ -17,7 +17,8 @@ public static class TrainCommand
         Trains on split 'train', validates on 'val' after every epoch and keeps the best weights (by mean Dice).
         Loss: Dice + BCE (binary) or Dice + cross-entropy (multi-class); cosine learning-rate schedule;
         augmentation: affine, gamma/contrast, noise. A checkpoint folder MODEL.sculpt.ckpt/ is updated every
-        epoch; --resume continues an interrupted run from it. It is removed when training completes.
+        epoch; --resume continues an interrupted run from it, with the same architecture, frames and options, or
+        refuses naming the first difference. It is removed when training completes.
         Architectures: unet (base width 16, depth 4), unet-classic (64, depth 4: ~31M parameters), unet-small (8, depth 3),
         deeplabv3_resnet50 (torchvision's, no pretrained weights; --width/--depth/--bilinear/--no-bn are U-Net options).
         --init trains a model that exists (e.g. one from sculpt import --onnx) from its weights instead; grey frames

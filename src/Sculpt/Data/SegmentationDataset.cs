@@ -31,6 +31,22 @@ public sealed class SegmentationDataset
     public List<string> Warnings { get; init; } = new();
 
     public IReadOnlyList<Sample> Split(string split) => Samples.Where(s => s.Split == split).ToList();
+
+    /// <summary>
+    /// A short hash of frames as they are trained on (ids, pixels after resampling, masks) and their count: what a
+    /// resumed run compares, since another folder's frames may carry the same ids.
+    /// </summary>
+    public static string Fingerprint(IReadOnlyList<Sample> frames)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var frame in frames)
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(frame.Id + "\n"));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(frame.Image.AsSpan()));
+            hash.AppendData(frame.Mask);
+        }
+        return $"{Convert.ToHexStringLower(hash.GetHashAndReset())[..16]} ({frames.Count} frames)";
+    }
     public bool IsBinary => Labels.Count == 2;
 
     public const string ManifestFile = "manifest.json";

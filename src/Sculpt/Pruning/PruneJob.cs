@@ -166,15 +166,19 @@ public static class PruneJob
         int firstStep = 1;
         var clock = Stopwatch.StartNew();
 
+        var identity = StepsIdentity(dense, train, val, o, budget);
         if (resume && File.Exists(statePath))
         {
             int done = 0;
+            JsonObject? madeWith = null;
             ResumeState.Read(statePath, () =>
             {
                 var state = JsonNode.Parse(Common.InputFile.ReadText(statePath, "resume state")) as JsonObject ?? throw new JsonException("not an object");
                 done = ResumeState.Int(state, "completed_step");
                 if (done < 0 || done > 100_000) throw new JsonException($"completed_step {done} is out of range");
+                madeWith = ResumeState.MadeWith(state);
             });
+            ResumeState.CheckMadeWith(statePath, madeWith, identity, "model, data and options (or give another --run)");
             ResumeState.Read(stepsPath, () =>
             {
                 records = Common.InputFile.ReadLines(stepsPath, "step log").Where(l => l.Length > 0)
@@ -193,7 +197,7 @@ public static class PruneJob
                 Widths(ChannelGroups.Analyze(dense.Graph)));
             records.Add(rec0);
             AtomicFile.WriteAllText(stepsPath, JsonSerializer.Serialize(rec0, LineJson) + "\n");
-            WriteState(statePath, 0, o);
+            WriteState(statePath, 0, o, identity);
         }
 
         using var teacher = o.Distill ? new GraphModule(dense.Graph, dense.Weights) : null;
@@ -265,7 +269,7 @@ public static class PruneJob
                 accepted = new ModelPackage(candidate.Graph, candidate.Weights, meta);
                 accepted.Save(StepModelPath(runDir, step));
                 File.AppendAllText(stepsPath, JsonSerializer.Serialize(rec, LineJson) + "\n");
-                WriteState(statePath, step, o);
+                WriteState(statePath, step, o, identity);
                 records.Add(rec);
                 acceptedDice = stepDice;
                 break;
@@ -490,8 +494,38 @@ public static class PruneJob
 
     private static readonly JsonSerializerOptions LineJson = new(NetworkGraph.JsonOptions) { WriteIndented = false };
 
-    private static void WriteState(string path, int completed, PruneOptions o) =>
-        AtomicFile.WriteAllText(path, new JsonObject { ["completed_step"] = completed, ["steps"] = o.Steps }.ToJsonString());
+    private static void WriteState(string path, int completed, PruneOptions o, JsonObject identity) =>
+        AtomicFile.WriteAllText(path, new JsonObject
+        {
+            ["completed_step"] = completed, ["steps"] = o.Steps, ["made_with"] = identity.DeepClone(),
+        }.ToJsonString());
+
+    /// <summary>
+    /// What decides a run's steps: the dense model, the data's train and val frames, the target and every option the
+    /// steps read. A resumed run must match it or its steps would be another run's (a resume with another dense model
+    /// had output that run's pruned model as this one's); the final fine-tune and the controls may change
+    /// (--final-epochs, --control-budget, --min-dice).
+    /// </summary>
+    private static JsonObject StepsIdentity(ModelPackage dense, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, PruneOptions o,
+        Budget budget)
+    {
+        string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var a = o.Allocation;
+        return new JsonObject
+        {
+            ["dense model"] = dense.ContentHash(), ["train frames"] = SegmentationDataset.Fingerprint(train),
+            ["val frames"] = SegmentationDataset.Fingerprint(val), ["target"] = Text($"{budget.Value:R} {budget.Metric}"),
+            ["criterion"] = o.Criterion.ToString(),
+            ["allocation"] = Text($"{a.Mode}, max group ratio {a.MaxGroupRatio}, round to {a.RoundTo}, min channels {a.MinChannels}, ")
+                + Text($"head input {a.HeadInput}"),
+            ["steps"] = o.Steps, ["max step ratio"] = o.MaxStepRatio, ["fine-tune samples"] = o.FineTuneSamples,
+            ["fine-tune epochs"] = o.FineTuneEpochs, ["distillation"] = o.Distill ? Text($"{o.DistillLoss} × {o.DistillWeight}") : "none",
+            ["calibration batches"] = o.CalibrationBatches, ["batch-norm recalibration"] = o.RecalibrateBatchNorm,
+            ["batch-norm restore"] = o.RestoreBatchNorm, ["batch"] = o.BatchSize, ["learning rate"] = o.LearningRate,
+            ["seed"] = o.Seed, ["collapse drop"] = o.CollapseDrop, ["back-offs"] = o.MaxBackoffs,
+            ["through collapses"] = ContinuesThroughCollapse(o),
+        };
+    }
 
     private static ModelMeta WithHistory(ModelMeta previous, ModelPackage dense, StepRecord rec, StepRecord before, PruneOptions o)
     {

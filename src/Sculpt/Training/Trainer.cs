@@ -77,12 +77,15 @@ public static class Trainer
         var history = new List<EpochRecord>();
         double best = -1; int bestEpoch = -1; WeightSet? bestWeights = null; int startEpoch = 0; long optimizerSteps = 0;
 
+        var identity = o.CheckpointDir is null ? null : RunIdentity(model.Graph, train, val, o);
         if (o.Resume && o.CheckpointDir != null && File.Exists(Path.Combine(o.CheckpointDir, "state.json")))
         {
             var statePath = Path.Combine(o.CheckpointDir, "state.json");
+            JsonObject? madeWith = null;
             ResumeState.Read(statePath, () =>
             {
                 var state = JsonNode.Parse(Common.InputFile.ReadText(statePath, "resume state")) as JsonObject ?? throw new JsonException("not an object");
+                madeWith = ResumeState.MadeWith(state);
                 int epoch = ResumeState.Int(state, "epoch");
                 bestEpoch = ResumeState.Int(state, "best_epoch");
                 best = state["best_val_dice"]?.GetValue<double>() ?? throw new JsonException("best_val_dice missing");
@@ -95,6 +98,7 @@ public static class Trainer
                 history = JsonSerializer.Deserialize<List<EpochRecord>>(state["history"]?.ToJsonString() ?? "null")
                     ?? throw new JsonException("history missing");
             });
+            ResumeState.CheckMadeWith(statePath, madeWith, identity!, "model, data and options");
             string last = Path.Combine(o.CheckpointDir, "last.safetensors"), bestPath = Path.Combine(o.CheckpointDir, "best.safetensors");
             model.LoadWeights(ReadCheckpoint(last, "checkpoint"), last);
             bestWeights = ReadCheckpoint(bestPath, "checkpoint");
@@ -155,7 +159,7 @@ public static class Trainer
             progress?.Invoke(new Progress(epoch + 1, o.Epochs, stepsPerEpoch, stepsPerEpoch, lossSum / stepsPerEpoch, dice,
                 TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, doneSteps) * (totalSteps - (long)(epoch + 1) * stepsPerEpoch)), EpochDone: true));
             if (o.CheckpointDir != null)
-                SaveCheckpoint(o.CheckpointDir, model, opt, average, bestWeights!, epoch, best, bestEpoch, history);
+                SaveCheckpoint(o.CheckpointDir, model, opt, average, bestWeights!, epoch, best, bestEpoch, history, identity!);
             if (o.DeadAfterEpochs > 0 && epoch + 1 == o.DeadAfterEpochs && history.All(h => h.ValDice < DeadDice))
                 return new TrainResult(best, bestEpoch, history, bestWeights!, Abandoned: true);
         }
@@ -218,8 +222,29 @@ public static class Trainer
         }
     }
 
+    /// <summary>
+    /// What a checkpoint's epochs depend on: the architecture, the frames and every option of the schedule, so a
+    /// resumed run repeats an uninterrupted one or is refused (a resume on another data folder had gone on silently).
+    /// </summary>
+    private static JsonObject RunIdentity(NetworkGraph graph, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, TrainOptions o)
+    {
+        string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string architecture = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes(graph.ToJson())))[..16];
+        string distillation = o.Distill is { } d ? Text($"{d.Kind} × {d.Weight} from {d.Teacher.ContentHash()}")
+            : o.ExtraLoss is null ? "none" : "an extra loss";
+        return new JsonObject
+        {
+            ["architecture"] = architecture, ["train frames"] = SegmentationDataset.Fingerprint(train),
+            ["val frames"] = SegmentationDataset.Fingerprint(val), ["epochs"] = o.Epochs, ["batch"] = o.BatchSize,
+            ["learning rate"] = o.LearningRate, ["minimum learning rate"] = o.MinLearningRate, ["warm-up epochs"] = o.WarmupEpochs,
+            ["optimizer"] = o.Optimizer, ["weight decay"] = o.WeightDecay, ["augmentation"] = o.Augment, ["seed"] = o.Seed,
+            ["weight average"] = o.AverageDecay, ["distillation"] = distillation,
+        };
+    }
+
     private static void SaveCheckpoint(string dir, GraphModule model, Optimizer opt, WeightAverage? average, WeightSet best, int epoch,
-        double bestDice, int bestEpoch, List<EpochRecord> history)
+        double bestDice, int bestEpoch, List<EpochRecord> history, JsonObject identity)
     {
         Directory.CreateDirectory(dir);
         AtomicFile.WriteAllBytes(Path.Combine(dir, "last.safetensors"), Safetensors.Write(model.ExportWeights()));
@@ -229,7 +254,7 @@ public static class Trainer
         var state = new JsonObject
         {
             ["epoch"] = epoch, ["best_val_dice"] = bestDice, ["best_epoch"] = bestEpoch, ["optimizer_steps"] = opt.Steps,
-            ["history"] = JsonNode.Parse(JsonSerializer.Serialize(history)),
+            ["history"] = JsonNode.Parse(JsonSerializer.Serialize(history)), ["made_with"] = identity.DeepClone(),
         };
         // state.json last: it is what marks the checkpoint complete
         AtomicFile.WriteAllText(Path.Combine(dir, "state.json"), state.ToJsonString());
