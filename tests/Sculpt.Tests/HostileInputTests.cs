@@ -377,9 +377,9 @@ public class CorruptResumeTests
         File.Delete(output);
         foreach (var (model, extra, mentions) in new[]
         {
-            (other, Array.Empty<string>(), "the run's dense model was"),
-            (first, ["--criterion", "l1"], "the run's criterion was \"Taylor\", this command's is \"L1\""),
-            (first, ["--seed", "3"], "the run's seed was 0, this command's is 3"),
+            (other, Array.Empty<string>(), "the run was made with dense model"),
+            (first, ["--criterion", "l1"], "the run was made with criterion \"Taylor\", this command gives \"L1\""),
+            (first, ["--seed", "3"], "the run was made with seed 0, this command gives 3"),
         })
         {
             var r = Prune(model, [.. extra, "--resume"]);

@@ -134,10 +134,10 @@ public class TrainingTests
         var statePath = Path.Combine(ckpt, "state.json");
         foreach (var (data, options, mentions) in new[]
         {
-            (ds, partial with { Seed = 3 }, "the run's seed was 2, this command's is 3"),
-            (ds, partial with { LearningRate = 1e-2 }, "the run's learning rate was 0.002, this command's is 0.01"),
-            (SegmentationDataset.Load(otherDir), partial, "the run's train frames was"),
-            (ds, partial with { Augment = false }, "the run's augmentation was true"),
+            (ds, partial with { Seed = 3 }, "the run was made with seed 2, this command gives 3"),
+            (ds, partial with { LearningRate = 1e-2 }, "the run was made with learning rate 0.002, this command gives 0.01"),
+            (SegmentationDataset.Load(otherDir), partial, "the run was made with train frames"),
+            (ds, partial with { Augment = false }, "the run was made with augmentation true, this command gives false"),
         })
         {
             var e = Assert.Throws<InvalidDataException>(() => TrainJob.Run(data, "unet", Tiny, options with { Resume = true }));

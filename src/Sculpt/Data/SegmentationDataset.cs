@@ -47,6 +47,7 @@ public sealed class SegmentationDataset
         }
         return $"{Convert.ToHexStringLower(hash.GetHashAndReset())[..16]} ({frames.Count} frames)";
     }
+
     public bool IsBinary => Labels.Count == 2;
 
     public const string ManifestFile = "manifest.json";

@@ -30,8 +30,8 @@ public static class ResumeState
         {
             string now = value?.ToJsonString() ?? "null", then = madeWith[key]?.ToJsonString() ?? "(not recorded)";
             if (now != then)
-                throw new InvalidDataException($"{statePath}: the run's {key} was {then}, this command's is {now}; resume with the run's "
-                    + $"{options}, or start again without --resume");
+                throw new InvalidDataException($"{statePath}: the run was made with {key} {then}, this command gives {now}; "
+                    + $"resume with the run's {options}, or start again without --resume");
         }
     }
 
