@@ -65,6 +65,27 @@ public class RealExportWorkflowTests
         return dir;
     });
 
+    /// <summary>
+    /// nnU-Net exports a binary task as two softmax outputs; train --init had refused binary frames for it ("1 output
+    /// channel(s) needed, the model has 2"). It trains now, and the model decodes by argmax over the data's labels.
+    /// </summary>
+    [Fact]
+    public void ATwoOutputBinaryModelFineTunesOnBinaryFrames()
+    {
+        var dir = TestFiles.TempDir();
+        string model = Path.Combine(dir, "m.sculpt"), tuned = Path.Combine(dir, "t.sculpt");
+        var r = TestFiles.Cli("import", "--onnx", Path.Combine(RealExportTests.Dir, "nnunet.onnx"), "--out", model);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(2, ModelPackage.Load(model).Graph.OutputChannels());
+        r = TestFiles.Cli("train", "--init", model, "--data", Data.Value, "--epochs", "1", "--batch", "4", "--out", tuned);
+        Assert.True(r.Code == 0, r.Err);
+        var task = ModelPackage.Load(tuned).Meta.Task;
+        Assert.Equal(("multiclass", 2), (task.Mode, task.OutputChannels));
+        Assert.Equal(new[] { "background", "lv" }, task.Labels);
+        var e = TestFiles.Cli("eval", "--model", tuned, "--data", Data.Value, "--json");
+        Assert.True(e.Code == 0, e.Err);
+    }
+
     [Theory]
     [MemberData(nameof(RealExportTests.Fixtures), MemberType = typeof(RealExportTests))]
     public void ImportsPrunesFourfoldAndExportsToWhatOnnxRuntimeRuns(string name)

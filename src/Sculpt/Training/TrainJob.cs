@@ -44,7 +44,9 @@ public static class TrainJob
             throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
         if (input.Channels != ds.Channels && ds.Channels != 1)
             throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
-        if (outputs != classes) throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
+        // binary frames also train a model of two softmax outputs (background, foreground), as nnU-Net exports binary tasks
+        if (outputs != classes && !(ds.IsBinary && outputs == 2))
+            throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
         var config = start.Meta.Training?["architecture"]?.DeepClone();
         // reinitialised: the architecture alone, from a seeded fresh start (a pruned architecture trained from scratch)
         return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, reinitialise ? null : start.Weights, config, options, progress,
@@ -58,6 +60,7 @@ public static class TrainJob
         var val = ds.Split("val");
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
         task.InputChannels = graph.InputNodes.Single().Channels;
+        task.Mode = graph.OutputChannels() == 1 ? "binary" : "multiclass"; // how its logits decode: the graph's outputs decide
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
         using var teacher = options.Distill is { } d ? Teacher(ds, d.Teacher, graph) : null;
         var trainOptions = teacher is null ? options
