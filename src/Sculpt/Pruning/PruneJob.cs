@@ -136,8 +136,7 @@ public static class PruneJob
     public static string? CheckDataFits(SegmentationDataset ds, TaskInfo task)
     {
         string Labels(IEnumerable<string> names) => $"[{string.Join(", ", names)}]";
-        if (ds.Channels != 1 && ds.Channels != task.InputChannels)
-            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {task.InputChannels}-channel model");
+        TrainJob.CheckChannels(ds, task.InputChannels);
         string counts = $"{ds.Labels.Count} labels {Labels(ds.Labels)}, the model segments {task.Labels.Count} {Labels(task.Labels)}";
         if (ds.Labels.Count > task.Labels.Count) throw new DatasetException($"{ds.Source}: {counts}");
         return ds.Labels.Count < task.Labels.Count ? $"{ds.Source}: {counts}; the classes the data lacks are fine-tuned towards absence" : null;
@@ -292,10 +291,10 @@ public static class PruneJob
             if (chosenRecord.Step != records[^1].Step) current = chosenRecord.Step == 0 ? dense : ModelPackage.Load(StepModelPath(runDir, chosenRecord.Step));
         }
         double finalDice = chosenRecord.ValDice;
-        // the final fine-tune is sized for the target; a run that stopped far above it (a much larger model)
-        // gets proportionally fewer epochs, at least one
         // the phases after the steps show the number of steps taken, not the planned minimum (--steps)
         int stepsTaken = records[^1].Step;
+        // the final fine-tune is sized for the target; a run that stopped far above it (a much larger model)
+        // gets proportionally fewer epochs, at least one
         int finalEpochs = o.FinalEpochs;
         if (finalEpochs > 0 && stoppedEarly is not null && o.MinDice is null)
             finalEpochs = Math.Max(1, (int)Math.Round(o.FinalEpochs * Math.Min(1.0, budget.Value / budget.Measure(current.Graph))));
@@ -509,17 +508,17 @@ public static class PruneJob
     private static JsonObject StepsIdentity(ModelPackage dense, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, PruneOptions o,
         Budget budget)
     {
-        string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var a = o.Allocation;
         return new JsonObject
         {
             ["dense model"] = dense.ContentHash(), ["train frames"] = SegmentationDataset.Fingerprint(train),
-            ["val frames"] = SegmentationDataset.Fingerprint(val), ["target"] = Text($"{budget.Value:R} {budget.Metric}"),
-            ["criterion"] = o.Criterion.ToString(),
-            ["allocation"] = Text($"{a.Mode}, max group ratio {a.MaxGroupRatio}, round to {a.RoundTo}, min channels {a.MinChannels}, ")
-                + Text($"head input {a.HeadInput}"),
+            ["val frames"] = SegmentationDataset.Fingerprint(val),
+            ["target"] = FormattableString.Invariant($"{budget.Value:R} {budget.Metric}"), ["criterion"] = o.Criterion.ToString(),
+            ["allocation"] = FormattableString.Invariant($"{a.Mode}, max group ratio {a.MaxGroupRatio}, round to {a.RoundTo}, ")
+                + FormattableString.Invariant($"min channels {a.MinChannels}, head input {a.HeadInput}"),
             ["steps"] = o.Steps, ["max step ratio"] = o.MaxStepRatio, ["fine-tune samples"] = o.FineTuneSamples,
-            ["fine-tune epochs"] = o.FineTuneEpochs, ["distillation"] = o.Distill ? Text($"{o.DistillLoss} × {o.DistillWeight}") : "none",
+            ["fine-tune epochs"] = o.FineTuneEpochs,
+            ["distillation"] = o.Distill ? FormattableString.Invariant($"{o.DistillLoss} × {o.DistillWeight}") : "none",
             ["calibration batches"] = o.CalibrationBatches, ["batch-norm recalibration"] = o.RecalibrateBatchNorm,
             ["batch-norm restore"] = o.RestoreBatchNorm, ["batch"] = o.BatchSize, ["learning rate"] = o.LearningRate,
             ["seed"] = o.Seed, ["collapse drop"] = o.CollapseDrop, ["back-offs"] = o.MaxBackoffs,

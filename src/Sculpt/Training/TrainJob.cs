@@ -29,6 +29,13 @@ public static class TrainJob
     public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, JsonNode? architectureConfig,
         TrainOptions options, Action<Progress>? progress = null) => Run(ds, arch, graph, null, architectureConfig, options, progress);
 
+    /// <summary>Grey frames feed a model of any channel count (in every channel); other frames must match it.</summary>
+    public static void CheckChannels(SegmentationDataset ds, int modelChannels)
+    {
+        if (ds.Channels != 1 && ds.Channels != modelChannels)
+            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {modelChannels}-channel model");
+    }
+
     /// <summary>
     /// Trains a model that exists already (an imported one) from its own weights, or its architecture from a fresh
     /// initialisation when <paramref name="reinitialise"/> is set. Grey data feeds a colour model
@@ -42,8 +49,7 @@ public static class TrainJob
         int outputs = start.Graph.OutputChannels();
         if (input.Height != ds.Height || input.Width != ds.Width)
             throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
-        if (input.Channels != ds.Channels && ds.Channels != 1)
-            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {input.Channels}-channel model");
+        CheckChannels(ds, input.Channels);
         // binary frames also train a model of two softmax outputs (background, foreground), as nnU-Net exports binary tasks
         if (outputs != classes && !(ds.IsBinary && outputs == 2))
             throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");

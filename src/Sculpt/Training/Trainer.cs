@@ -228,10 +228,9 @@ public static class Trainer
     /// </summary>
     private static JsonObject RunIdentity(NetworkGraph graph, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, TrainOptions o)
     {
-        string Text(FormattableString text) => text.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string architecture = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
             System.Text.Encoding.UTF8.GetBytes(graph.ToJson())))[..16];
-        string distillation = o.Distill is { } d ? Text($"{d.Kind} × {d.Weight} from {d.Teacher.ContentHash()}")
+        string distillation = o.Distill is { } d ? FormattableString.Invariant($"{d.Kind} × {d.Weight} from {d.Teacher.ContentHash()}")
             : o.ExtraLoss is null ? "none" : "an extra loss";
         return new JsonObject
         {
