@@ -101,6 +101,85 @@ public class DataMismatchTests
         Assert.False(File.Exists(output));
         Assert.False(Directory.Exists(output + ".run"));
     }
+
+    /// <summary>
+    /// Binary synthetic frames at 64 px (the imported fixtures' size), and at 112 px (lv-unet's) with the foreground
+    /// label named 'myo' instead of 'lv'.
+    /// </summary>
+    private static readonly Lazy<(string Lv, string Myo)> Binary = new(() =>
+    {
+        var dir = TestFiles.TempDir();
+        string lv = Path.Combine(dir, "lv"), myo = Path.Combine(dir, "myo");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", lv, "--count", "12", "--size", "64", "--seed", "5").Code);
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", myo, "--count", "12", "--size", "112", "--seed", "5").Code);
+        var manifest = Path.Combine(myo, "manifest.json");
+        var json = JsonNode.Parse(File.ReadAllText(manifest))!;
+        json["labels"] = new JsonArray("background", "myo");
+        File.WriteAllText(manifest, json.ToJsonString());
+        return (lv, myo);
+    });
+
+    private static string Import(string fixture)
+    {
+        var model = Path.Combine(TestFiles.TempDir(), fixture + ".sculpt");
+        var r = TestFiles.Cli("import", "--onnx", Path.Combine(RealExportTests.Dir, fixture + ".onnx"), "--out", model);
+        Assert.True(r.Code == 0, r.Err);
+        return model;
+    }
+
+    /// <summary>
+    /// One rule for train --init, prune and eval. An imported model's placeholder names ("class1") had let prune run on
+    /// a folder that eval then refused for the same model; a model that names its label 'lv' is refused on frames whose
+    /// label is 'myo' by prune and eval (their scores would be of another structure), and retrained to 'myo' by train.
+    /// </summary>
+    [Fact]
+    public void LabelNamesAgreeUnlessTheModelsArePlaceholdersAndRetrainingTakesTheDatas()
+    {
+        var (lv, myo) = Binary.Value;
+        var imported = Import("nnunet");
+        Assert.Equal(new[] { "background", "class1" }, ModelPackage.Load(imported).Meta.Task.Labels);
+        var e = TestFiles.Cli("eval", "--model", imported, "--data", lv, "--json");
+        Assert.True(e.Code == 0, e.Err);
+        Assert.Equal("lv", JsonNode.Parse(e.Out)!["labels"]![0]!["label"]!.GetValue<string>());
+
+        var named = ArchiveFixture.Model;
+        var dir = TestFiles.TempDir();
+        string pruned = Path.Combine(dir, "p.sculpt"), retrained = Path.Combine(dir, "r.sculpt");
+        foreach (var args in new string[][] { ["eval", "--model", named, "--data", myo],
+                     ["prune", "--model", named, "--data", myo, "--compression", "2", "--out", pruned] })
+        {
+            var r = TestFiles.Cli(args);
+            Assert.True(r.Code == 1, $"{args[0]}: exit {r.Code}, {r.Err}");
+            Assert.Single(r.Err.Trim().Split('\n'));
+            Assert.Contains($"{myo}: label 1 is 'myo', the model's is 'lv' (2 labels [background, myo], the model segments 2 [background, lv])", r.Err);
+        }
+        Assert.False(Path.Exists(pruned) || Path.Exists(pruned + ".run"));
+        var t = TestFiles.Cli("train", "--init", named, "--data", myo, "--epochs", "1", "--batch", "4", "--out", retrained);
+        Assert.True(t.Code == 0, t.Err);
+        Assert.Equal(new[] { "background", "myo" }, ModelPackage.Load(retrained).Meta.Task.Labels);
+    }
+
+    /// <summary>
+    /// A three-class model on binary frames: train --init had refused it ("1 output channel(s) needed, the model has
+    /// 3") while prune fine-tuned it with a warning; both now train it, the missing class towards absence, and keep
+    /// the model's third label. Eval scores every label the model segments, so it refuses the frames.
+    /// </summary>
+    [Fact]
+    public void AModelOfMoreClassesRetrainsWithAWarningAndIsNotScoredOnFewer()
+    {
+        var (lv, _) = Binary.Value;
+        var model = Import("se_unet");
+        var retrained = Path.Combine(TestFiles.TempDir(), "r.sculpt");
+        var t = TestFiles.Cli("train", "--init", model, "--data", lv, "--epochs", "1", "--batch", "4", "--out", retrained);
+        Assert.True(t.Code == 0, t.Err);
+        Assert.Contains("the classes the data lacks are trained towards absence", t.Err);
+        var task = ModelPackage.Load(retrained).Meta.Task;
+        Assert.Equal(new[] { "background", "lv", "class2" }, task.Labels);
+        Assert.Equal("multiclass", task.Mode);
+        var e = TestFiles.Cli("eval", "--model", retrained, "--data", lv);
+        Assert.Equal(1, e.Code);
+        Assert.Contains($"{lv}: 2 labels [background, lv], the model segments 3 [background, lv, class2]", e.Err);
+    }
 }
 
 public class NumericOptionTests

@@ -104,7 +104,7 @@ public class RealExportWorkflowTests
         Assert.True(r.Code == 0, r.Err);
         var dense = ModelPackage.Load(model);
         // a model of more classes than the binary frames have is pruned, with a warning that names both
-        Assert.Equal(dense.Meta.Task.Labels.Count > 2, r.Err.Contains("the classes the data lacks are fine-tuned towards absence"));
+        Assert.Equal(dense.Meta.Task.Labels.Count > 2, r.Err.Contains("the classes the data lacks are trained towards absence"));
         var small = ModelPackage.Load(pruned);
         Assert.True(small.Graph.ParameterCount() * 4 <= dense.Graph.ParameterCount() * 1.05, $"{small.Graph.ParameterCount()} of {dense.Graph.ParameterCount()}");
         r = TestFiles.Cli("export", "--model", pruned, "--onnx", onnx);

@@ -40,14 +40,15 @@ public static class EvalCommand
         var task = pkg.Meta.Task;
         var ds = SegmentationDataset.Load(data, task.InputHeight, task.InputWidth, lenient);
         foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
-        if (!ds.Labels.SequenceEqual(task.Labels))
-            throw new DatasetException($"{data}: labels [{string.Join(", ", ds.Labels)}] differ from the model's [{string.Join(", ", task.Labels)}]");
+        DataFit.Check(ds, task, DataUse.Score);
+        // the data's names: the same labels as the model's, and real names where an import gave the model placeholders
+        var labels = ds.Labels;
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
         using var model = new GraphModule(pkg.Graph, pkg.Weights);
         var preds = Evaluator.Predict(model, samples, task);
         var cases = Evaluator.Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
-        var summary = Evaluator.Summarize(cases, task.Labels, seed);
+        var summary = Evaluator.Summarize(cases, labels, seed);
         var summaryJson = new JsonObject
         {
             ["model"] = modelPath, ["data"] = data, ["split"] = split, ["cases"] = samples.Count, ["seed"] = seed,
@@ -67,7 +68,7 @@ public static class EvalCommand
             Directory.CreateDirectory(outDir);
             var csv = new StringBuilder("id,label,dice,iou,hd95_px,hd95_mm\n");
             foreach (var c in cases)
-                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{task.Labels[c.Label]},{c.Metrics.Dice:0.######},{c.Metrics.IoU:0.######},{(c.Metrics.Hd95Defined ? c.Metrics.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "")},{(c.Metrics.Hd95Defined && c.SpacingMm.HasValue ? (c.Metrics.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
+                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{c.Metrics.Dice:0.######},{c.Metrics.IoU:0.######},{(c.Metrics.Hd95Defined ? c.Metrics.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "")},{(c.Metrics.Hd95Defined && c.SpacingMm.HasValue ? (c.Metrics.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
             AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), csv.ToString());
             AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
         }

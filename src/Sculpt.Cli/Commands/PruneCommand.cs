@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Sculpt.Data;
+using Sculpt.Training;
 using Sculpt.Pruning;
 using Sculpt.Runtime;
 using Sculpt.Common;
@@ -127,7 +128,7 @@ public static class PruneCommand
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
-        if (PruneJob.CheckDataFits(ds, dense.Meta.Task) is { } warning) Console.Error.WriteLine($"sculpt prune: warning: {warning}");
+        if (DataFit.Check(ds, dense.Meta.Task, DataUse.Prune) is { } warning) Console.Error.WriteLine($"sculpt prune: warning: {warning}");
         var (model, steps) = Run(dense, ds, o, runDir, resume);
         model.Save(outPath);
         long parameters = model.Graph.ParameterCount(), macs = model.Graph.MacCount();

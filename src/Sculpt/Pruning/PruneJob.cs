@@ -127,27 +127,12 @@ public static class PruneJob
             throw new PruneException($"target of {budget.Value:N0} {budget.Metric} cannot be reached: with every prunable group at its minimum width ({o.Allocation.MinChannels} channels) the graph still has {floor:N0} {budget.Metric} (at most {budget.Measure(dense) / floor:0.#}× smaller)");
     }
 
-    /// <summary>
-    /// Refuses data the model cannot be fine-tuned on: more labels than the model segments (a binary model fine-tuned
-    /// on four-class masks had trained and scored nonsense without an error) or colour frames for a grey model. Fewer
-    /// labels train (the missing classes towards absence), so they are a warning, returned; names may differ (an
-    /// imported model's are generic), and sizes are resampled when the data is read.
-    /// </summary>
-    public static string? CheckDataFits(SegmentationDataset ds, TaskInfo task)
-    {
-        string Labels(IEnumerable<string> names) => $"[{string.Join(", ", names)}]";
-        TrainJob.CheckChannels(ds, task.InputChannels);
-        string counts = $"{ds.Labels.Count} labels {Labels(ds.Labels)}, the model segments {task.Labels.Count} {Labels(task.Labels)}";
-        if (ds.Labels.Count > task.Labels.Count) throw new DatasetException($"{ds.Source}: {counts}");
-        return ds.Labels.Count < task.Labels.Count ? $"{ds.Source}: {counts}; the classes the data lacks are fine-tuned towards absence" : null;
-    }
-
     public static (ModelPackage Model, List<StepRecord> Steps) Run(ModelPackage dense, SegmentationDataset ds, PruneOptions o, string runDir,
         bool resume = false, Action<PruneProgress>? progress = null)
     {
         CheckReachable(dense.Graph, o);
         var task = dense.Meta.Task;
-        _ = CheckDataFits(ds, task); // the command line shows the warning
+        _ = DataFit.Check(ds, task, DataUse.Prune); // the command line shows the warning
         var train = ds.Split("train");
         var val = ds.Split("val");
         if (train.Count == 0 || val.Count == 0) throw new DatasetException($"{ds.Source}: pruning needs non-empty train and val splits");
@@ -165,7 +150,9 @@ public static class PruneJob
         int firstStep = 1;
         var clock = Stopwatch.StartNew();
 
-        var identity = StepsIdentity(dense, train, val, o, budget);
+        // hashed once: for unet-classic that is serialising 124 MB of weights
+        string denseHash = dense.ContentHash();
+        var identity = StepsIdentity(denseHash, train, val, o, budget);
         if (resume && File.Exists(statePath))
         {
             int done = 0;
@@ -264,7 +251,7 @@ public static class PruneJob
                 }
                 var rec = new StepRecord(step, candidate.Graph.ParameterCount(), candidate.Graph.MacCount(), denseParams / candidate.Graph.ParameterCount(),
                     stepDice, stepClock.Elapsed.TotalSeconds, note.TrimEnd(' ', ';'), Widths(ChannelGroups.Analyze(candidate.Graph)), samplesSeen);
-                var meta = WithHistory(current.Meta, dense, rec, records[^1], o);
+                var meta = WithHistory(current.Meta, denseHash, rec, records[^1], o);
                 accepted = new ModelPackage(candidate.Graph, candidate.Weights, meta);
                 accepted.Save(StepModelPath(runDir, step));
                 File.AppendAllText(stepsPath, JsonSerializer.Serialize(rec, LineJson) + "\n");
@@ -505,13 +492,13 @@ public static class PruneJob
     /// had output that run's pruned model as this one's); the final fine-tune and the controls may change
     /// (--final-epochs, --control-budget, --min-dice).
     /// </summary>
-    private static JsonObject StepsIdentity(ModelPackage dense, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, PruneOptions o,
+    private static JsonObject StepsIdentity(string denseHash, IReadOnlyList<Sample> train, IReadOnlyList<Sample> val, PruneOptions o,
         Budget budget)
     {
         var a = o.Allocation;
         return new JsonObject
         {
-            ["dense model"] = dense.ContentHash(), ["train frames"] = SegmentationDataset.Fingerprint(train),
+            ["dense model"] = denseHash, ["train frames"] = SegmentationDataset.Fingerprint(train),
             ["val frames"] = SegmentationDataset.Fingerprint(val),
             ["target"] = FormattableString.Invariant($"{budget.Value:R} {budget.Metric}"), ["criterion"] = o.Criterion.ToString(),
             ["allocation"] = FormattableString.Invariant($"{a.Mode}, max group ratio {a.MaxGroupRatio}, round to {a.RoundTo}, ")
@@ -526,10 +513,10 @@ public static class PruneJob
         };
     }
 
-    private static ModelMeta WithHistory(ModelMeta previous, ModelPackage dense, StepRecord rec, StepRecord before, PruneOptions o)
+    private static ModelMeta WithHistory(ModelMeta previous, string denseHash, StepRecord rec, StepRecord before, PruneOptions o)
     {
         var meta = JsonSerializer.Deserialize<ModelMeta>(JsonSerializer.Serialize(previous, NetworkGraph.JsonOptions), NetworkGraph.JsonOptions)!;
-        meta.ParentHash ??= dense.ContentHash();
+        meta.ParentHash ??= denseHash;
         meta.CreatedUtc = DateTime.UtcNow;
         meta.PruningHistory.Add(new JsonObject
         {

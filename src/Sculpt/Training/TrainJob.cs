@@ -29,13 +29,6 @@ public static class TrainJob
     public static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, JsonNode? architectureConfig,
         TrainOptions options, Action<Progress>? progress = null) => Run(ds, arch, graph, null, architectureConfig, options, progress);
 
-    /// <summary>Grey frames feed a model of any channel count (in every channel); other frames must match it.</summary>
-    public static void CheckChannels(SegmentationDataset ds, int modelChannels)
-    {
-        if (ds.Channels != 1 && ds.Channels != modelChannels)
-            throw new DatasetException($"{ds.Source}: {ds.Channels}-channel frames for a {modelChannels}-channel model");
-    }
-
     /// <summary>
     /// Trains a model that exists already (an imported one) from its own weights, or its architecture from a fresh
     /// initialisation when <paramref name="reinitialise"/> is set. Grey data feeds a colour model
@@ -45,27 +38,24 @@ public static class TrainJob
         Action<Progress>? progress = null, bool reinitialise = false)
     {
         var input = start.Graph.InputNodes.Single();
-        int classes = ds.IsBinary ? 1 : ds.Labels.Count;
-        int outputs = start.Graph.OutputChannels();
         if (input.Height != ds.Height || input.Width != ds.Width)
             throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
-        CheckChannels(ds, input.Channels);
         // binary frames also train a model of two softmax outputs (background, foreground), as nnU-Net exports binary tasks
-        if (outputs != classes && !(ds.IsBinary && outputs == 2))
-            throw new DatasetException($"{ds.Source}: {classes} output channel(s) needed, the model has {outputs}");
+        _ = DataFit.Check(ds, start.Meta.Task, DataUse.Retrain); // the command line shows the warning
         var config = start.Meta.Training?["architecture"]?.DeepClone();
         // reinitialised: the architecture alone, from a seeded fresh start (a pruned architecture trained from scratch)
         return Run(ds, start.Meta.Architecture ?? "imported", start.Graph, reinitialise ? null : start.Weights, config, options, progress,
-            reinitialise);
+            reinitialise, DataFit.RetrainedLabels(ds, start.Meta.Task));
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
-        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress, bool reinitialise = false)
+        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress, bool reinitialise = false, List<string>? labels = null)
     {
         var train = ds.Split("train");
         var val = ds.Split("val");
         var task = TaskFor(ds, ds.Normalization ?? Batches.Statistics(train, ds.Channels));
         task.InputChannels = graph.InputNodes.Single().Channels;
+        if (labels is not null) task.Labels = labels;
         task.Mode = graph.OutputChannels() == 1 ? "binary" : "multiclass"; // how its logits decode: the graph's outputs decide
         if (ds.Height != ds.Width) throw new DatasetException($"{ds.Source}: model input must be square, data is {ds.Width}×{ds.Height}");
         using var teacher = options.Distill is { } d ? Teacher(ds, d.Teacher, graph) : null;
