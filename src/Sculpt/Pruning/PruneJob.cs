@@ -83,6 +83,10 @@ public sealed record PruneOptions
 public sealed record StepRecord(int Step, long Params, long Macs, double Compression, double ValDice, double WallSeconds, string Note,
     Dictionary<string, int> Widths, long FineTuneSamples = 0);
 
+/// <summary>
+/// Where a prune run is; <paramref name="ValDice"/> is the network's latest validation Dice (while a phase trains, its
+/// last epoch's; null before the first).
+/// </summary>
 public sealed record PruneProgress(int Step, int Steps, string Phase, long Params, double Compression, double? ValDice, TimeSpan Eta, Training.Progress? Training);
 
 public sealed class PruneException(string message) : Exception(message);
@@ -292,7 +296,7 @@ public static class PruneJob
             {
                 Epochs = finalEpochs, BatchSize = o.BatchSize, LearningRate = o.LearningRate, Seed = o.Seed + 77777, ExtraLoss = distill,
             }, p => progress?.Invoke(new PruneProgress(stepsTaken, stepsTaken, "final fine-tune", current.Graph.ParameterCount(),
-                denseParams / current.Graph.ParameterCount(), chosenRecord.ValDice, p.Eta, p)));
+                denseParams / current.Graph.ParameterCount(), p.ValDice ?? chosenRecord.ValDice, p.Eta, p)));
             if (ft.BestValDice >= finalDice) { current = new ModelPackage(current.Graph, ft.BestWeights, current.Meta); finalDice = ft.BestValDice; }
         }
         current.Meta.Metrics["val_dice"] = Math.Round(finalDice, 6);
@@ -395,7 +399,7 @@ public static class PruneJob
         {
             var (result, model) = ScratchControl.Train(kind, description, graph, budget, train, val, dense.Meta, o, o.Seed + (kind == "scratch" ? 515 : 919),
                 p => progress?.Invoke(new PruneProgress(stepsTaken, stepsTaken, $"control ({kind})", graph.ParameterCount(),
-                    (double)dense.Graph.ParameterCount() / graph.ParameterCount(), null, p.Eta, p)));
+                    (double)dense.Graph.ParameterCount() / graph.ParameterCount(), p.ValDice, p.Eta, p)));
             var path = Path.Combine(runDir, $"control-{kind}.sculpt");
             model.Save(path);
             candidates.Add((output, model, result.ValDice));
