@@ -201,6 +201,20 @@ public class CliTests
         Assert.Equal(2, r.Code);
         Assert.Contains("unknown option --epohcs", r.Err);
 
+        // a split that does not exist is a usage error (eval had answered "split 'tset' is empty")
+        var exported = Path.Combine(dir, "exported");
+        foreach (var (args, splits) in new[]
+                 {
+                     (new[] { "eval", "--model", ArchiveFixture.Model, "--data", data, "--split", "tset" }, "train, val, test or all"),
+                     (["data", "export", "--data", data, "--out", exported, "--split", "tset"], "train, val, test"),
+                 })
+        {
+            r = Sculpt(args);
+            Assert.True(r.Code == 2, $"{args[0]}: exit {r.Code}, {r.Err}");
+            Assert.Contains($"--split: 'tset' is not a split ({splits})", r.Err);
+        }
+        Assert.False(Path.Exists(exported));
+
         Assert.Empty(Directory.GetFiles(dir, "*.tmp", SearchOption.AllDirectories));
         Assert.False(File.Exists(outModel));
     }

@@ -73,7 +73,7 @@ public static class DataCommand
     private static int Export(Args a, string dir)
     {
         var outDir = a.Required("out");
-        var split = a.Get("split");
+        var split = a.Has("split") ? a.Choice("split", "", s => SegmentationDataset.ParseSplit(s)) : null;
         int limit = a.Int("limit", int.MaxValue, 1, int.MaxValue);
         bool lenient = a.Flag("lenient");
         a.EnsureAllUsed();

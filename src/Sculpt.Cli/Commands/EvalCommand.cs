@@ -30,7 +30,7 @@ public static class EvalCommand
         var a = new Args(argv, new HashSet<string> { "json", "lenient" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
-        var split = a.Get("split", "test");
+        var split = a.Choice("split", "test", s => SegmentationDataset.ParseSplit(s, orAll: true));
         var outDir = a.Get("out");
         int seed = a.Int("seed", 0);
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
@@ -68,7 +68,12 @@ public static class EvalCommand
             Directory.CreateDirectory(outDir);
             var csv = new StringBuilder("id,label,dice,iou,hd95_px,hd95_mm\n");
             foreach (var c in cases)
-                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{c.Metrics.Dice:0.######},{c.Metrics.IoU:0.######},{(c.Metrics.Hd95Defined ? c.Metrics.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "")},{(c.Metrics.Hd95Defined && c.SpacingMm.HasValue ? (c.Metrics.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "")}\n");
+            {
+                var m = c.Metrics;
+                string hd95Px = m.Hd95Defined ? m.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "";
+                string hd95Mm = m.Hd95Defined && c.SpacingMm.HasValue ? (m.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "";
+                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{m.Dice:0.######},{m.IoU:0.######},{hd95Px},{hd95Mm}\n");
+            }
             AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), csv.ToString());
             AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
         }

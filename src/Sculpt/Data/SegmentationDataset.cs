@@ -32,6 +32,14 @@ public sealed class SegmentationDataset
 
     public IReadOnlyList<Sample> Split(string split) => Samples.Where(s => s.Split == split).ToList();
 
+    /// <summary>The splits a sample can belong to.</summary>
+    public static readonly IReadOnlyList<string> SplitNames = ["train", "val", "test"];
+
+    /// <summary><paramref name="name"/> when it is a split (or, with <paramref name="orAll"/>, "all"); else ArgumentException.</summary>
+    public static string ParseSplit(string name, bool orAll = false) => SplitNames.Contains(name) || (orAll && name == "all") ? name
+        : throw new ArgumentException(
+            $"'{Common.Messages.Quote(name)}' is not a split ({string.Join(", ", SplitNames)}{(orAll ? " or all" : "")})");
+
     /// <summary>
     /// A short hash of frames as they are trained on (ids, pixels after resampling, masks) and their count: what a
     /// resumed run compares, since another folder's frames may carry the same ids.
@@ -198,7 +206,7 @@ public sealed class SegmentationDataset
             var parts = line.Split(',');
             if (parts.Length != 2) throw new DatasetException($"{path}:{i + 1}: expected 'id,split', got '{Common.Messages.Quote(line)}'");
             var split = parts[1].Trim().ToLowerInvariant();
-            if (split is not ("train" or "val" or "test")) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{Common.Messages.Quote(parts[1])}'");
+            if (!SplitNames.Contains(split)) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{Common.Messages.Quote(parts[1])}'");
             result[parts[0].Trim()] = split;
         }
         return result;

@@ -39,10 +39,11 @@ public static class DataFit
         {
             int differs = Enumerable.Range(0, ds.Labels.Count).FirstOrDefault(i => !Agree(task, i, ds.Labels[i]), -1);
             if (differs >= 0)
-                throw new DatasetException($"{ds.Source}: label {differs} is '{ds.Labels[differs]}', the model's is '{task.Labels[differs]}' "
-                    + $"({counts}); name the model's labels with sculpt import --labels");
+                throw new DatasetException($"{ds.Source}: label {differs} is '{ds.Labels[differs]}', "
+                    + $"the model's is '{task.Labels[differs]}' ({counts}); name the model's labels with sculpt import --labels");
         }
-        return ds.Labels.Count < task.Labels.Count ? $"{ds.Source}: {counts}; the classes the data lacks are trained towards absence" : null;
+        return ds.Labels.Count < task.Labels.Count
+            ? $"{ds.Source}: {counts}; the classes the data lacks are trained towards absence" : null;
     }
 
     /// <summary>The labels of a model retrained on <paramref name="ds"/>: the data's, then the model's for the classes it lacks.</summary>
