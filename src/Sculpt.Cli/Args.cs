@@ -9,6 +9,7 @@ public sealed class Args
 {
     private readonly Dictionary<string, string?> _values = new();
     private readonly HashSet<string> _used = new();
+    private readonly HashSet<string> _missingValue = new();
     public List<string> Positional { get; } = new();
 
     public Args(IEnumerable<string> args, IReadOnlySet<string> flags)
@@ -24,8 +25,11 @@ public sealed class Args
             if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
             else if (!flags.Contains(name))
             {
-                if (i + 1 >= list.Count) throw new UsageException($"option --{name} needs a value");
-                value = list[++i];
+                // an option followed by another option (or by nothing) has no value: refused when the command reads it,
+                // so that an unknown flag (`--lenient` where the command has none) is reported as unknown instead of
+                // taking the next option as its value
+                if (i + 1 >= list.Count || list[i + 1].StartsWith("--")) _missingValue.Add(name);
+                else value = list[++i];
             }
             _values[name] = value;
         }
@@ -34,7 +38,11 @@ public sealed class Args
     public bool Has(string name) { _used.Add(name); return _values.ContainsKey(name); }
     public bool Flag(string name) => Has(name);
 
-    public string? Get(string name) { _used.Add(name); return _values.GetValueOrDefault(name); }
+    public string? Get(string name)
+    {
+        _used.Add(name);
+        return _missingValue.Contains(name) ? throw new UsageException($"option --{name} needs a value") : _values.GetValueOrDefault(name);
+    }
     public string Required(string name) => Get(name) ?? throw new UsageException($"missing required option --{name}");
     public string Get(string name, string fallback) => Get(name) ?? fallback;
 

@@ -201,6 +201,13 @@ public class CliTests
         Assert.Equal(2, r.Code);
         Assert.Contains("unknown option --epohcs", r.Err);
 
+        // a flag the command does not have is unknown, not an option that takes the next one as its value (segment
+        // had answered "option --lenient needs a value" here); an option without its value is named as such
+        r = Sculpt("segment", "--model", ArchiveFixture.Model, "--lenient", "--input", data, "--out", Path.Combine(dir, "seg"));
+        Assert.Equal((2, "sculpt segment: unknown option --lenient"), (r.Code, r.Err.Split(" (see")[0].Trim()));
+        r = Sculpt("train", "--data", data, "--epochs", "--out", outModel);
+        Assert.Equal((2, "sculpt train: option --epochs needs a value"), (r.Code, r.Err.Split(" (see")[0].Trim()));
+
         // a split that does not exist is a usage error (eval had answered "split 'tset' is empty")
         var exported = Path.Combine(dir, "exported");
         foreach (var (args, splits) in new[]
