@@ -55,7 +55,7 @@ public static class DataFit
     /// placeholder, a name given for want of one (an import without --labels: "class1", "class2", …).
     /// </summary>
     private static bool Agree(TaskInfo task, int index, string dataName) =>
-        index == 0 || task.Labels[index] == dataName || task.Labels[index] == TaskInfo.DefaultLabels(Math.Max(2, task.Labels.Count))[index];
+        index == 0 || task.Labels[index] == dataName || task.Labels[index] == TaskInfo.DefaultLabels(task.Labels.Count)[index];
 
     private static string List(IEnumerable<string> names) => $"[{string.Join(", ", names)}]";
 }

@@ -40,7 +40,7 @@ public static class TrainJob
         var input = start.Graph.InputNodes.Single();
         if (input.Height != ds.Height || input.Width != ds.Width)
             throw new DatasetException($"{ds.Source}: frames are {ds.Width}×{ds.Height}, the model takes {input.Width}×{input.Height}");
-        // binary frames also train a model of two softmax outputs (background, foreground), as nnU-Net exports binary tasks
+        // a model of two softmax outputs segments two labels, as binary frames have (nnU-Net exports binary tasks so)
         _ = DataFit.Check(ds, start.Meta.Task, DataUse.Retrain); // the command line shows the warning
         var config = start.Meta.Training?["architecture"]?.DeepClone();
         // reinitialised: the architecture alone, from a seeded fresh start (a pruned architecture trained from scratch)
