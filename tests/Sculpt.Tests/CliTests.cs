@@ -307,3 +307,63 @@ public class CliProcessTests
         Assert.False(File.Exists(Path.Combine(dir, "out.sculpt")));
     }
 }
+
+/// <summary>
+/// `sculpt eval --engine`: a model scored by the runtime it is deployed with. libtorch, ONNX Runtime and Sculpt's
+/// engine compute the same logits to about 1e-4, so a pixel can flip only where a logit is that close to the
+/// decision boundary: per case, Dice agrees to 1e-3.
+/// </summary>
+public class EvalEngineTests
+{
+    private static readonly Lazy<string> Data = new(() =>
+    {
+        var dir = Path.Combine(TestFiles.TempDir(), "synth");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", dir, "--count", "16", "--size", "64", "--seed", "8").Code);
+        return dir;
+    });
+
+    private static double[] PerCaseDice(string model, string engine)
+    {
+        var outDir = Path.Combine(TestFiles.TempDir(), "eval");
+        var r = TestFiles.Cli("eval", "--model", model, "--data", Data.Value, "--split", "all", "--engine", engine, "--out", outDir,
+            "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(engine, System.Text.Json.Nodes.JsonNode.Parse(r.Out)!["engine"]!.GetValue<string>());
+        return File.ReadAllLines(Path.Combine(outDir, "per_case.csv")).Skip(1)
+            .Select(l => double.Parse(l.Split(',')[2], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    /// <summary>A trained LV model as a package and as its ONNX export; real torch.onnx exports as they come.</summary>
+    [Theory]
+    [InlineData("lv-unet")]
+    [InlineData("nnunet")]
+    [InlineData("monai_unet")]
+    public void EveryEngineScoresTheModelAlike(string name)
+    {
+        string model;
+        if (name == "lv-unet")
+        {
+            model = Path.Combine(TestFiles.TempDir(), "lv.onnx");
+            Assert.Equal(0, TestFiles.Cli("export", "--model", ArchiveFixture.Model, "--onnx", model).Code);
+        }
+        else model = Path.Combine(RealExportTests.Dir, name + ".onnx");
+        var reference = PerCaseDice(name == "lv-unet" ? ArchiveFixture.Model : model, "torch");
+        Assert.Equal(16, reference.Length);
+        if (name == "lv-unet") Assert.True(reference.Average() > 0.9, $"the trained model scores {reference.Average():0.000}");
+        foreach (var engine in new[] { "ort", "sculpt" })
+        {
+            var dice = PerCaseDice(model, engine);
+            Assert.Equal(reference.Length, dice.Length);
+            for (int i = 0; i < dice.Length; i++)
+                Assert.True(Math.Abs(dice[i] - reference[i]) <= 1e-3, $"{engine}, case {i}: {dice[i]} vs {reference[i]}");
+        }
+    }
+
+    [Fact]
+    public void AnUnknownEngineIsAUsageError()
+    {
+        var r = TestFiles.Cli("eval", "--model", ArchiveFixture.Model, "--data", Data.Value, "--engine", "tensorrt");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--engine must be torch, sculpt or ort, got 'tensorrt'", r.Err);
+    }
+}

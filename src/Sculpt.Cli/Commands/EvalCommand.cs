@@ -3,7 +3,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sculpt.Data;
+using Sculpt.Deploy;
 using Sculpt.Graph;
+using Sculpt.Onnx;
 using Sculpt.Runtime;
 using Sculpt.Training;
 using Sculpt.Common;
@@ -13,7 +15,8 @@ namespace Sculpt.Cli.Commands;
 public static class EvalCommand
 {
     public const string Help = """
-        sculpt eval --model MODEL.sculpt --data DIR [--split test|val|train|all] [--out DIR] [--seed S] [--lenient] [--json]
+        sculpt eval --model MODEL.sculpt|MODEL.onnx --data DIR [--split test|val|train|all] [--engine torch|sculpt|ort]
+                    [--out DIR] [--seed S] [--lenient] [--json]
 
         Dice, IoU and HD95 (pixels; mm when the data gives a pixel spacing) per case and label, summarised as
         mean with a 95% bootstrap confidence interval (2000 resamples, --seed). Both-empty masks score Dice 1 and
@@ -21,6 +24,10 @@ public static class EvalCommand
         --out writes per_case.csv and summary.json there. For data with cardiac phases (EchoNet-Dynamic), Dice
         pooled over all pixels of the split is also reported for ED and ES frames (EchoNet's definition).
         --lenient skips bad dataset items with a counted warning.
+        --engine: what computes the predictions. torch (the default for .sculpt) is libtorch, as training and
+        pruning score; ort (the default for .onnx) and sculpt are the deployment runtimes `sculpt segment` uses, so
+        an exported file is scored as it will run. An .onnx file exported by Sculpt carries its labels and
+        normalisation; another is read as `sculpt import --onnx` reads it.
 
         example: sculpt eval --model models/unet16.sculpt --data data/echo --split test --out eval/
         """;
@@ -31,12 +38,16 @@ public static class EvalCommand
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var split = a.Choice("split", "test", s => SegmentationDataset.ParseSplit(s, orAll: true));
+        bool onnx = modelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+        var engine = a.Get("engine", onnx ? "ort" : "torch");
+        if (engine is not ("torch" or "sculpt" or "ort"))
+            throw new UsageException($"--engine must be torch, sculpt or ort, got '{Messages.Quote(engine)}'");
         var outDir = a.Get("out");
         int seed = a.Int("seed", 0);
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
         a.EnsureAllUsed();
 
-        var pkg = ModelPackage.Load(modelPath);
+        var pkg = onnx ? OnnxImport.Read(modelPath) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
         var ds = SegmentationDataset.Load(data, task.InputHeight, task.InputWidth, lenient);
         foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
@@ -45,13 +56,12 @@ public static class EvalCommand
         var labels = ds.Labels;
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
-        using var model = new GraphModule(pkg.Graph, pkg.Weights);
-        var preds = Evaluator.Predict(model, samples, task);
+        var preds = Predict(pkg, modelPath, engine, samples);
         var cases = Evaluator.Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
         var summary = Evaluator.Summarize(cases, labels, seed);
         var summaryJson = new JsonObject
         {
-            ["model"] = modelPath, ["data"] = data, ["split"] = split, ["cases"] = samples.Count, ["seed"] = seed,
+            ["model"] = modelPath, ["engine"] = engine, ["data"] = data, ["split"] = split, ["cases"] = samples.Count, ["seed"] = seed,
             ["labels"] = JsonSerializer.SerializeToNode(summary, NetworkGraph.JsonOptions),
             ["dice"] = summary.Average(s => s.Dice),
         };
@@ -78,7 +88,7 @@ public static class EvalCommand
             AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
         }
         if (json) { Output.Json(summaryJson); return 0; }
-        Console.WriteLine($"{modelPath} on {data} [{split}], {samples.Count} cases (mean [95% CI])");
+        Console.WriteLine($"{modelPath} ({engine}) on {data} [{split}], {samples.Count} cases (mean [95% CI])");
         Console.Write(Output.Table(new[] { "label", "Dice", "IoU", "HD95 px", "HD95 undefined", "HD95 mm" },
             summary.Select(s => new[]
             {
@@ -88,5 +98,20 @@ public static class EvalCommand
         foreach (var (phase, d) in pooled) Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
         if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, "per_case.csv")}");
         return 0;
+    }
+
+    /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>.</summary>
+    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, IReadOnlyList<Sample> samples)
+    {
+        var task = pkg.Meta.Task;
+        if (engine == "torch")
+        {
+            using var model = new GraphModule(pkg.Graph, pkg.Weights);
+            return Evaluator.Predict(model, samples, task);
+        }
+        var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
+        using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice });
+        return segmenter.Segment(samples.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth))
+            .ToList());
     }
 }

@@ -13,16 +13,26 @@ public static class Batches
     {
         var data = new float[batch.Count * channels * h * w];
         int plane = h * w;
-        for (int b = 0; b < batch.Count; b++)
-        {
-            var image = batch[b].Image;
-            if (image.Length == channels * plane) image.CopyTo(data, b * channels * plane);
-            // a grey frame for a colour model is fed as EchoNet feeds its grey videos: the same plane in every channel
-            else if (image.Length == plane) for (int c = 0; c < channels; c++) image.CopyTo(data, (b * channels + c) * plane);
-            else throw new InvalidDataException($"an image of {image.Length} values does not fit {channels}×{h}×{w}");
-        }
+        for (int b = 0; b < batch.Count; b++) CopyInChannels(batch[b].Image, channels, h, w, data, b * channels * plane);
         using var x = tensor(data, new long[] { batch.Count, channels, h, w }); // alive until Normalize returns
         return Normalize(x, norm);
+    }
+
+    /// <summary>A frame as the model's <paramref name="channels"/> planes, unnormalised.</summary>
+    public static float[] InChannels(float[] image, int channels, int h, int w)
+    {
+        var planes = new float[channels * h * w];
+        CopyInChannels(image, channels, h, w, planes, 0);
+        return planes;
+    }
+
+    private static void CopyInChannels(float[] image, int channels, int h, int w, float[] to, int offset)
+    {
+        int plane = h * w;
+        if (image.Length == channels * plane) image.CopyTo(to, offset);
+        // a grey frame for a colour model is fed as EchoNet feeds its grey videos: the same plane in every channel
+        else if (image.Length == plane) for (int c = 0; c < channels; c++) image.CopyTo(to, offset + c * plane);
+        else throw new InvalidDataException($"an image of {image.Length} values does not fit {channels}×{h}×{w}");
     }
 
     public static Tensor Normalize(Tensor x, Normalization norm)
