@@ -199,6 +199,7 @@ public class NumericOptionTests
         foreach (var option in new[] { "threads", "batches", "runs", "streams", "window" }) data.Add("bench", option);
         foreach (var option in new[] { "in-channels", "classes", "size" }) data.Add("import", option);
         data.Add("data export", "limit");
+        data.Add("eval", "threads");
         return data;
     }
 
@@ -223,6 +224,7 @@ public class NumericOptionTests
             "demo" => ["demo", "--out", output],
             "bench" => ["bench", "--model", absent],
             "import" => ["import", "--pytorch", absent, "--arch", "unet", "--out", output],
+            "eval" => ["eval", "--model", absent, "--data", absent, "--out", output],
             _ => ["data", "export", "--data", absent, "--out", output],
         };
         foreach (var value in new[] { "nan", "abc", "1e40", "-1", "Infinity" })

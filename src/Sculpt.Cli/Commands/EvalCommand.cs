@@ -16,7 +16,7 @@ public static class EvalCommand
 {
     public const string Help = """
         sculpt eval --model MODEL.sculpt|MODEL.onnx --data DIR [--split test|val|train|all] [--engine torch|sculpt|ort]
-                    [--out DIR] [--seed S] [--lenient] [--json]
+                    [--out DIR] [--seed S] [--threads T] [--lenient] [--json]
 
         Dice, IoU and HD95 (pixels; mm when the data gives a pixel spacing) per case and label, summarised as
         mean with a 95% bootstrap confidence interval (2000 resamples, --seed). Both-empty masks score Dice 1 and
@@ -44,6 +44,7 @@ public static class EvalCommand
             throw new UsageException($"--engine must be torch, sculpt or ort, got '{Messages.Quote(engine)}'");
         var outDir = a.Get("out");
         int seed = a.Int("seed", 0);
+        int threads = a.Threads();
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
         a.EnsureAllUsed();
 
@@ -56,7 +57,7 @@ public static class EvalCommand
         var labels = ds.Labels;
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
-        var preds = Predict(pkg, modelPath, engine, samples);
+        var preds = Predict(pkg, modelPath, engine, threads, samples);
         var cases = Evaluator.Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
         var summary = Evaluator.Summarize(cases, labels, seed);
         var summaryJson = new JsonObject
@@ -101,7 +102,7 @@ public static class EvalCommand
     }
 
     /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>.</summary>
-    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, IReadOnlyList<Sample> samples)
+    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, int threads, IReadOnlyList<Sample> samples)
     {
         var task = pkg.Meta.Task;
         if (engine == "torch")
@@ -110,7 +111,7 @@ public static class EvalCommand
             return Evaluator.Predict(model, samples, task);
         }
         var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
-        using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice });
+        using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads });
         return segmenter.Segment(samples.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth))
             .ToList());
     }
