@@ -182,6 +182,86 @@ public class DataMismatchTests
     }
 }
 
+public class SymbolicLinkTests
+{
+    /// <summary>
+    /// Frames that are symbolic links (datasets often link into shared storage) load as their targets: a link's
+    /// own length had sized the read, so each was read as its first few bytes and refused as a corrupt image. A
+    /// link loop and a dangling link are one-line errors naming the link.
+    /// </summary>
+    [Fact]
+    public void LinkedFramesLoadAsTheirTargetsAndBrokenLinksAreNamed()
+    {
+        var root = TestFiles.TempDir();
+        string real = Path.Combine(root, "real"), linked = Path.Combine(root, "linked");
+        Assert.Equal(0, TestFiles.Cli("synth", "--out", real, "--count", "6", "--size", "32", "--seed", "4").Code);
+        foreach (var sub in new[] { "images", "masks" })
+        {
+            Directory.CreateDirectory(Path.Combine(linked, sub));
+            foreach (var f in Directory.GetFiles(Path.Combine(real, sub)))
+                File.CreateSymbolicLink(Path.Combine(linked, sub, Path.GetFileName(f)), f);
+        }
+        File.Copy(Path.Combine(real, "manifest.json"), Path.Combine(linked, "manifest.json"));
+        var a = Sculpt.Data.SegmentationDataset.Load(real);
+        var b = Sculpt.Data.SegmentationDataset.Load(linked);
+        Assert.Equal(a.Samples.Count, b.Samples.Count);
+        for (int i = 0; i < a.Samples.Count; i++)
+        {
+            Assert.Equal(a.Samples[i].Image, b.Samples[i].Image);
+            Assert.Equal(a.Samples[i].Mask, b.Samples[i].Mask);
+        }
+
+        var first = Path.Combine(linked, "images", Path.GetFileName(Directory.GetFiles(Path.Combine(real, "images"))[0]));
+        File.Delete(first);
+        File.CreateSymbolicLink(first, Path.Combine(root, "absent.png"));
+        var r = TestFiles.Cli("data", "info", "--data", linked);
+        Assert.Equal((1, $"sculpt data: error: {first}: image not found"), (r.Code, r.Err.Trim()));
+        File.Delete(first);
+        string loopA = Path.Combine(root, "loop-a"), loopB = Path.Combine(root, "loop-b");
+        File.CreateSymbolicLink(loopA, loopB);
+        File.CreateSymbolicLink(loopB, loopA);
+        File.CreateSymbolicLink(first, loopA);
+        r = TestFiles.Cli("data", "info", "--data", linked);
+        Assert.Equal(1, r.Code);
+        Assert.StartsWith($"sculpt data: error: {first}: cannot follow the link: ", r.Err.Trim());
+        Assert.Single(r.Err.Trim().Split('\n'));
+    }
+}
+
+public class DatasetMemoryTests
+{
+    /// <summary>
+    /// A folder of more large frames than fit in half of this process's memory is refused after the first frame is
+    /// read, with one line that says so, instead of swapping or being killed: the loader had decoded every frame at
+    /// its own size before resizing any. The frames here are links to one 4096×4096 PNG, as many as it takes.
+    /// </summary>
+    [Fact]
+    public void FramesThatDoNotFitInMemoryAreRefusedBeforeTheyAreRead()
+    {
+        var dir = Path.Combine(TestFiles.TempDir(), "large");
+        Directory.CreateDirectory(Path.Combine(dir, "images"));
+        Directory.CreateDirectory(Path.Combine(dir, "masks"));
+        const int side = 4096;
+        string image = Path.Combine(dir, "frame.png"), mask = Path.Combine(dir, "mask.png");
+        Sculpt.Data.ImageIO.WritePng(image, new Sculpt.Data.Image8(side, side, 1, new byte[side * side]));
+        Sculpt.Data.ImageIO.WritePng(mask, new Sculpt.Data.Image8(side, side, 1, new byte[side * side]));
+        long perFrame = (long)side * side * (sizeof(float) + 1);
+        long frames = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2 / perFrame + 1;
+        for (int i = 0; i < frames; i++)
+        {
+            File.CreateSymbolicLink(Path.Combine(dir, "images", $"f{i:D5}.png"), image);
+            File.CreateSymbolicLink(Path.Combine(dir, "masks", $"f{i:D5}.png"), mask);
+        }
+        var output = Path.Combine(dir, "m.sculpt");
+        var r = TestFiles.Cli("train", "--data", dir, "--epochs", "1", "--out", output);
+        Assert.Equal(1, r.Code);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.True(r.Err.Contains(FormattableString.Invariant($"{dir}: {frames:N0} frames of 1×{side}×{side} need ")), r.Err);
+        Assert.Contains("GiB in memory, more than half of the", r.Err);
+        Assert.False(File.Exists(output));
+    }
+}
+
 public class NumericOptionTests
 {
     /// <summary>Every numeric option of every command that trains, prunes or reads data, with what its range allows.</summary>

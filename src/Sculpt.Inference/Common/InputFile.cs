@@ -15,6 +15,14 @@ public static class InputFile
     {
         if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a {what}");
         var info = new FileInfo(path);
+        // a symbolic link's own FileInfo gives the link's length, not its target's: a linked file (datasets often
+        // link into shared storage) was read as its first few bytes and refused as corrupt
+        if (info.LinkTarget is not null)
+        {
+            try { info = info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info; }
+            catch (IOException e) { throw new InvalidDataException($"{path}: cannot follow the link: {e.Message}"); }
+            if (Directory.Exists(info.FullName)) throw new InvalidDataException($"{path}: links to a folder, not a {what}");
+        }
         if (!info.Exists) throw new InvalidDataException($"{path}: {what} not found");
         if (info.Length == 0) throw new InvalidDataException($"{path}: empty, or not a regular file");
         if (info.Length > maxBytes) throw new InvalidDataException($"{path}: {info.Length:N0} bytes is larger than the {maxBytes:N0} allowed");

@@ -96,10 +96,13 @@ public sealed class SegmentationDataset
         if (images.Count == 0) throw new DatasetException($"{imagesDir}: no PNG images");
         var splits = ReadSplits(dir);
 
-        var raw = new List<(string Id, Image8 Img, byte[] Mask)>();
-        int maxValue = 0;
+        // one pass that keeps only frames at the size they are trained at: holding every decoded frame at its own
+        // size first (up to 4096×4096) had let a folder of large frames exhaust memory before anything was resized
+        var samples = new List<Sample>(images.Count);
+        int maxValue = 0, h = 0, w = 0, originalHeight = 0, originalWidth = 0;
         string maxFile = "";
         bool only0And255 = true;
+        (string File, int Pixel, int Width)? first255 = null; // where a 255 was first seen, to name it if it is no label
         foreach (var imgPath in images)
         {
             var id = Path.GetFileNameWithoutExtension(imgPath);
@@ -111,12 +114,26 @@ public sealed class SegmentationDataset
             if (img.Width != mask.Width || img.Height != mask.Height)
                 throw new DatasetException($"{maskPath}: size {mask.Width}×{mask.Height} does not match image {imgPath} ({img.Width}×{img.Height})");
             if (mask.Channels != 1) throw new DatasetException($"{maskPath}: mask must be a single-channel label image, has {mask.Channels} channels");
-            foreach (var v in mask.Pixels)
+            if (samples.Count == 0)
             {
+                (originalHeight, originalWidth) = (img.Height, img.Width);
+                (h, w) = (height ?? img.Height, width ?? img.Width);
+                CheckMemory(dir, images.Count, channels, h, w);
+            }
+            for (int i = 0; i < mask.Pixels.Length; i++)
+            {
+                byte v = mask.Pixels[i];
                 if (v > maxValue) { maxValue = v; maxFile = maskPath; }
                 if (v != 0 && v != 255) only0And255 = false;
+                if (v == 255) first255 ??= (maskPath, i, mask.Width);
+                // a 255 may still be binary foreground (0/255 masks); everything else is checked against the labels now
+                if (labels != null && v >= labels.Count && !(v == 255 && labels.Count == 2)) throw OutOfRange(maskPath, v, i, mask.Width, labels);
             }
-            raw.Add((id, img, mask.Pixels));
+            var resized = ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, channels), channels, img.Height, img.Width, h, w);
+            var resizedMask = ImageIO.ResizeNearest(mask.Pixels, img.Height, img.Width, h, w);
+            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
+            double? sp = spacing.HasValue ? spacing * img.Width / w : null;
+            samples.Add(new Sample(id, resized, resizedMask, split, sp));
         }
         bool scale255 = false;
         if (labels == null)
@@ -125,29 +142,36 @@ public sealed class SegmentationDataset
             else throw new DatasetException($"{maxFile}: mask is not binary (holds label value {maxValue}) and no manifest.json names the labels; binary masks must be 0/1 or 0/255");
         }
         else if (labels.Count == 2 && only0And255 && maxValue == 255) scale255 = true;
-
-        int h = height ?? raw[0].Img.Height, w = width ?? raw[0].Img.Width;
-        var samples = new List<Sample>();
-        foreach (var (id, img, maskPixels) in raw)
-        {
-            var mask = maskPixels;
-            if (scale255) mask = mask.Select(v => (byte)(v == 255 ? 1 : 0)).ToArray();
-            int bad = Array.FindIndex(mask, v => v >= labels.Count);
-            if (bad >= 0)
-                throw new DatasetException($"{Path.Combine(masksDir, id + ".png")}: label value {mask[bad]} at pixel ({bad % img.Width}, {bad / img.Width}) is out of range for labels [{string.Join(", ", labels)}]{(labels.Count == 2 ? " (mask is not binary)" : "")}");
-            var planes = ImageIO.ToPlanes(img, channels);
-            var resized = ImageIO.ResizeBilinear(planes, channels, img.Height, img.Width, h, w);
-            var resizedMask = ImageIO.ResizeNearest(mask, img.Height, img.Width, h, w);
-            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
-            double? sp = spacing.HasValue ? spacing * img.Width / w : null;
-            samples.Add(new Sample(id, resized, resizedMask, split, sp));
-        }
+        // 0/255 masks are binary only where every mask is; a 255 beside other foreground values is out of range
+        else if (first255 is var (file, pixel, maskWidth)) throw OutOfRange(file, 255, pixel, maskWidth, labels);
+        if (scale255)
+            foreach (var sample in samples)
+                for (int i = 0; i < sample.Mask.Length; i++) sample.Mask[i] = sample.Mask[i] == 255 ? (byte)1 : (byte)0;
         return new SegmentationDataset
         {
             Source = dir, Labels = labels, Channels = channels, Height = h, Width = w, Samples = samples,
             Format = format,
-            OriginalHeight = raw[0].Img.Height, OriginalWidth = raw[0].Img.Width,
+            OriginalHeight = originalHeight, OriginalWidth = originalWidth,
         };
+    }
+
+    private static DatasetException OutOfRange(string maskPath, int value, int pixel, int width, List<string> labels) =>
+        new($"{maskPath}: label value {value} at pixel ({pixel % width}, {pixel / width}) is out of range for labels "
+            + $"[{string.Join(", ", labels)}]{(labels.Count == 2 ? " (mask is not binary)" : "")}");
+
+    /// <summary>
+    /// Refuses, before reading them, frames that would not fit in memory at the size they are held at: a dataset is
+    /// held whole (float planes and a label byte per pixel), and past half of what this process may use the machine
+    /// would swap or the process be killed instead of failing with a line that says why.
+    /// </summary>
+    public static void CheckMemory(string source, long frames, int channels, int height, int width)
+    {
+        long perFrame = (long)height * width * (channels * sizeof(float) + 1);
+        long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+        if (frames > limit / perFrame)
+            throw new DatasetException(FormattableString.Invariant(
+                $"{source}: {frames:N0} frames of {channels}×{height}×{width} need {frames * (double)perFrame / (1L << 30):0.#} GiB in memory, ")
+                + FormattableString.Invariant($"more than half of the {2.0 * limit / (1L << 30):0.#} GiB this process may use; use fewer or smaller frames"));
     }
 
     /// <summary>Typed, range-checked fields of manifest.json: a wrong type or value is one line naming the file and field.</summary>
