@@ -36,6 +36,7 @@ public static class Camus
         int noTruth = 0;
         int size = height ?? width ?? 256;
         if ((height ?? size) != (width ?? size)) throw new DatasetException($"{dir}: CAMUS images are resized to a square model input, asked for {width}×{height}");
+        SegmentationDataset.CheckMemory(dir, images.Count, 1, size, size);
         foreach (var imagePath in images)
         {
             var m = Name.Match(Path.GetFileName(imagePath));

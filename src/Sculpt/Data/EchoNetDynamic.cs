@@ -62,6 +62,8 @@ public static class EchoNetDynamic
                 var img = decoded[frame];
                 (h0, w0) = (img.Height, img.Width);
                 int h = height ?? img.Height, w = width ?? img.Width;
+                // two frames (ED, ES) of every video traced at least twice, at the size of the first
+                if (samples.Count == 0) SegmentationDataset.CheckMemory(dir, 2L * traces.Values.Count(f => f.Count >= 2), 3, h, w);
                 var planes = ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, 3), 3, img.Height, img.Width, h, w);
                 var mask = ImageIO.ResizeNearest(masks[frame], img.Height, img.Width, h, w);
                 samples.Add(new Sample($"{Path.GetFileNameWithoutExtension(video.FileName)}_{frame}", planes, mask, video.Split, null, phase));
