@@ -208,6 +208,11 @@ public class CliTests
         r = Sculpt("train", "--data", data, "--epochs", "--out", outModel);
         Assert.Equal((2, "sculpt train: option --epochs needs a value"), (r.Code, r.Err.Split(" (see")[0].Trim()));
 
+        // a missing input folder is bad input (exit 1) like a missing file, not a usage error (report had exited 2)
+        var missingRun = Path.Combine(dir, "no-run");
+        r = Sculpt("report", "--run", missingRun);
+        Assert.Equal((1, $"sculpt report: error: {missingRun}: run folder not found"), (r.Code, r.Err.Trim()));
+
         // a split that does not exist is a usage error (eval had answered "split 'tset' is empty")
         var exported = Path.Combine(dir, "exported");
         foreach (var (args, splits) in new[]

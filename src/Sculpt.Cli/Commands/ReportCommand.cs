@@ -23,7 +23,7 @@ public static class ReportCommand
         var run = new RunFolder(a.Required("run"));
         var outPath = a.Get("out", run.ReportPath);
         a.EnsureAllUsed();
-        if (!Directory.Exists(run.Root)) throw new UsageException($"{run.Root}: no such folder");
+        if (!Directory.Exists(run.Root)) throw new InvalidDataException($"{run.Root}: run folder not found");
         HtmlReport.Write(run, outPath);
         Console.WriteLine($"report {outPath}");
         return 0;
