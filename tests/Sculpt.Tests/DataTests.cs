@@ -92,6 +92,28 @@ public class DataTests
         Assert.Equal(SegmentationDataset.DefaultSplit("p1"), s.Split);
     }
 
+    /// <summary>
+    /// 0/255 masks are binary only where every mask is: beside a 0/1 mask, a 255 is a label out of range, named at
+    /// its first pixel whichever order the files come in, with or without a manifest that names two labels.
+    /// </summary>
+    [Fact]
+    public void A255BesideZeroOneMasksIsOutOfRangeAtItsFirstPixel()
+    {
+        var dir = TestFiles.TempDir();
+        var ones = new byte[8 * 8];
+        ones[9] = 1;
+        var twoFiftyFive = new byte[8 * 8];
+        twoFiftyFive[8 * 3 + 5] = 255;
+        WritePair(dir, "a", 8, 8, twoFiftyFive);
+        WritePair(dir, "b", 8, 8, ones);
+        var noManifest = Assert.Throws<DatasetException>(() => SegmentationDataset.Load(dir));
+        Assert.Contains("a.png: mask is not binary (holds label value 255)", noManifest.Message);
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), "{\"labels\": [\"background\", \"lv\"]}");
+        var named = Assert.Throws<DatasetException>(() => SegmentationDataset.Load(dir));
+        Assert.EndsWith("a.png: label value 255 at pixel (5, 3) is out of range for labels [background, lv] (mask is not binary)",
+            named.Message);
+    }
+
     [Fact]
     public void BadDatasetsGiveOneLineErrorsNamingTheFile()
     {
