@@ -260,6 +260,28 @@ public class DatasetMemoryTests
         Assert.Contains("GiB in memory, more than half of the", r.Err);
         Assert.False(File.Exists(output));
     }
+
+    /// <summary>
+    /// A folder of images segmented as one study is held in memory as a video is: past the same bound it is refused
+    /// from the images' headers, before any is decoded (it had decoded every image first, at its own size).
+    /// </summary>
+    [Fact]
+    public void AnImageFolderTooLargeForOneStudyIsRefusedBeforeDecoding()
+    {
+        var dir = Path.Combine(TestFiles.TempDir(), "study");
+        Directory.CreateDirectory(dir);
+        const int side = 4096;
+        var image = Path.Combine(Path.GetDirectoryName(dir)!, "frame.png");
+        Sculpt.Data.ImageIO.WritePng(image, new Sculpt.Data.Image8(side, side, 1, new byte[side * side]));
+        long frames = Sculpt.Data.Video.MaxDecodedBytes / ((long)side * side) + 1;
+        for (int i = 0; i < frames; i++) File.CreateSymbolicLink(Path.Combine(dir, $"img{i:D4}.png"), image);
+        var output = Path.Combine(Path.GetDirectoryName(dir)!, "seg");
+        var r = TestFiles.Cli("segment", "--model", ArchiveFixture.Model, "--input", dir, "--out", output, "--engine", "sculpt");
+        Assert.Equal(1, r.Code);
+        Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.Contains($"{dir}: its images decode to more than", r.Err);
+        Assert.False(Path.Exists(output));
+    }
 }
 
 public class NumericOptionTests

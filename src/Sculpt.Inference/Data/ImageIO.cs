@@ -18,6 +18,18 @@ public static class ImageIO
         return Decode(InputLimits.ReadFile(path, "image"), path);
     }
 
+    /// <summary>The bytes <see cref="Read"/> would decode the file to, from its header alone (checked as Read checks it).</summary>
+    public static long DecodedBytes(string path)
+    {
+        var bytes = InputLimits.ReadFile(path, "image");
+        ImageInfo? info;
+        try { info = ImageInfo.FromStream(new MemoryStream(bytes)); }
+        catch (Exception e) { throw new InvalidDataException($"{path}: corrupt or unsupported image ({e.Message})"); }
+        if (info is not { } i) throw new InvalidDataException($"{path}: corrupt or unsupported image (unknown image format)");
+        InputLimits.CheckPixels(i.Width, i.Height, path);
+        return (long)i.Width * i.Height * (i.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha ? 1 : 3);
+    }
+
     public static Image8 Decode(byte[] bytes, string source)
     {
         try

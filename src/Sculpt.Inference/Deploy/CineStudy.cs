@@ -22,6 +22,12 @@ public sealed record StudyFrames(List<string> Names, List<Image8> Images, bool V
             var files = Directory.GetFiles(input).Where(IsImage).OrderBy(f => f, StringComparer.Ordinal).ToList();
             if (files.Count == 0) throw new InvalidDataException($"{input}: no .png or .jpg images");
             bool video = files.All(f => Path.GetFileName(f).StartsWith("frame_"));
+            // measured from the headers first, so that a folder too large for one study is refused before it is decoded
+            long decoded = 0;
+            foreach (var f in files)
+                if ((decoded += ImageIO.DecodedBytes(f)) > Data.Video.MaxDecodedBytes)
+                    throw new InvalidDataException($"{input}: its images decode to more than {Data.Video.MaxDecodedBytes:N0} bytes, "
+                        + "the limit for one study (as for a video); segment fewer at a time");
             return new(files.Select(f => Path.GetFileNameWithoutExtension(f)).ToList(), files.Select(f => ImageIO.Read(f)).ToList(), video, null);
         }
         if (IsImage(input)) return new([Path.GetFileNameWithoutExtension(input)], [ImageIO.Read(input)], false, null);
