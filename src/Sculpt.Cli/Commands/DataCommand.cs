@@ -35,7 +35,7 @@ public static class DataCommand
     {
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
         a.EnsureAllUsed();
-        var ds = SegmentationDataset.Load(dir, lenient: lenient);
+        var ds = DataLoading.Load(dir, lenient: lenient);
         var counts = ds.Samples.GroupBy(s => s.Split).OrderBy(g => g.Key).ToDictionary(g => g.Key, g => g.Count());
         var pixels = new long[ds.Labels.Count];
         foreach (var s in ds.Samples) foreach (var v in s.Mask) pixels[v]++;
@@ -77,7 +77,7 @@ public static class DataCommand
         int limit = a.Int("limit", int.MaxValue, 1, int.MaxValue);
         bool lenient = a.Flag("lenient");
         a.EnsureAllUsed();
-        var ds = SegmentationDataset.Load(dir, lenient: lenient);
+        var ds = DataLoading.Load(dir, lenient: lenient);
         var samples = ds.Samples.Where(s => split == null || s.Split == split).Take(limit).ToList();
         if (samples.Count == 0) throw new DatasetException($"{dir}: no samples{(split != null ? $" in split '{split}'" : "")}");
         int hw = ds.Height * ds.Width;

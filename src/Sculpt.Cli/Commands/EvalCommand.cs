@@ -50,7 +50,7 @@ public static class EvalCommand
 
         var pkg = onnx ? OnnxImport.Read(modelPath) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
-        var ds = SegmentationDataset.Load(data, task.InputHeight, task.InputWidth, lenient);
+        var ds = DataLoading.Load(data, task.InputHeight, task.InputWidth, lenient);
         foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         DataFit.Check(ds, task, DataUse.Score);
         // the data's names: the same labels as the model's, and real names where an import gave the model placeholders
@@ -101,18 +101,36 @@ public static class EvalCommand
         return 0;
     }
 
-    /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>.</summary>
+    /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>, with a progress line.</summary>
     private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, int threads, IReadOnlyList<Sample> samples)
     {
         var task = pkg.Meta.Task;
+        var line = new ProgressLine();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Progress(int done, int total)
+        {
+            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done));
+            line.Update($"eval ({engine}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} ETA {Output.Duration(eta)}");
+        }
+        List<byte[]> predictions;
         if (engine == "torch")
         {
             using var model = new GraphModule(pkg.Graph, pkg.Weights);
-            return Evaluator.Predict(model, samples, task);
+            predictions = Evaluator.Predict(model, samples, task, progress: Progress);
         }
-        var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
-        using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads });
-        return segmenter.Segment(samples.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth))
-            .ToList());
+        else
+        {
+            var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
+            using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads });
+            predictions = new List<byte[]>(samples.Count);
+            foreach (var chunk in samples.Chunk(64))
+            {
+                predictions.AddRange(segmenter.Segment(
+                    chunk.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth)).ToList()));
+                Progress(predictions.Count, samples.Count);
+            }
+        }
+        line.Done();
+        return predictions;
     }
 }

@@ -127,7 +127,7 @@ public static class PruneCommand
             if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {latencyModel.FixedMs:0.###} ms + {latencyModel.MsPerGmac:0.###} ms/GMAC → target {Output.Count(o.MaxMacs!.Value)} MACs for {ms} ms");
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
-        var ds = SegmentationDataset.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
+        var ds = DataLoading.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
         if (DataFit.Check(ds, dense.Meta.Task, DataUse.Prune) is { } warning) Console.Error.WriteLine($"sculpt prune: warning: {warning}");
         var (model, steps) = Run(dense, ds, o, runDir, resume);
         model.Save(outPath);

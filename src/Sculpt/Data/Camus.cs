@@ -26,7 +26,8 @@ public static class Camus
 
     public static bool IsLayout(string dir) => Candidates(dir).Any();
 
-    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
+    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false,
+        Action<int, int>? progress = null)
     {
         var warnings = new List<string>();
         var files = Candidates(dir).OrderBy(f => f, StringComparer.Ordinal).ToList();
@@ -37,8 +38,10 @@ public static class Camus
         int size = height ?? width ?? 256;
         if ((height ?? size) != (width ?? size)) throw new DatasetException($"{dir}: CAMUS images are resized to a square model input, asked for {width}×{height}");
         SegmentationDataset.CheckMemory(dir, images.Count, 1, size, size);
+        int read = 0;
         foreach (var imagePath in images)
         {
+            progress?.Invoke(read++, images.Count);
             var m = Name.Match(Path.GetFileName(imagePath));
             string patient = m.Groups[1].Value, view = m.Groups[2].Value.ToUpperInvariant(), phase = m.Groups[3].Value.ToUpperInvariant(), ext = m.Groups[5].Value;
             var truthPath = Path.Combine(Path.GetDirectoryName(imagePath)!, $"{patient}_{m.Groups[2].Value}_{m.Groups[3].Value}_gt.{ext}");

@@ -23,7 +23,8 @@ public static class EchoNetDynamic
     private sealed record VideoEntry(string FileName, string Split, int Line);
     private sealed record Trace(double X1, double Y1, double X2, double Y2);
 
-    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
+    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false,
+        Action<int, int>? progress = null)
     {
         var warnings = new List<string>();
         void Problem(string message) { if (lenient) warnings.Add(message); else throw new DatasetException(message); }
@@ -41,8 +42,10 @@ public static class EchoNetDynamic
 
         var samples = new List<Sample>();
         int fewTraces = 0, h0 = 0, w0 = 0;
+        int videosRead = 0;
         foreach (var video in videos)
         {
+            progress?.Invoke(videosRead++, videos.Count);
             if (!traces.TryGetValue(video.FileName, out var frames) || frames.Count < 2) { fewTraces++; continue; }
             var path = Path.Combine(dir, VideosDir, video.FileName);
             if (!File.Exists(path)) { Problem($"{path}: video listed in {Path.Combine(dir, FileList)} (line {video.Line}) not found"); continue; }

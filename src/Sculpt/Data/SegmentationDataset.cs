@@ -61,14 +61,18 @@ public sealed class SegmentationDataset
     public const string ManifestFile = "manifest.json";
     public const string SplitFile = "split.csv";
 
-    /// <summary>Reads the folder, resizing images (bilinear) and masks (nearest) to <paramref name="height"/>×<paramref name="width"/> when given.</summary>
-    /// <summary>A Sculpt dataset folder, or an EchoNet-Dynamic or CAMUS release (detected by their files).
-    /// <paramref name="lenient"/>: bad items become counted warnings and are skipped instead of failing the load.</summary>
-    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
+    /// <summary>
+    /// A Sculpt dataset folder, or an EchoNet-Dynamic or CAMUS release (detected by their files), with images
+    /// (bilinear) and masks (nearest) resized to <paramref name="height"/>×<paramref name="width"/> when given.
+    /// <paramref name="lenient"/>: bad items become counted warnings and are skipped instead of failing the load;
+    /// <paramref name="progress"/>: (items read, items in all) as the frames (videos for EchoNet) are read.
+    /// </summary>
+    public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false,
+        Action<int, int>? progress = null)
     {
         if (!Directory.Exists(dir)) throw new DatasetException($"{dir}: dataset folder not found");
-        if (EchoNetDynamic.IsLayout(dir)) return EchoNetDynamic.Load(dir, height, width, lenient);
-        if (!Directory.Exists(Path.Combine(dir, "images")) && Camus.IsLayout(dir)) return Camus.Load(dir, height, width, lenient);
+        if (EchoNetDynamic.IsLayout(dir)) return EchoNetDynamic.Load(dir, height, width, lenient, progress);
+        if (!Directory.Exists(Path.Combine(dir, "images")) && Camus.IsLayout(dir)) return Camus.Load(dir, height, width, lenient, progress);
         var imagesDir = Path.Combine(dir, "images");
         var masksDir = Path.Combine(dir, "masks");
         if (!Directory.Exists(imagesDir) || !Directory.Exists(masksDir))
@@ -134,6 +138,7 @@ public sealed class SegmentationDataset
             if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
             double? sp = spacing.HasValue ? spacing * img.Width / w : null;
             samples.Add(new Sample(id, resized, resizedMask, split, sp));
+            progress?.Invoke(samples.Count, images.Count);
         }
         bool scale255 = false;
         if (labels == null)

@@ -12,7 +12,9 @@ public sealed record MetricSummary(string Label, int Cases, double Dice, double 
 public static class Evaluator
 {
     /// <summary>Runs the model in eval mode over the samples and returns label maps.</summary>
-    public static List<byte[]> Predict(GraphModule model, IReadOnlyList<Sample> samples, TaskInfo task, int batchSize = 16)
+    /// <summary>Label maps of every sample; <paramref name="progress"/>: (samples done, samples in all) after each batch.</summary>
+    public static List<byte[]> Predict(GraphModule model, IReadOnlyList<Sample> samples, TaskInfo task, int batchSize = 16,
+        Action<int, int>? progress = null)
     {
         model.eval();
         var result = new List<byte[]>(samples.Count);
@@ -23,6 +25,7 @@ public static class Evaluator
             var batch = samples.Skip(start).Take(batchSize).ToList();
             var x = Batches.Images(batch, task.InputChannels, task.InputHeight, task.InputWidth, task.Normalization);
             result.AddRange(Batches.Predict(model.forward(x)));
+            progress?.Invoke(result.Count, samples.Count);
         }
         return result;
     }
