@@ -69,13 +69,21 @@ public static class CineStudy
     /// <summary>
     /// Segments <paramref name="input"/> and writes the study folder <paramref name="outDir"/> as a whole (a
     /// temporary folder renamed at the end). <paramref name="images"/> false leaves out the per-frame mask and
-    /// overlay PNGs, which dominate the time of an archive run; <paramref name="plot"/> draws lv_area.png.
-    /// Returns summary.json's content.
+    /// overlay PNGs, which dominate the time of an archive run; <paramref name="plot"/> draws lv_area.png;
+    /// <paramref name="progress"/> hears (frames segmented, frames in all) every few frames, since a long loop
+    /// through a large model takes minutes. Returns summary.json's content.
     /// </summary>
-    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true, AreaPlotWriter? plot = null)
+    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true, AreaPlotWriter? plot = null,
+        Action<int, int>? progress = null)
     {
         var study = StudyFrames.Read(input);
-        var analysis = CineAnalysis.Measure(seg.SegmentImages(study.Images), seg.Lv, study.Dicom?.Spacing, cycle: study.Video);
+        var masks = new List<Image8>(study.Images.Count);
+        foreach (var chunk in study.Images.Chunk(32))
+        {
+            masks.AddRange(seg.SegmentImages(chunk));
+            progress?.Invoke(masks.Count, study.Images.Count);
+        }
+        var analysis = CineAnalysis.Measure(masks, seg.Lv, study.Dicom?.Spacing, cycle: study.Video);
         var frames = study.Names;
         var summary = new JsonObject { ["model"] = modelPath, ["input"] = input, ["frames"] = frames.Count, ["video"] = study.Video };
         if (study.Dicom is { } dicom)
