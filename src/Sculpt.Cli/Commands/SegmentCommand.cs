@@ -102,7 +102,8 @@ public static class SegmentCommand
         var summary = CineStudy.Segment(seg, modelPath, input, outDir, plot: Clinical.AreaPlot.Save, progress: (done, total) =>
         {
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done));
-            line.Update($"segment ({seg.EngineName}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} ETA {Output.Duration(eta)}");
+            line.Update($"segment ({seg.EngineName}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} "
+                + $"ETA {Output.Duration(eta)}");
         });
         line.Done();
         bool video = summary["video"]!.GetValue<bool>();

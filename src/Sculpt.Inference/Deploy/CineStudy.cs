@@ -73,8 +73,8 @@ public static class CineStudy
     /// <paramref name="progress"/> hears (frames segmented, frames in all) every few frames, since a long loop
     /// through a large model takes minutes. Returns summary.json's content.
     /// </summary>
-    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true, AreaPlotWriter? plot = null,
-        Action<int, int>? progress = null)
+    public static JsonObject Segment(Segmenter seg, string modelPath, string input, string outDir, bool images = true,
+        AreaPlotWriter? plot = null, Action<int, int>? progress = null)
     {
         var study = StudyFrames.Read(input);
         var masks = new List<Image8>(study.Images.Count);
