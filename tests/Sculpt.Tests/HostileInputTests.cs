@@ -151,7 +151,8 @@ public class DataMismatchTests
             var r = TestFiles.Cli(args);
             Assert.True(r.Code == 1, $"{args[0]}: exit {r.Code}, {r.Err}");
             Assert.Single(r.Err.Trim().Split('\n'));
-            Assert.Contains($"{myo}: label 1 is 'myo', the model's is 'lv' (2 labels [background, myo], the model segments 2 [background, lv])", r.Err);
+            Assert.Contains($"{myo}: label 1 is 'myo', the model's is 'lv' (2 labels [background, myo], "
+                + "the model segments 2 [background, lv])", r.Err);
         }
         Assert.False(Path.Exists(pruned) || Path.Exists(pruned + ".run"));
         var t = TestFiles.Cli("train", "--init", named, "--data", myo, "--epochs", "1", "--batch", "4", "--out", retrained);

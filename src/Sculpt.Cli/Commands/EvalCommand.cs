@@ -82,8 +82,9 @@ public static class EvalCommand
             {
                 var m = c.Metrics;
                 string hd95Px = m.Hd95Defined ? m.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "";
-                string hd95Mm = m.Hd95Defined && c.SpacingMm.HasValue ? (m.Hd95Px * c.SpacingMm.Value).ToString("0.###", CultureInfo.InvariantCulture) : "";
-                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{m.Dice:0.######},{m.IoU:0.######},{hd95Px},{hd95Mm}\n");
+                string hd95Mm = m.Hd95Defined && c.SpacingMm is { } mm ? (m.Hd95Px * mm).ToString("0.###", CultureInfo.InvariantCulture) : "";
+                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{m.Dice:0.######},{m.IoU:0.######},")
+                    .Append(CultureInfo.InvariantCulture, $"{hd95Px},{hd95Mm}\n");
             }
             AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), csv.ToString());
             AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
@@ -110,7 +111,8 @@ public static class EvalCommand
         void Progress(int done, int total)
         {
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done));
-            line.Update($"eval ({engine}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} ETA {Output.Duration(eta)}");
+            line.Update($"eval ({engine}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} "
+                + $"ETA {Output.Duration(eta)}");
         }
         List<byte[]> predictions;
         if (engine == "torch")

@@ -78,7 +78,8 @@ public static class TrainCommand
             if (a.Has("arch") || width.HasValue || depth.HasValue || bilinear || noBn)
                 throw new UsageException("--init trains the model it names: give no --arch or U-Net options");
             var start = Sculpt.Runtime.ModelPackage.Load(init);
-            if (DataFit.Check(ds, start.Meta.Task, DataUse.Retrain) is { } warning) Console.Error.WriteLine($"sculpt train: warning: {warning}");
+            if (DataFit.Check(ds, start.Meta.Task, DataUse.Retrain) is { } warning)
+                Console.Error.WriteLine($"sculpt train: warning: {warning}");
             (pkg, result) = Run(progress => TrainJob.Continue(ds, start, options, progress, reinit));
         }
         else if (arch is "deeplabv3_resnet50" or "deeplabv3-resnet50")

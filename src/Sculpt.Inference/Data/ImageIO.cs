@@ -27,7 +27,8 @@ public static class ImageIO
         catch (Exception e) { throw new InvalidDataException($"{path}: corrupt or unsupported image ({e.Message})"); }
         if (info is not { } i) throw new InvalidDataException($"{path}: corrupt or unsupported image (unknown image format)");
         InputLimits.CheckPixels(i.Width, i.Height, path);
-        return (long)i.Width * i.Height * (i.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha ? 1 : 3);
+        bool grey = i.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha;
+        return (long)i.Width * i.Height * (grey ? 1 : 3);
     }
 
     public static Image8 Decode(byte[] bytes, string source)

@@ -131,7 +131,8 @@ public sealed class SegmentationDataset
                 if (v != 0 && v != 255) only0And255 = false;
                 if (v == 255) first255 ??= (maskPath, i, mask.Width);
                 // a 255 may still be binary foreground (0/255 masks); everything else is checked against the labels now
-                if (labels != null && v >= labels.Count && !(v == 255 && labels.Count == 2)) throw OutOfRange(maskPath, v, i, mask.Width, labels);
+                if (labels != null && v >= labels.Count && !(v == 255 && labels.Count == 2))
+                    throw OutOfRange(maskPath, v, i, mask.Width, labels);
             }
             var resized = ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, channels), channels, img.Height, img.Width, h, w);
             var resizedMask = ImageIO.ResizeNearest(mask.Pixels, img.Height, img.Width, h, w);
@@ -174,9 +175,12 @@ public sealed class SegmentationDataset
         long perFrame = (long)height * width * (channels * sizeof(float) + 1);
         long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
         if (frames > limit / perFrame)
-            throw new DatasetException(FormattableString.Invariant(
-                $"{source}: {frames:N0} frames of {channels}×{height}×{width} need {frames * (double)perFrame / (1L << 30):0.#} GiB in memory, ")
-                + FormattableString.Invariant($"more than half of the {2.0 * limit / (1L << 30):0.#} GiB this process may use; use fewer or smaller frames"));
+        {
+            double need = frames * (double)perFrame / (1L << 30), have = 2.0 * limit / (1L << 30);
+            throw new DatasetException(FormattableString.Invariant($"{source}: {frames:N0} frames of {channels}×{height}×{width} need ")
+                + FormattableString.Invariant($"{need:0.#} GiB in memory, more than half of the {have:0.#} GiB this process may use; ")
+                + "use fewer or smaller frames");
+        }
     }
 
     /// <summary>Typed, range-checked fields of manifest.json: a wrong type or value is one line naming the file and field.</summary>

@@ -49,7 +49,8 @@ public static class TrainJob
     }
 
     private static (ModelPackage Model, TrainResult Result) Run(SegmentationDataset ds, string arch, NetworkGraph graph, WeightSet? weights,
-        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress, bool reinitialise = false, List<string>? labels = null)
+        JsonNode? architectureConfig, TrainOptions options, Action<Progress>? progress, bool reinitialise = false,
+        List<string>? labels = null)
     {
         var train = ds.Split("train");
         var val = ds.Split("val");
