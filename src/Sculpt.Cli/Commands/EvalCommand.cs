@@ -82,7 +82,8 @@ public static class EvalCommand
             {
                 var m = c.Metrics;
                 string hd95Px = m.Hd95Defined ? m.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "";
-                string hd95Mm = m.Hd95Defined && c.SpacingMm is { } mm ? (m.Hd95Px * mm).ToString("0.###", CultureInfo.InvariantCulture) : "";
+                string hd95Mm = m.Hd95Defined && c.SpacingMm is { } mm
+                    ? (m.Hd95Px * mm).ToString("0.###", CultureInfo.InvariantCulture) : "";
                 csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{m.Dice:0.######},{m.IoU:0.######},")
                     .Append(CultureInfo.InvariantCulture, $"{hd95Px},{hd95Mm}\n");
             }

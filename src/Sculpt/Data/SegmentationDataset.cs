@@ -136,7 +136,9 @@ public sealed class SegmentationDataset
             }
             var resized = ImageIO.ResizeBilinear(ImageIO.ToPlanes(img, channels), channels, img.Height, img.Width, h, w);
             var resizedMask = ImageIO.ResizeNearest(mask.Pixels, img.Height, img.Width, h, w);
-            if (!splits.TryGetValue(id, out var split)) split = splits.Count == 0 ? DefaultSplit(id) : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
+            if (!splits.TryGetValue(id, out var split))
+                split = splits.Count == 0 ? DefaultSplit(id)
+                    : throw new DatasetException($"{Path.Combine(dir, SplitFile)}: no split for '{Common.Messages.Quote(id)}'");
             double? sp = spacing.HasValue ? spacing * img.Width / w : null;
             samples.Add(new Sample(id, resized, resizedMask, split, sp));
             progress?.Invoke(samples.Count, images.Count);
@@ -239,7 +241,8 @@ public sealed class SegmentationDataset
             var parts = line.Split(',');
             if (parts.Length != 2) throw new DatasetException($"{path}:{i + 1}: expected 'id,split', got '{Common.Messages.Quote(line)}'");
             var split = parts[1].Trim().ToLowerInvariant();
-            if (!SplitNames.Contains(split)) throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{Common.Messages.Quote(parts[1])}'");
+            if (!SplitNames.Contains(split))
+                throw new DatasetException($"{path}:{i + 1}: split must be train, val or test, got '{Common.Messages.Quote(parts[1])}'");
             result[parts[0].Trim()] = split;
         }
         return result;
