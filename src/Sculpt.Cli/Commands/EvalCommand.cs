@@ -27,7 +27,8 @@ public static class EvalCommand
         --engine: what computes the predictions. torch (the default for .sculpt) is libtorch, as training and
         pruning score; ort (the default for .onnx) and sculpt are the deployment runtimes `sculpt segment` uses, so
         an exported file is scored as it will run. An .onnx file exported by Sculpt carries its labels and
-        normalisation; another is read as `sculpt import --onnx` reads it.
+        normalisation; another is read as `sculpt import --onnx` reads it (one with dynamic height and width: import
+        it with --input-size, then evaluate the .sculpt file, with --engine ort to run it in ONNX Runtime).
 
         example: sculpt eval --model models/unet16.sculpt --data data/echo --split test --out eval/
         """;
