@@ -89,6 +89,18 @@ public sealed class ProgressLine
         else if (text != null) Console.Error.WriteLine(text);
     }
 
+    /// <summary>A (done, total) callback that shows "LABEL: done/total[ UNIT] [bar] ETA …" on this line.</summary>
+    public Action<int, int> Counter(string label, string unit = "")
+    {
+        var clock = Stopwatch.StartNew();
+        return (done, total) =>
+        {
+            var eta = done > 0 ? TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done)) : TimeSpan.Zero;
+            Update($"{label}: {done:N0}/{total:N0}{(unit.Length > 0 ? " " + unit : "")} {Bar((double)done / Math.Max(1, total))} "
+                + $"ETA {Output.Duration(eta)}");
+        };
+    }
+
     public static string Bar(double fraction, int width = 24)
     {
         int filled = (int)Math.Round(Math.Clamp(fraction, 0, 1) * width);
@@ -106,12 +118,7 @@ public static class DataLoading
     public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
     {
         var line = new ProgressLine();
-        var clock = Stopwatch.StartNew();
-        var ds = SegmentationDataset.Load(dir, height, width, lenient, (done, total) =>
-        {
-            var eta = done > 0 ? TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done)) : TimeSpan.Zero;
-            line.Update($"reading {dir}: {done:N0}/{total:N0} {ProgressLine.Bar((double)done / total)} ETA {Output.Duration(eta)}");
-        });
+        var ds = SegmentationDataset.Load(dir, height, width, lenient, line.Counter($"reading {dir}"));
         line.Done();
         return ds;
     }

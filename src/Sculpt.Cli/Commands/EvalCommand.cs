@@ -109,18 +109,12 @@ public static class EvalCommand
     {
         var task = pkg.Meta.Task;
         var line = new ProgressLine();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        void Progress(int done, int total)
-        {
-            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done));
-            line.Update($"eval ({engine}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} "
-                + $"ETA {Output.Duration(eta)}");
-        }
+        var progress = line.Counter($"eval ({engine})", "frames");
         List<byte[]> predictions;
         if (engine == "torch")
         {
             using var model = new GraphModule(pkg.Graph, pkg.Weights);
-            predictions = Evaluator.Predict(model, samples, task, progress: Progress);
+            predictions = Evaluator.Predict(model, samples, task, progress: progress);
         }
         else
         {
@@ -131,7 +125,7 @@ public static class EvalCommand
             {
                 predictions.AddRange(segmenter.Segment(
                     chunk.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth)).ToList()));
-                Progress(predictions.Count, samples.Count);
+                progress(predictions.Count, samples.Count);
             }
         }
         line.Done();

@@ -98,13 +98,8 @@ public static class SegmentCommand
         if (logitsPath != null) throw new UsageException("--logits applies to .npy inputs only");
 
         var line = new ProgressLine();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var summary = CineStudy.Segment(seg, modelPath, input, outDir, plot: Clinical.AreaPlot.Save, progress: (done, total) =>
-        {
-            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / done * (total - done));
-            line.Update($"segment ({seg.EngineName}): {done:N0}/{total:N0} frames {ProgressLine.Bar((double)done / total)} "
-                + $"ETA {Output.Duration(eta)}");
-        });
+        var summary = CineStudy.Segment(seg, modelPath, input, outDir, plot: Clinical.AreaPlot.Save,
+            progress: line.Counter($"segment ({seg.EngineName})", "frames"));
         line.Done();
         bool video = summary["video"]!.GetValue<bool>();
         int frames = summary["frames"]!.GetValue<int>();
