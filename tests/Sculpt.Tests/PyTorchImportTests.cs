@@ -132,8 +132,11 @@ public class PyTorchImportTests
         var ckpt = Path.Combine(dir, "best.pt");
         TorchSaveWriter.Save(ckpt, EchoNetCheckpoint(StateDict(g, w, "module.")), legacy: true, "cuda:0");
         var model = Path.Combine(dir, "m.sculpt");
-        var r = TestFiles.Cli("import", "--pytorch", ckpt, "--arch", "unet-small", "--size", "32", "--out", model);
+        var r = TestFiles.Cli("import", "--pytorch", ckpt, "--arch", "unet-small", "--size", "32", "--out", model, "--json");
         Assert.True(r.Code == 0, r.Err);
+        var imported = System.Text.Json.Nodes.JsonNode.Parse(r.Out)!;
+        Assert.Equal(("pytorch", model, g.ParameterCount(), g.MacCount()), (imported["format"]!.GetValue<string>(),
+            imported["out"]!.GetValue<string>(), imported["params"]!.GetValue<long>(), imported["macs"]!.GetValue<long>()));
         var x = randn(2, 1, 32, 32, generator: new Generator(4));
         var xPath = Path.Combine(dir, "x.npy");
         File.WriteAllBytes(xPath, Npy.Encode(x.data<float>().ToArray(), new long[] { 2, 1, 32, 32 }));

@@ -74,9 +74,13 @@ public class RealExportWorkflowTests
     {
         var dir = TestFiles.TempDir();
         string model = Path.Combine(dir, "m.sculpt"), tuned = Path.Combine(dir, "t.sculpt");
-        var r = TestFiles.Cli("import", "--onnx", Path.Combine(RealExportTests.Dir, "nnunet.onnx"), "--out", model);
+        var r = TestFiles.Cli("import", "--onnx", Path.Combine(RealExportTests.Dir, "nnunet.onnx"), "--out", model, "--json");
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(2, ModelPackage.Load(model).Graph.OutputChannels());
+        // --json: what a script needs to go on, the placeholder labels an export without names gets among it
+        var imported = System.Text.Json.Nodes.JsonNode.Parse(r.Out)!;
+        Assert.Equal(ModelPackage.Load(model).Graph.ParameterCount(), imported["params"]!.GetValue<long>());
+        Assert.Equal(["background", "class1"], imported["labels"]!.AsArray().Select(l => l!.GetValue<string>()));
         r = TestFiles.Cli("train", "--init", model, "--data", Data.Value, "--epochs", "1", "--batch", "4", "--out", tuned);
         Assert.True(r.Code == 0, r.Err);
         var task = ModelPackage.Load(tuned).Meta.Task;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Sculpt.Onnx;
 using Sculpt.Import;
 using Sculpt.Models;
@@ -10,8 +11,8 @@ public static class ImportCommand
 {
     public const string Help = """
         sculpt import --pytorch CKPT --arch deeplabv3_resnet50|unet-classic|unet|unet-small --out M.sculpt
-                      [--in-channels C] [--classes K] [--size S] [--mean M[,M,M] --std S[,S,S]] [--labels a,b,…]
-        sculpt import --onnx FILE.onnx --out M.sculpt [--input-size H,W] [--mean … --std … --labels …]
+                      [--in-channels C] [--classes K] [--size S] [--mean M[,M,M] --std S[,S,S]] [--labels a,b,…] [--json]
+        sculpt import --onnx FILE.onnx --out M.sculpt [--input-size H,W] [--mean … --std … --labels …] [--json]
 
         --onnx: what torch.onnx.export writes for a segmentation CNN (opsets 11–17; torchvision's DeepLabV3, FCN and
         LR-ASPP, MobileNetV3, U-Nets with batch, instance or group norm, PReLU, attention gates, squeeze-excitation)
@@ -35,7 +36,7 @@ public static class ImportCommand
 
     public static int Run(string[] argv)
     {
-        var a = new Args(argv, new HashSet<string>());
+        var a = new Args(argv, new HashSet<string> { "json" });
         if (a.Get("onnx") is { } onnx) return FromOnnx(a, onnx);
         var checkpoint = a.Required("pytorch");
         var arch = a.Required("arch");
@@ -45,7 +46,6 @@ public static class ImportCommand
         int size = a.Int("size", 112, 16, 8192);
         var (mean, std) = NormalizationOptions(a, inChannels);
         var labels = a.Get("labels")?.Split(',').ToList() ?? TaskInfo.DefaultLabels(classes);
-        a.EnsureAllUsed();
         var graph = Architectures.Build(arch, inChannels, classes, size);
         var task = new TaskInfo
         {
@@ -54,9 +54,29 @@ public static class ImportCommand
         };
         if (task.Labels.Count != (classes == 1 ? 2 : classes))
             throw new UsageException($"--labels needs {(classes == 1 ? 2 : classes)} names");
+        bool json = a.Flag("json");
+        a.EnsureAllUsed();
         var model = Importer.FromPyTorch(checkpoint, graph, task, arch);
         model.Save(outPath);
-        Console.WriteLine($"imported {checkpoint} as {arch} ({model.Graph.ParameterCount():N0} params) → {outPath}");
+        return Imported(model, checkpoint, "pytorch", outPath, json, $"as {arch} ");
+    }
+
+    /// <summary>What was imported: one line for a person, or with --json what a script needs to go on.</summary>
+    private static int Imported(ModelPackage model, string source, string format, string outPath, bool json, string how = "")
+    {
+        var task = model.Meta.Task;
+        if (json)
+        {
+            Output.Json(new JsonObject
+            {
+                ["source"] = source, ["format"] = format, ["out"] = outPath, ["nodes"] = model.Graph.Nodes.Count,
+                ["params"] = model.Graph.ParameterCount(), ["macs"] = model.Graph.MacCount(),
+                ["input"] = new JsonArray(task.InputChannels, task.InputHeight, task.InputWidth), ["mode"] = task.Mode,
+                ["labels"] = new JsonArray(task.Labels.Select(l => (JsonNode?)l).ToArray()),
+            });
+            return 0;
+        }
+        Console.WriteLine($"imported {source} {how}({model.Graph.Nodes.Count} nodes, {model.Graph.ParameterCount():N0} params) → {outPath}");
         return 0;
     }
 
@@ -85,10 +105,10 @@ public static class ImportCommand
             if (list.Count != task.Labels.Count) throw new UsageException($"--labels needs {task.Labels.Count} names");
             task.Labels = list;
         }
+        bool json = a.Flag("json");
         a.EnsureAllUsed();
         model.Save(outPath);
-        Console.WriteLine($"imported {onnx} ({model.Graph.Nodes.Count} nodes, {model.Graph.ParameterCount():N0} params) → {outPath}");
-        return 0;
+        return Imported(model, onnx, "onnx", outPath, json);
     }
 
     /// <summary>--mean/--std on the 0–255 scale: one value for every channel or one per channel.</summary>
