@@ -76,7 +76,8 @@ public static class ImportCommand
             });
             return 0;
         }
-        Console.WriteLine($"imported {source} {how}({model.Graph.Nodes.Count} nodes, {model.Graph.ParameterCount():N0} params) → {outPath}");
+        Console.WriteLine($"imported {source} {how}({model.Graph.Nodes.Count} nodes, {model.Graph.ParameterCount():N0} params) "
+            + $"→ {outPath}");
         return 0;
     }
 
