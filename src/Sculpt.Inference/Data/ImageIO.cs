@@ -22,32 +22,34 @@ public static class ImageIO
     public static long DecodedBytes(string path)
     {
         var bytes = InputLimits.ReadFile(path, "image");
-        ImageInfo? info;
-        try { info = ImageInfo.FromStream(new MemoryStream(bytes)); }
-        catch (Exception e) { throw new InvalidDataException($"{path}: corrupt or unsupported image ({e.Message})"); }
-        if (info is not { } i) throw new InvalidDataException($"{path}: corrupt or unsupported image (unknown image format)");
-        InputLimits.CheckPixels(i.Width, i.Height, path);
-        bool grey = i.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha;
-        return (long)i.Width * i.Height * (grey ? 1 : 3);
+        var (width, height, channels) = Guarded(path, () => Header(bytes, path));
+        return (long)width * height * channels;
     }
 
-    public static Image8 Decode(byte[] bytes, string source)
+    public static Image8 Decode(byte[] bytes, string source) => Guarded(source, () =>
     {
-        try
-        {
-            var info = ImageInfo.FromStream(new MemoryStream(bytes)) ?? throw new InvalidDataException("unknown image format");
-            // the header's size is checked before a single pixel is decoded (a 389 KB PNG can declare gigapixels)
-            InputLimits.CheckPixels(info.Width, info.Height, source);
-            var want = info.ColorComponents switch
-            {
-                StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha => StbImageSharp.ColorComponents.Grey,
-                _ => StbImageSharp.ColorComponents.RedGreenBlue,
-            };
-            var img = ImageResult.FromMemory(bytes, want);
-            int c = want == StbImageSharp.ColorComponents.Grey ? 1 : 3;
-            if (img.Data is null || img.Data.Length != img.Width * img.Height * c) throw new InvalidDataException("truncated pixel data");
-            return new Image8(img.Width, img.Height, c, img.Data);
-        }
+        var (_, _, c) = Header(bytes, source);
+        var img = ImageResult.FromMemory(bytes, c == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
+        if (img.Data is null || img.Data.Length != img.Width * img.Height * c) throw new InvalidDataException("truncated pixel data");
+        return new Image8(img.Width, img.Height, c, img.Data);
+    });
+
+    /// <summary>
+    /// Width, height and the channels the file decodes to (grey stays grey, alpha is dropped, anything else is RGB),
+    /// with its size checked before a single pixel is decoded (a 389 KB PNG can declare gigapixels).
+    /// </summary>
+    private static (int Width, int Height, int Channels) Header(byte[] bytes, string source)
+    {
+        var info = ImageInfo.FromStream(new MemoryStream(bytes)) ?? throw new InvalidDataException("unknown image format");
+        InputLimits.CheckPixels(info.Width, info.Height, source);
+        bool grey = info.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha;
+        return (info.Width, info.Height, grey ? 1 : 3);
+    }
+
+    /// <summary><paramref name="read"/>, with any decoder failure as one line naming the file.</summary>
+    private static T Guarded<T>(string source, Func<T> read)
+    {
+        try { return read(); }
         catch (Exception e) when (e is not InvalidDataException || !e.Message.StartsWith(source))
         {
             // the decoder's own messages can carry NUL padding
