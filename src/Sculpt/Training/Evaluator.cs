@@ -11,8 +11,10 @@ public sealed record MetricSummary(string Label, int Cases, double Dice, double 
 
 public static class Evaluator
 {
-    /// <summary>Runs the model in eval mode over the samples and returns label maps.</summary>
-    /// <summary>Label maps of every sample; <paramref name="progress"/>: (samples done, samples in all) after each batch.</summary>
+    /// <summary>
+    /// The model in eval mode over the samples: their label maps; <paramref name="progress"/> hears (samples done,
+    /// samples in all) after each batch.
+    /// </summary>
     public static List<byte[]> Predict(GraphModule model, IReadOnlyList<Sample> samples, TaskInfo task, int batchSize = 16,
         Action<int, int>? progress = null)
     {
