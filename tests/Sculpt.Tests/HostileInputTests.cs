@@ -474,13 +474,18 @@ public class HostileSpacingTests
 
 public class RealSizeInputTests
 {
-    /// <summary>The limits must not reject real data: a 1024 × 1024 frame written by skimage reads whole.</summary>
+    /// <summary>
+    /// The limits must not reject real data: a 1024 × 1024 frame written by skimage reads whole, and its header alone
+    /// gives the bytes it decodes to (what segment bounds a folder of images by).
+    /// </summary>
     [Fact]
     public void AFullSizeFrameStillReads()
     {
-        var img = Data.ImageIO.Read(Path.Combine(AppContext.BaseDirectory, "Fixtures", "frame-1024.png"));
+        var path = Path.Combine(AppContext.BaseDirectory, "Fixtures", "frame-1024.png");
+        var img = Data.ImageIO.Read(path);
         Assert.Equal((1024, 1024, 1), (img.Width, img.Height, img.Channels));
         Assert.Equal((byte)((700 + 300) % 256), img[300, 700]);
+        Assert.Equal(img.Pixels.LongLength, Data.ImageIO.DecodedBytes(path));
     }
 }
 
