@@ -113,13 +113,15 @@ public static class DataLoading
 {
     /// <summary>
     /// <see cref="SegmentationDataset.Load"/> showing "reading DIR: n/N … ETA" while it reads; nothing for a quick
-    /// read (the line's throttle shows the first update after 200 ms on a terminal, 30 s in a log).
+    /// read (the line's throttle shows the first update after 200 ms on a terminal, 30 s in a log). The dataset's
+    /// warnings (items skipped, frames without a tracing) go to stderr here, so that every command shows them.
     /// </summary>
     public static SegmentationDataset Load(string dir, int? height = null, int? width = null, bool lenient = false)
     {
         var line = new ProgressLine();
         var ds = SegmentationDataset.Load(dir, height, width, lenient, line.Counter($"reading {dir}"));
         line.Done();
+        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         return ds;
     }
 }

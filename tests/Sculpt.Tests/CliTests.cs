@@ -372,3 +372,43 @@ public class EvalEngineTests
         Assert.Contains("--engine must be torch, sculpt or ort, got 'tensorrt'", r.Err);
     }
 }
+
+/// <summary>
+/// A dataset's warnings reach the user whatever the command: prune had printed none of them (an EchoNet archive's
+/// skipped videos went unmentioned there) and could not skip a bad item at all, although train and eval could.
+/// </summary>
+public class DatasetWarningTests
+{
+    [Fact]
+    public void EveryCommandThatReadsADatasetShowsItsWarningsAndPruneSkipsBadItemsWhenLenient()
+    {
+        var dir = TestFiles.TempDir();
+        var fx = new Fixtures.EchoNetFixture(Path.Combine(dir, "echonet"));
+        var missing = fx.Videos[1].Name + ".avi";
+        File.Delete(Path.Combine(fx.Root, "Videos", missing));
+        // the fixture's last video has one traced frame, which EchoNet's rule drops
+        string[] expected = [missing, "1 video(s) with fewer than two traced frames"];
+        void AssertWarned((int Code, string Out, string Err) r)
+        {
+            Assert.True(r.Code == 0, r.Err);
+            var warnings = r.Err.Split('\n').Where(l => l.StartsWith("warning: ", StringComparison.Ordinal)).ToList();
+            Assert.All(expected, w => Assert.Single(warnings, l => l.Contains(w, StringComparison.Ordinal)));
+        }
+
+        var model = Path.Combine(dir, "m.sculpt");
+        AssertWarned(TestFiles.Cli("train", "--data", fx.Root, "--lenient", "--arch", "unet-small", "--width", "2", "--epochs", "1",
+            "--batch", "4", "--out", model));
+        var pruned = Path.Combine(dir, "p.sculpt");
+        string[] prune = ["prune", "--model", model, "--data", fx.Root, "--compression", "2", "--steps", "1", "--max-step-ratio", "3",
+            "--epochs", "0", "--final-epochs", "0", "--no-control", "--out", pruned];
+        var strict = TestFiles.Cli(prune);
+        Assert.Equal(1, strict.Code);
+        Assert.Contains($"{missing}", strict.Err);
+        Assert.Contains("not found", strict.Err);
+        Assert.False(File.Exists(pruned));
+        AssertWarned(TestFiles.Cli([.. prune, "--lenient"]));
+        Assert.True(File.Exists(pruned));
+        AssertWarned(TestFiles.Cli("eval", "--model", pruned, "--data", fx.Root, "--lenient"));
+        AssertWarned(TestFiles.Cli("data", "info", "--data", fx.Root, "--lenient", "--json"));
+    }
+}

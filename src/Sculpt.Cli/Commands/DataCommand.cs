@@ -60,7 +60,6 @@ public static class DataCommand
         if (ds.Normalization is { } norm)
             Console.WriteLine($"normalisation (0–255 scale) mean [{string.Join(", ", norm.Mean.Select(m => (m * 255).ToString("0.00", Output.Inv)))}], std [{string.Join(", ", norm.Std.Select(m => (m * 255).ToString("0.00", Output.Inv)))}]");
         if (ds.Samples.Any(s => s.Phase != null)) Console.WriteLine($"phases   {ds.Samples.Count(s => s.Phase == "ED")} ED, {ds.Samples.Count(s => s.Phase == "ES")} ES");
-        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         Console.WriteLine($"dataset  {dir}\nformat   {ds.Format}\nimages   {ds.Samples.Count} ({ds.Width}×{ds.Height}, {ds.Channels} channel{(ds.Channels > 1 ? "s" : "")})" + (videos > 0 ? $"\nvideos   {videos}" : ""));
         Console.WriteLine();
         Console.Write(Output.Table(new[] { "split", "samples" }, counts.Select(kv => new[] { kv.Key, kv.Value.ToString() })));
@@ -94,7 +93,6 @@ public static class DataCommand
                 }
                 File.WriteAllBytes(Path.Combine(tmp, "montage.png"), ImageIO.EncodePng(Overlay.Montage(overlays, 6)));
             });
-        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         Console.WriteLine($"wrote {samples.Count} images, masks and overlays (a Sculpt dataset folder) and montage.png to {outDir}");
         return 0;
     }

@@ -52,7 +52,6 @@ public static class EvalCommand
         var pkg = onnx ? OnnxImport.Read(modelPath) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
         var ds = DataLoading.Load(data, task.InputHeight, task.InputWidth, lenient);
-        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         DataFit.Check(ds, task, DataUse.Score);
         // the data's names: the same labels as the model's, and real names where an import gave the model placeholders
         var labels = ds.Labels;

@@ -18,7 +18,7 @@ public static class PruneCommand
                      [--distill [--distill-loss mse|soft] [--distill-weight W]]
                      [--round-to K] [--max-group-ratio R] [--min-channels C] [--head-input ranked|whole] [--no-bn-recalibration] [--restore-bn]
                      [--collapse-drop D] [--no-control] [--scratch-lr LR] [--control-budget K] [--keep-pruned-weights]
-                     [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--json]
+                     [--lr LR] [--batch B] [--seed S] [--threads T] [--run DIR] [--resume] [--lenient] [--json]
 
         Structured pruning that physically removes channels. Each step shrinks the model geometrically towards
         the target by at most Q× (default 1.5; at least S steps; the last lands on the target), re-estimates
@@ -53,7 +53,7 @@ public static class PruneCommand
         Controls (unless --no-control): two networks trained from scratch with the pruned model's whole sample budget
         (the dense model's training as its meta.json records it, plus every fine-tune) answer whether pruning beat
         training a small network directly: the pruned architecture re-initialised, and the dense architecture at one
-        uniform width with the same parameter count. Their validation Dice is printed beside the pruned model's and
+        uniform width with at most the same parameter count. Their validation Dice is printed beside the pruned model's and
         their models are in the run folder (control-scratch.sculpt, control-uniform.sculpt, controls.json), so
         `sculpt eval` gives their test Dice with confidence intervals. --scratch-lr: their Adam learning rate (default
         1e-2: a network of a few thousand parameters trained at sculpt train's 2e-3 ended below Dice 0.3 in about half
@@ -69,20 +69,22 @@ public static class PruneCommand
         (pruned-weights.sculpt, control-scratch.sculpt, control-uniform.sculpt); meta.json's final pruning entry and
         --json's "output" say which one was output. --keep-pruned-weights always outputs the pruned weights.
 
+        --lenient skips bad dataset items with a counted warning, as train and eval do.
+
         example: sculpt prune --model dense.sculpt --data data/echo --compression 300 --steps 6 --out small.sculpt
         """;
 
     public static int Run(string[] argv)
     {
         var a = new Args(argv, new HashSet<string> { "distill", "resume", "json", "no-bn-recalibration", "restore-bn", "no-control",
-            "keep-pruned-weights" });
+            "keep-pruned-weights", "lenient" });
         var modelPath = a.Required("model");
         var data = a.Required("data");
         var outPath = a.Required("out");
         Args.RefuseOverwrite(outPath, modelPath);
         AtomicFile.CheckWritable(outPath);
         var runDir = a.Get("run", outPath + ".run");
-        bool json = a.Flag("json"), resume = a.Flag("resume");
+        bool json = a.Flag("json"), resume = a.Flag("resume"), lenient = a.Flag("lenient");
         double? maxLatency = a.Has("max-latency-ms") ? a.Double("max-latency-ms", 0, 0, 1e6, aboveMin: true) : null;
         int latencyThreads = a.Int("latency-threads", 1, 1, 1024);
         bool distill = a.Flag("distill");
@@ -127,7 +129,7 @@ public static class PruneCommand
             if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {latencyModel.FixedMs:0.###} ms + {latencyModel.MsPerGmac:0.###} ms/GMAC → target {Output.Count(o.MaxMacs!.Value)} MACs for {ms} ms");
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
-        var ds = DataLoading.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth);
+        var ds = DataLoading.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth, lenient);
         if (DataFit.Check(ds, dense.Meta.Task, DataUse.Prune) is { } warning) Console.Error.WriteLine($"sculpt prune: warning: {warning}");
         var (model, steps) = Run(dense, ds, o, runDir, resume);
         model.Save(outPath);

@@ -68,7 +68,6 @@ public static class TrainCommand
         if (teacherPath is not null)
             options = options with { Distill = new DistillFrom(Sculpt.Runtime.ModelPackage.Load(teacherPath), distillLoss, distillWeight) };
         var ds = DataLoading.Load(data, lenient: lenient);
-        foreach (var w in ds.Warnings) Console.Error.WriteLine($"warning: {w}");
         if (!options.Resume && Directory.Exists(options.CheckpointDir)) Directory.Delete(options.CheckpointDir, true);
         int classes = ds.IsBinary ? 1 : ds.Labels.Count;
         Sculpt.Runtime.ModelPackage pkg;

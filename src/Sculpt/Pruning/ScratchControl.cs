@@ -21,7 +21,7 @@ public sealed record ControlResult(string Kind, string Description, long Params,
 /// Whether pruning beats training a small network directly — the first question a reviewer asks of a pruning result.
 /// Two controls, each trained from a fresh initialisation with the whole sample budget the pruned model consumed
 /// (the dense model's training plus every fine-tune): the pruned architecture itself, and the plain alternative a
-/// clinical group would try first, the dense architecture at one uniform width with the same parameter count.
+/// clinical group would try first, the dense architecture at one uniform width with at most the same parameter count.
 /// </summary>
 public static class ScratchControl
 {
@@ -38,26 +38,43 @@ public static class ScratchControl
     public static string BudgetLabel(double scale) => scale == 1 ? "the same budget" : $"{scale:0.##}× the budget";
 
     /// <summary>
-    /// The dense graph with every prunable channel group scaled by one factor, chosen so that the parameter count is
-    /// as close as possible to <paramref name="targetParams"/> (groups the task fixes, input and output, stay whole).
+    /// The dense graph with every prunable channel group scaled by one factor, the largest whose network has at most
+    /// <paramref name="targetParams"/> parameters, then filled up to that limit one block at a time, always in the group
+    /// furthest below its dense width in proportion (groups the task fixes, input and output, stay whole). At most, not
+    /// the closest: a control with more parameters than the pruned network would compare unequal sizes, and it could
+    /// never be the run's output. Where even one block per group is over the limit, that smallest network is returned.
     /// </summary>
     public static NetworkGraph UniformWidth(NetworkGraph dense, long targetParams)
     {
         var groups = ChannelGroups.Analyze(dense);
-        NetworkGraph At(double factor) => Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(g => g.Id, g =>
+        var prunable = groups.Prunable.ToList();
+        NetworkGraph Build(IReadOnlyDictionary<int, int> blocks) =>
+            Slicer.ApplyWidths(groups, prunable.ToDictionary(g => g.Id, g => blocks[g.Id] * g.Block));
+        Dictionary<int, int> At(double factor) => prunable.ToDictionary(g => g.Id, g =>
         {
-            int blocks = g.Width / g.Block;
-            return Math.Clamp((int)Math.Round(factor * blocks), 1, blocks) * g.Block;
-        }));
+            int all = g.Width / g.Block;
+            return Math.Clamp((int)Math.Round(factor * all), 1, all);
+        });
         double lo = 0, hi = 1;
         for (int i = 0; i < 40; i++)
         {
             double mid = (lo + hi) / 2;
-            if (At(mid).ParameterCount() < targetParams) lo = mid; else hi = mid;
+            if (Build(At(mid)).ParameterCount() <= targetParams) lo = mid; else hi = mid;
         }
-        var below = At(lo);
-        var above = At(hi);
-        return Math.Abs(below.ParameterCount() - targetParams) <= Math.Abs(above.ParameterCount() - targetParams) ? below : above;
+        var blocks = At(lo);
+        var graph = Build(blocks);
+        if (graph.ParameterCount() > targetParams) return graph;
+        var full = new HashSet<int>();
+        while (true)
+        {
+            var next = prunable.Where(g => !full.Contains(g.Id) && blocks[g.Id] < g.Width / g.Block)
+                .OrderBy(g => (double)blocks[g.Id] / (g.Width / g.Block)).FirstOrDefault();
+            if (next is null) return graph;
+            blocks[next.Id]++;
+            var wider = Build(blocks);
+            if (wider.ParameterCount() <= targetParams) graph = wider;
+            else { blocks[next.Id]--; full.Add(next.Id); }
+        }
     }
 
     /// <summary>
