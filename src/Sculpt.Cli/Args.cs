@@ -109,6 +109,17 @@ public sealed class Args
         return text.Split(',').Select(Item).ToArray();
     }
 
+    /// <summary>--input-size H,W: where an ONNX file leaves height and width dynamic, the size to read and run it at.</summary>
+    public (int Height, int Width)? InputSize()
+    {
+        if (Get("input-size") is not { } text) return null;
+        var parts = text.Split(',');
+        if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int h)
+            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int w) || h < 1 || w < 1 || h > 8192 || w > 8192)
+            throw new UsageException($"--input-size needs H,W between 1 and 8192, got '{Sculpt.Common.Messages.Quote(text)}'");
+        return (h, w);
+    }
+
     /// <summary>--threads T: libtorch intra-op threads for this process (0 or absent: libtorch's default, all cores).</summary>
     public int Threads()
     {

@@ -327,11 +327,11 @@ public class EvalEngineTests
         return dir;
     });
 
-    private static double[] PerCaseDice(string model, string engine)
+    private static double[] PerCaseDice(string model, string engine, params string[] more)
     {
         var outDir = Path.Combine(TestFiles.TempDir(), "eval");
-        var r = TestFiles.Cli("eval", "--model", model, "--data", Data.Value, "--split", "all", "--engine", engine, "--out", outDir,
-            "--json");
+        var r = TestFiles.Cli(["eval", "--model", model, "--data", Data.Value, "--split", "all", "--engine", engine, "--out", outDir,
+            "--json", .. more]);
         Assert.True(r.Code == 0, r.Err);
         Assert.Equal(engine, System.Text.Json.Nodes.JsonNode.Parse(r.Out)!["engine"]!.GetValue<string>());
         return File.ReadAllLines(Path.Combine(outDir, "per_case.csv")).Skip(1)
@@ -362,6 +362,50 @@ public class EvalEngineTests
             for (int i = 0; i < dice.Length; i++)
                 Assert.True(Math.Abs(dice[i] - reference[i]) <= 1e-3, $"{engine}, case {i}: {dice[i]} vs {reference[i]}");
         }
+    }
+
+    /// <summary>
+    /// A real torch.onnx export with dynamic height and width (as nnU-Net-style exports often are) is scored and segmented
+    /// at the size given, alike by every engine; without a size it is refused with what to give.
+    /// </summary>
+    [Fact]
+    public void AnExportWithDynamicHeightAndWidthRunsAtTheGivenSize()
+    {
+        var dynamic = Path.Combine(RealExportTests.Dir, "unet_dynamic_hw.onnx");
+        var reference = PerCaseDice(dynamic, "torch", "--input-size", "64,64");
+        Assert.Equal(16, reference.Length);
+        foreach (var engine in new[] { "ort", "sculpt" })
+        {
+            var dice = PerCaseDice(dynamic, engine, "--input-size", "64,64");
+            for (int i = 0; i < dice.Length; i++)
+                Assert.True(Math.Abs(dice[i] - reference[i]) <= 1e-3, $"{engine}, case {i}: {dice[i]} vs {reference[i]}");
+        }
+
+        var r = TestFiles.Cli("eval", "--model", dynamic, "--data", Data.Value);
+        Assert.Equal(1, r.Code);
+        Assert.Contains($"{dynamic}: the input's height and width are dynamic [?, 1, ?, ?]; give the size to run it at (--input-size H,W)", r.Err);
+        r = TestFiles.Cli("eval", "--model", Path.Combine(RealExportTests.Dir, "unet.onnx"), "--data", Data.Value, "--input-size", "32,32");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--input-size 32,32 disagrees", r.Err);
+        r = TestFiles.Cli("eval", "--model", ArchiveFixture.Model, "--data", Data.Value, "--input-size", "64,64");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--input-size applies to an .onnx model", r.Err);
+        r = TestFiles.Cli("eval", "--model", dynamic, "--data", Data.Value, "--input-size", "64x64");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("--input-size needs H,W between 1 and 8192, got '64x64'", r.Err);
+
+        var image = Directory.GetFiles(Path.Combine(Data.Value, "images")).Order().First();
+        foreach (var engine in new[] { "ort", "sculpt" })
+        {
+            var outDir = Path.Combine(TestFiles.TempDir(), "seg");
+            var s = TestFiles.Cli("segment", "--model", dynamic, "--input", image, "--out", outDir, "--engine", engine, "--input-size", "64,64");
+            Assert.True(s.Code == 0, s.Err);
+            var mask = ImageIO.Read(Path.Combine(outDir, "masks", Path.GetFileNameWithoutExtension(image) + ".png"));
+            Assert.Equal((64, 64), (mask.Height, mask.Width));
+        }
+        r = TestFiles.Cli("segment", "--model", dynamic, "--input", image, "--out", Path.Combine(TestFiles.TempDir(), "seg"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("--input-size H,W", r.Err);
     }
 
     [Fact]

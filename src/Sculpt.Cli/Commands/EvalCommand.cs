@@ -16,7 +16,7 @@ public static class EvalCommand
 {
     public const string Help = """
         sculpt eval --model MODEL.sculpt|MODEL.onnx --data DIR [--split test|val|train|all] [--engine torch|sculpt|ort]
-                    [--out DIR] [--seed S] [--threads T] [--lenient] [--json]
+                    [--input-size H,W] [--out DIR] [--seed S] [--threads T] [--lenient] [--json]
 
         Dice, IoU and HD95 (pixels; mm when the data gives a pixel spacing) per case and label, summarised as
         mean with a 95% bootstrap confidence interval (2000 resamples, --seed). Both-empty masks score Dice 1 and
@@ -27,8 +27,8 @@ public static class EvalCommand
         --engine: what computes the predictions. torch (the default for .sculpt) is libtorch, as training and
         pruning score; ort (the default for .onnx) and sculpt are the deployment runtimes `sculpt segment` uses, so
         an exported file is scored as it will run. An .onnx file exported by Sculpt carries its labels and
-        normalisation; another is read as `sculpt import --onnx` reads it (one with dynamic height and width: import
-        it with --input-size, then evaluate the .sculpt file, with --engine ort to run it in ONNX Runtime).
+        normalisation; another is read as `sculpt import --onnx` reads it, and one that leaves height and width dynamic
+        runs at --input-size H,W (frames are resized to it, as to any model's input).
 
         example: sculpt eval --model models/unet16.sculpt --data data/echo --split test --out eval/
         """;
@@ -47,9 +47,11 @@ public static class EvalCommand
         int seed = a.Int("seed", 0);
         int threads = a.Threads();
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
+        var inputSize = a.InputSize();
         a.EnsureAllUsed();
+        if (inputSize != null && !onnx) throw new UsageException("--input-size applies to an .onnx model (a package fixes its input size)");
 
-        var pkg = onnx ? OnnxImport.Read(modelPath) : ModelPackage.Load(modelPath);
+        var pkg = onnx ? OnnxImport.Read(modelPath, inputSize) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
         var ds = DataLoading.Load(data, task.InputHeight, task.InputWidth, lenient);
         DataFit.Check(ds, task, DataUse.Score);
@@ -57,7 +59,7 @@ public static class EvalCommand
         var labels = ds.Labels;
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
-        var preds = Predict(pkg, modelPath, engine, threads, samples);
+        var preds = Predict(pkg, modelPath, engine, threads, inputSize, samples);
         var cases = Evaluator.Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
         var summary = Evaluator.Summarize(cases, labels, seed);
         var summaryJson = new JsonObject
@@ -104,7 +106,8 @@ public static class EvalCommand
     }
 
     /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>, with a progress line.</summary>
-    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, int threads, IReadOnlyList<Sample> samples)
+    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, int threads, (int, int)? inputSize,
+        IReadOnlyList<Sample> samples)
     {
         var task = pkg.Meta.Task;
         var line = new ProgressLine();
@@ -118,7 +121,7 @@ public static class EvalCommand
         else
         {
             var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
-            using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads });
+            using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads, InputSize = inputSize });
             predictions = new List<byte[]>(samples.Count);
             foreach (var chunk in samples.Chunk(64))
             {

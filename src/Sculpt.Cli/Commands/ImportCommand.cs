@@ -85,15 +85,7 @@ public static class ImportCommand
     {
         var outPath = a.Required("out");
         Args.RefuseOverwrite(outPath, onnx);
-        (int, int)? size = null;
-        if (a.Get("input-size") is { } text)
-        {
-            var parts = text.Split(',');
-            if (parts.Length != 2 || !int.TryParse(parts[0], out int h) || !int.TryParse(parts[1], out int w) || h < 1 || w < 1 || h > 8192 || w > 8192)
-                throw new UsageException($"--input-size needs H,W between 1 and 8192, got '{text}'");
-            size = (h, w);
-        }
-        var model = OnnxImport.Read(onnx, size);
+        var model = OnnxImport.Read(onnx, a.InputSize());
         var task = model.Meta.Task;
         if (a.Has("mean") || a.Has("std"))
         {

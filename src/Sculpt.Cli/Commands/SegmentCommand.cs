@@ -10,8 +10,10 @@ namespace Sculpt.Cli.Commands;
 public static class SegmentCommand
 {
     public const string Help = """
-        sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--engine E] [--json]
-        sculpt segment --model M --input ARCHIVE --out DIR [--shard i/N | --shard N] [--no-images] [--retry-failed] [--engine E] [--json]
+        sculpt segment --model M.sculpt|M.onnx --input IMAGE|DIR|VIDEO|X.npy --out DIR [--logits Y.npy] [--engine E] [--input-size H,W]
+                       [--json]
+        sculpt segment --model M --input ARCHIVE --out DIR [--shard i/N | --shard N] [--no-images] [--retry-failed] [--engine E]
+                       [--input-size H,W] [--json]
         sculpt segment --merge DIR [--json]
 
         IMAGE (.png/.jpg/.jpeg) or DIR of images: masks/<name>.png (pixel = label) and overlays/<name>.png at the
@@ -27,6 +29,7 @@ public static class SegmentCommand
         at load, alternating, and keeps the faster (ONNX Runtime where Sculpt's engine cannot plan the graph); the two
         agree to 1e-4 in the logits, so a pixel whose logit is that close to the threshold can differ between them.
         sculpt needs no native library. Give it explicitly where runs must be byte-identical (shards, resumes).
+        --input-size H,W: the size to run an .onnx file at that leaves height and width dynamic.
 
         ARCHIVE: a folder without images of its own. Every cine loop below it is a study — a DICOM file (.dcm,
         .dicom, or no extension and a DICOM header), a video file, or a folder of images — and is written to
@@ -60,7 +63,10 @@ public static class SegmentCommand
             var e => throw new UsageException($"--engine must be auto, sculpt or ort, got '{e}'"),
         };
         bool noImages = a.Flag("no-images"), retryFailed = a.Flag("retry-failed");
+        var inputSize = a.InputSize();
         a.EnsureAllUsed();
+        if (inputSize != null && !modelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+            throw new UsageException("--input-size applies to an .onnx model (a package fixes its input size)");
         if (!File.Exists(input) && !Directory.Exists(input)) throw new FileNotFoundException($"{input}: input not found");
         if (!archive && (shardText != null || noImages || retryFailed))
             throw new UsageException("--shard, --no-images and --retry-failed apply to an archive (a folder of studies)");
@@ -71,7 +77,7 @@ public static class SegmentCommand
             catch (ArgumentException e) { throw new UsageException(e.Message); }
         }
         if (archive && outDir != null) CheckOutsideArchive(input, outDir);
-        using var seg = Segmenter.Open(modelPath, new SegmenterOptions { Engine = engine });
+        using var seg = Segmenter.Open(modelPath, new SegmenterOptions { Engine = engine, InputSize = inputSize });
         if (archive)
         {
             if (outDir == null) throw new UsageException("missing required option --out");

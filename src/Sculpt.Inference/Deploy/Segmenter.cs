@@ -33,6 +33,11 @@ public sealed record SegmenterOptions
     public bool ChooseFastestLevel { get; init; }
     /// <summary>Frames per model run.</summary>
     public int BatchSize { get; init; } = 16;
+    /// <summary>
+    /// Height and width to run an ONNX file at that leaves them dynamic (torch.onnx with dynamic axes, as nnU-Net-style
+    /// exports often are); where the file fixes them, it must agree. Null: the file's own size.
+    /// </summary>
+    public (int Height, int Width)? InputSize { get; init; }
 }
 
 /// <summary>
@@ -72,7 +77,7 @@ public sealed class Segmenter : IDisposable
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "BatchSize must be at least 1");
         bool onnx = path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
         ModelPackage? pkg = onnx ? null : ModelPackage.Load(path);
-        if (onnx && options.Engine != EngineChoice.Ort) pkg = TryImport(path, options.Engine == EngineChoice.Sculpt);
+        if (onnx && options.Engine != EngineChoice.Ort) pkg = TryImport(path, options.Engine == EngineChoice.Sculpt, options.InputSize);
         Engine.SculptEngine? engine = null;
         if (pkg != null && options.Engine != EngineChoice.Ort)
         {
@@ -87,7 +92,7 @@ public sealed class Segmenter : IDisposable
         var ort = OpenOrt(level => bytes != null ? OrtModel.FromBytes(bytes, path, options.Threads, level) : new OrtModel(path, options.Threads, level), options);
         try
         {
-            if (onnx) task = OnnxTask(ort, path);
+            if (onnx) task = OnnxTask(ort, path, options.InputSize);
             if (engine == null) return new Segmenter(path, task!, ort, null, options.BatchSize);
             // both can run it: the faster at batch 1 on this machine, timed alternately so that noise hits both alike
             var (faster, ours, theirs) = Latency.FasterOf(engine.SampleRun(1), ort.SampleRun(1), warmUpSeconds: 0.3, warmUpRuns: 5,
@@ -99,9 +104,9 @@ public sealed class Segmenter : IDisposable
     }
 
     /// <summary>An ONNX file as a package for Sculpt's engine: its sculpt.task metadata, or null where the importer cannot read it.</summary>
-    private static ModelPackage? TryImport(string path, bool required)
+    private static ModelPackage? TryImport(string path, bool required, (int Height, int Width)? inputSize)
     {
-        try { return OnnxImport.Read(path); }
+        try { return OnnxImport.Read(path, inputSize); }
         catch (InvalidDataException) when (!required) { return null; }
     }
 
@@ -112,22 +117,22 @@ public sealed class Segmenter : IDisposable
     private static OrtModel OpenOrt(Func<GraphOptimizationLevel, OrtModel> open, SegmenterOptions options) =>
         options.ChooseFastestLevel ? OrtModel.Fastest(open) : open(GraphOptimizationLevel.ORT_ENABLE_ALL);
 
-    private static TaskInfo OnnxTask(OrtModel ort, string path)
+    private static TaskInfo OnnxTask(OrtModel ort, string path, (int Height, int Width)? inputSize)
     {
         if (ort.Metadata.TryGetValue("sculpt.task", out var json))
         {
-            try { return JsonSerializer.Deserialize<TaskInfo>(json, NetworkGraph.JsonOptions) ?? throw new JsonException("null"); }
+            TaskInfo task;
+            try { task = JsonSerializer.Deserialize<TaskInfo>(json, NetworkGraph.JsonOptions) ?? throw new JsonException("null"); }
             catch (JsonException e) { throw new InvalidDataException($"{path}: the sculpt.task metadata is not valid: {e.Message}"); }
+            OnnxImport.InputSize(path, task.InputHeight, task.InputWidth, inputSize,
+                $"?, {task.InputChannels}, {task.InputHeight}, {task.InputWidth}");
+            return task;
         }
-        // a foreign ONNX model: no normalisation known, input size from the graph
+        // a foreign ONNX model: no normalisation known, input size from the graph or the caller
         var shape = ort.InputShape;
-        var task = new TaskInfo
-        {
-            InputChannels = (int)Math.Max(1, shape.ElementAtOrDefault(1)), InputHeight = (int)shape.ElementAtOrDefault(2), InputWidth = (int)shape.ElementAtOrDefault(3),
-        };
-        if (task.InputHeight <= 0 || task.InputWidth <= 0)
-            throw new InvalidDataException($"{path}: the ONNX input has no fixed height and width; export it with a fixed spatial size");
-        return task;
+        var (h, w) = OnnxImport.InputSize(path, shape.ElementAtOrDefault(2), shape.ElementAtOrDefault(3), inputSize,
+            string.Join(", ", shape.Select(d => d <= 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        return new TaskInfo { InputChannels = (int)Math.Max(1, shape.ElementAtOrDefault(1)), InputHeight = h, InputWidth = w };
     }
 
     /// <summary>Raw NCHW float32 in, raw logits out: no preprocessing at all.</summary>

@@ -17,6 +17,25 @@ namespace Sculpt.Onnx;
 /// </summary>
 public static class OnnxImport
 {
+    /// <summary>
+    /// The height and width to read or run a file at: its own where it fixes them (a given size must then agree), the
+    /// given one where it leaves either dynamic (≤ 0), which then must be given.
+    /// </summary>
+    public static (int Height, int Width) InputSize(string path, long height, long width, (int Height, int Width)? given, string dims)
+    {
+        bool fixedSize = height > 0 && width > 0;
+        if (given is { } size)
+        {
+            if ((height > 0 && height != size.Height) || (width > 0 && width != size.Width))
+                throw new InvalidDataException(
+                    $"{path}: the file fixes the input's size [{dims}]; --input-size {size.Height},{size.Width} disagrees");
+            return size;
+        }
+        if (!fixedSize)
+            throw new InvalidDataException($"{path}: the input's height and width are dynamic [{dims}]; give the size to run it at (--input-size H,W)");
+        return ((int)Math.Min(height, int.MaxValue), (int)Math.Min(width, int.MaxValue));
+    }
+
     /// <summary>The ONNX operators the importer understands (as feature-map operations or as shape computations).</summary>
     public static readonly IReadOnlySet<string> Supported = new SortedSet<string>
     {
@@ -178,17 +197,7 @@ public static class OnnxImport
             string Text() => string.Join(", ", dims.Select(d => d <= 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             if (dims.Count != 4 || dims[1] <= 0 || dims[1] > 64)
                 throw new InvalidDataException($"{path}: the input must be N×C×H×W with a fixed C; found [{Text()}]");
-            int h = (int)Math.Min(dims[2], int.MaxValue), w = (int)Math.Min(dims[3], int.MaxValue);
-            if (inputSize is { } size)
-            {
-                if (h > 0 && w > 0 && (h != size.Height || w != size.Width))
-                    throw new InvalidDataException(
-                        $"{path}: the file fixes the input at {h}×{w}; --input-size {size.Height},{size.Width} disagrees");
-                (h, w) = size;
-            }
-            else if (h <= 0 || w <= 0)
-                throw new InvalidDataException(
-                    $"{path}: the input's height and width are dynamic [{Text()}]; give the size to evaluate it at (--input-size H,W)");
+            var (h, w) = InputSize(path, dims[2], dims[3], inputSize, Text());
             if (h > 8192 || w > 8192) throw new InvalidDataException($"{path}: input size {h}×{w} is larger than 8192×8192");
             var node = new InputNode { Name = Unique("input"), Channels = (int)dims[1], Height = h, Width = w };
             Add(node, new Shape(node.Channels, h, w));
