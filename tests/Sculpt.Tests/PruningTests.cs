@@ -506,14 +506,18 @@ public class ScratchControlTests
     {
         var dense = UNet.Build(new UNetConfig { Depth = 3, BaseWidth = 16, InputSize = 32 });
         foreach (long target in new[] { dense.ParameterCount() / 30, dense.ParameterCount() / 7, 1_000 })
+        foreach (int floor in new[] { 1, 2 })
         {
-            var small = ScratchControl.UniformWidth(dense, target);
+            var small = ScratchControl.UniformWidth(dense, target, floor);
             Assert.InRange(small.ParameterCount(), target * 0.9, target);
             var denseGroups = ChannelGroups.Analyze(dense).Prunable.ToList();
             var widths = ChannelGroups.Analyze(small).Groups.ToDictionary(g => g.Name, g => g.Width);
             // one factor for all, up to one channel (these groups' block) of rounding above it
-            double factor = denseGroups.Min(g => (double)widths[g.Name] / g.Width);
-            Assert.All(denseGroups, g => Assert.InRange(widths[g.Name], factor * g.Width - 1e-9, Math.Ceiling(factor * g.Width - 1e-9) + 1));
+            Assert.All(denseGroups, g => Assert.True(widths[g.Name] >= floor, $"{g.Name}: {widths[g.Name]} channels"));
+            var aboveFloor = denseGroups.Where(g => widths[g.Name] > floor).ToList();
+            double factor = aboveFloor.Min(g => (double)widths[g.Name] / g.Width);
+            Assert.All(aboveFloor, g => Assert.InRange(widths[g.Name], factor * g.Width - 1e-9, Math.Ceiling(factor * g.Width - 1e-9) + 1));
+            Assert.All(denseGroups.Except(aboveFloor), g => Assert.True(factor * g.Width < floor + 1, $"{g.Name} held at the floor"));
             // filled: one more channel in any group that can still grow would exceed the target
             var groups = ChannelGroups.Analyze(dense);
             foreach (var g in denseGroups.Where(g => widths[g.Name] < g.Width))

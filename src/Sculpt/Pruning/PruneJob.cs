@@ -394,7 +394,7 @@ public static class PruneJob
         {
             ("scratch", Outputs.Retrained, "the pruned architecture, re-initialised", pruned.Graph),
             ("uniform", Outputs.UniformWidth, "the dense architecture at one uniform width",
-                ScratchControl.UniformWidth(dense.Graph, pruned.Graph.ParameterCount())),
+                ScratchControl.UniformWidth(dense.Graph, pruned.Graph.ParameterCount(), o.Allocation.MinChannels)),
         })
         {
             var (result, model) = ScratchControl.Train(kind, description, graph, budget, train, val, dense.Meta, o, o.Seed + (kind == "scratch" ? 515 : 919),
