@@ -1,9 +1,6 @@
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sculpt.Data;
-using Sculpt.Deploy;
 using Sculpt.Graph;
 using Sculpt.Onnx;
 using Sculpt.Runtime;
@@ -40,9 +37,12 @@ public static class EvalCommand
         var data = a.Required("data");
         var split = a.Choice("split", "test", s => SegmentationDataset.ParseSplit(s, orAll: true));
         bool onnx = modelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
-        var engine = a.Get("engine", onnx ? "ort" : "torch");
-        if (engine is not ("torch" or "sculpt" or "ort"))
-            throw new UsageException($"--engine must be torch, sculpt or ort, got '{Messages.Quote(engine)}'");
+        var engineName = a.Get("engine", onnx ? "ort" : "torch");
+        var engine = engineName switch
+        {
+            "torch" => EvalEngine.Torch, "sculpt" => EvalEngine.Sculpt, "ort" => EvalEngine.Ort,
+            _ => throw new UsageException($"--engine must be torch, sculpt or ort, got '{Messages.Quote(engineName)}'"),
+        };
         var outDir = a.Get("out");
         int seed = a.Int("seed", 0);
         int threads = a.Threads();
@@ -59,78 +59,34 @@ public static class EvalCommand
         var labels = ds.Labels;
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
-        var preds = Predict(pkg, modelPath, engine, threads, inputSize, samples);
-        var cases = Evaluator.Score(samples, preds, task.InputHeight, task.InputWidth, task.Labels.Count);
-        var summary = Evaluator.Summarize(cases, labels, seed);
+        var line = new ProgressLine();
+        var result = Evaluator.Evaluate(pkg, modelPath, samples, labels, engine, seed, threads, inputSize,
+            line.Counter($"eval ({engineName})", "frames"));
+        line.Done();
         var summaryJson = new JsonObject
         {
-            ["model"] = modelPath, ["engine"] = engine, ["data"] = data, ["split"] = split, ["cases"] = samples.Count, ["seed"] = seed,
-            ["labels"] = JsonSerializer.SerializeToNode(summary, NetworkGraph.JsonOptions),
-            ["dice"] = summary.Average(s => s.Dice),
+            ["model"] = modelPath, ["engine"] = engineName, ["data"] = data, ["split"] = split, ["cases"] = samples.Count, ["seed"] = seed,
+            ["labels"] = JsonSerializer.SerializeToNode(result.Summary, NetworkGraph.JsonOptions),
+            ["dice"] = result.MeanDice,
         };
-        // EchoNet's definition: Dice pooled over every pixel of the split, per cardiac phase
-        var phases = samples.Select(s => s.Phase).Where(p => p != null).Distinct().OrderBy(p => p).ToList();
-        var pooled = phases.ToDictionary(p => p!, p =>
-        {
-            var idx = Enumerable.Range(0, samples.Count).Where(i => samples[i].Phase == p).ToList();
-            return Metrics.PooledDice(idx.Select(i => preds[i]), idx.Select(i => samples[i].Mask), 1);
-        });
-        if (pooled.Count > 0) summaryJson["pooled_dice"] = new JsonObject(pooled.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
+        if (result.PooledDice.Count > 0)
+            summaryJson["pooled_dice"] = new JsonObject(result.PooledDice.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         if (outDir != null)
         {
             Directory.CreateDirectory(outDir);
-            var csv = new StringBuilder("id,label,dice,iou,hd95_px,hd95_mm\n");
-            foreach (var c in cases)
-            {
-                var m = c.Metrics;
-                string hd95Px = m.Hd95Defined ? m.Hd95Px.ToString("0.###", CultureInfo.InvariantCulture) : "";
-                string hd95Mm = m.Hd95Defined && c.SpacingMm is { } mm
-                    ? (m.Hd95Px * mm).ToString("0.###", CultureInfo.InvariantCulture) : "";
-                csv.Append(CultureInfo.InvariantCulture, $"{c.Id},{labels[c.Label]},{m.Dice:0.######},{m.IoU:0.######},")
-                    .Append(CultureInfo.InvariantCulture, $"{hd95Px},{hd95Mm}\n");
-            }
-            AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), csv.ToString());
+            AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), result.PerCaseCsv(labels));
             AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
         }
         if (json) { Output.Json(summaryJson); return 0; }
-        Console.WriteLine($"{modelPath} ({engine}) on {data} [{split}], {samples.Count} cases (mean [95% CI])");
+        Console.WriteLine($"{modelPath} ({engineName}) on {data} [{split}], {samples.Count} cases (mean [95% CI])");
         Console.Write(Output.Table(new[] { "label", "Dice", "IoU", "HD95 px", "HD95 undefined", "HD95 mm" },
-            summary.Select(s => new[]
+            result.Summary.Select(s => new[]
             {
                 s.Label, $"{Output.F(s.Dice)} [{Output.F(s.DiceLo)}, {Output.F(s.DiceHi)}]", $"{Output.F(s.IoU)} [{Output.F(s.IoULo)}, {Output.F(s.IoUHi)}]",
                 $"{Output.F(s.Hd95Px, "0.00")} [{Output.F(s.Hd95Lo, "0.00")}, {Output.F(s.Hd95Hi, "0.00")}]", s.Hd95Undefined.ToString(), s.Hd95Mm is { } mm ? Output.F(mm, "0.00") : "-",
             })));
-        foreach (var (phase, d) in pooled) Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
+        foreach (var (phase, d) in result.PooledDice) Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
         if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, "per_case.csv")}");
         return 0;
-    }
-
-    /// <summary>Label maps at the model's input size, computed by <paramref name="engine"/>, with a progress line.</summary>
-    private static List<byte[]> Predict(ModelPackage pkg, string modelPath, string engine, int threads, (int, int)? inputSize,
-        IReadOnlyList<Sample> samples)
-    {
-        var task = pkg.Meta.Task;
-        var line = new ProgressLine();
-        var progress = line.Counter($"eval ({engine})", "frames");
-        List<byte[]> predictions;
-        if (engine == "torch")
-        {
-            using var model = new GraphModule(pkg.Graph, pkg.Weights);
-            predictions = Evaluator.Predict(model, samples, task, progress: progress);
-        }
-        else
-        {
-            var choice = engine == "ort" ? EngineChoice.Ort : EngineChoice.Sculpt;
-            using var segmenter = Segmenter.Open(modelPath, new SegmenterOptions { Engine = choice, Threads = threads, InputSize = inputSize });
-            predictions = new List<byte[]>(samples.Count);
-            foreach (var chunk in samples.Chunk(64))
-            {
-                predictions.AddRange(segmenter.Segment(
-                    chunk.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth)).ToList()));
-                progress(predictions.Count, samples.Count);
-            }
-        }
-        line.Done();
-        return predictions;
     }
 }
