@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Sculpt.Data;
 using Sculpt.Graph;
 using Sculpt.Onnx;
+using Sculpt.Report;
 using Sculpt.Runtime;
 using Sculpt.Training;
 using Sculpt.Common;
@@ -60,7 +61,7 @@ public static class EvalCommand
         var samples = split == "all" ? ds.Samples : ds.Split(split).ToList();
         if (samples.Count == 0) throw new DatasetException($"{data}: split '{split}' is empty");
         var line = new ProgressLine();
-        var result = Evaluator.Evaluate(pkg, modelPath, samples, labels, engine, seed, threads, inputSize,
+        var result = ModelEvaluation.Evaluate(pkg, modelPath, samples, labels, engine, seed, threads, inputSize,
             line.Counter($"eval ({engineName})", "frames"));
         line.Done();
         var summaryJson = new JsonObject

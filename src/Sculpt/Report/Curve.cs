@@ -81,10 +81,7 @@ public sealed record Curve(List<CurvePoint> Points, double PeakGflops, int Threa
                 name += $" ({Pruning.ScratchControl.BudgetLabel(model.Meta.Metrics.TryGetValue("budget_scale", out var scale) ? scale : 1)})";
             MetricSummary summary;
             using (var module = new GraphModule(model.Graph, model.Weights))
-            {
-                var preds = Evaluator.Predict(module, test, task);
-                summary = Evaluator.Summarize(Evaluator.Score(test, preds, task.InputHeight, task.InputWidth, task.Labels.Count), ds.Labels, seed)[0];
-            }
+                summary = Evaluator.Evaluate(test, Evaluator.Predict(module, test, task), task, ds.Labels, seed).Summary[0];
             using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(model, threads, level));
             var single = Latency.Ort(ort, 1, runs: 200);
             var many = Latency.Ort(ort, batch, runs: 30);

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text;
 using Sculpt.Data;
-using Sculpt.Deploy;
 using Sculpt.Runtime;
 using static TorchSharp.torch;
 
@@ -11,9 +10,6 @@ public sealed record CaseResult(string Id, int Label, CaseMetrics Metrics, doubl
 
 public sealed record MetricSummary(string Label, int Cases, double Dice, double DiceLo, double DiceHi, double IoU, double IoULo, double IoUHi,
     double Hd95Px, double Hd95Lo, double Hd95Hi, int Hd95Undefined, double? Hd95Mm);
-
-/// <summary>What computes an evaluation's predictions: libtorch, as training and pruning score, or a deployment runtime.</summary>
-public enum EvalEngine { Torch, Sculpt, Ort }
 
 /// <summary>
 /// A model scored on a set of frames: metrics per case and foreground label, their summary with 95% bootstrap CIs,
@@ -43,16 +39,12 @@ public sealed record Evaluation(IReadOnlyList<CaseResult> Cases, IReadOnlyList<M
 public static class Evaluator
 {
     /// <summary>
-    /// <paramref name="model"/> (read from <paramref name="modelPath"/>, which the deployment runtimes open themselves)
-    /// scored on <paramref name="samples"/> by <paramref name="engine"/>; <paramref name="labels"/> name the summary's rows,
-    /// <paramref name="seed"/> draws the bootstrap; <paramref name="inputSize"/> is the size to run an ONNX file at that
-    /// leaves it dynamic; <paramref name="progress"/> hears (frames done, frames in all).
+    /// <paramref name="predictions"/> (label maps at the task's input size) scored against <paramref name="samples"/>;
+    /// <paramref name="labels"/> name the summary's rows, <paramref name="seed"/> draws the bootstrap.
     /// </summary>
-    public static Evaluation Evaluate(ModelPackage model, string modelPath, IReadOnlyList<Sample> samples, IReadOnlyList<string> labels,
-        EvalEngine engine, int seed = 0, int threads = 0, (int Height, int Width)? inputSize = null, Action<int, int>? progress = null)
+    public static Evaluation Evaluate(IReadOnlyList<Sample> samples, IReadOnlyList<byte[]> predictions, TaskInfo task,
+        IReadOnlyList<string> labels, int seed = 0)
     {
-        var task = model.Meta.Task;
-        var predictions = Predict(model, modelPath, samples, engine, threads, inputSize, progress);
         var cases = Score(samples, predictions, task.InputHeight, task.InputWidth, task.Labels.Count);
         var pooled = samples.Select(s => s.Phase).OfType<string>().Distinct().Order(StringComparer.Ordinal).ToDictionary(p => p, p =>
         {
@@ -60,30 +52,6 @@ public static class Evaluator
             return Metrics.PooledDice(idx.Select(i => predictions[i]), idx.Select(i => samples[i].Mask), 1);
         });
         return new Evaluation(cases, Summarize(cases, labels, seed), pooled);
-    }
-
-    private static List<byte[]> Predict(ModelPackage model, string modelPath, IReadOnlyList<Sample> samples, EvalEngine engine, int threads,
-        (int Height, int Width)? inputSize, Action<int, int>? progress)
-    {
-        var task = model.Meta.Task;
-        if (engine == EvalEngine.Torch)
-        {
-            using var module = new GraphModule(model.Graph, model.Weights);
-            return Predict(module, samples, task, progress: progress);
-        }
-        var options = new SegmenterOptions
-        {
-            Engine = engine == EvalEngine.Ort ? EngineChoice.Ort : EngineChoice.Sculpt, Threads = threads, InputSize = inputSize,
-        };
-        using var segmenter = Segmenter.Open(modelPath, options);
-        var predictions = new List<byte[]>(samples.Count);
-        foreach (var chunk in samples.Chunk(64))
-        {
-            predictions.AddRange(segmenter.Segment(
-                chunk.Select(s => Batches.InChannels(s.Image, task.InputChannels, task.InputHeight, task.InputWidth)).ToList()));
-            progress?.Invoke(predictions.Count, samples.Count);
-        }
-        return predictions;
     }
 
     /// <summary>
