@@ -115,7 +115,8 @@ public sealed class Args
         if (Get("input-size") is not { } text) return null;
         var parts = text.Split(',');
         if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int h)
-            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int w) || h < 1 || w < 1 || h > 8192 || w > 8192)
+            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
+            || h < 1 || w < 1 || h > 8192 || w > 8192)
             throw new UsageException($"--input-size needs H,W between 1 and 8192, got '{Sculpt.Common.Messages.Quote(text)}'");
         return (h, w);
     }

@@ -383,7 +383,8 @@ public class EvalEngineTests
 
         var r = TestFiles.Cli("eval", "--model", dynamic, "--data", Data.Value);
         Assert.Equal(1, r.Code);
-        Assert.Contains($"{dynamic}: the input's height and width are dynamic [?, 1, ?, ?]; give the size to run it at (--input-size H,W)", r.Err);
+        Assert.Contains(
+            $"{dynamic}: the input's height and width are dynamic [?, 1, ?, ?]; give the size to run it at (--input-size H,W)", r.Err);
         r = TestFiles.Cli("eval", "--model", Path.Combine(RealExportTests.Dir, "unet.onnx"), "--data", Data.Value, "--input-size", "32,32");
         Assert.Equal(1, r.Code);
         Assert.Contains("--input-size 32,32 disagrees", r.Err);
@@ -398,7 +399,8 @@ public class EvalEngineTests
         foreach (var engine in new[] { "ort", "sculpt" })
         {
             var outDir = Path.Combine(TestFiles.TempDir(), "seg");
-            var s = TestFiles.Cli("segment", "--model", dynamic, "--input", image, "--out", outDir, "--engine", engine, "--input-size", "64,64");
+            var s = TestFiles.Cli("segment", "--model", dynamic, "--input", image, "--out", outDir, "--engine", engine,
+                "--input-size", "64,64");
             Assert.True(s.Code == 0, s.Err);
             var mask = ImageIO.Read(Path.Combine(outDir, "masks", Path.GetFileNameWithoutExtension(image) + ".png"));
             Assert.Equal((64, 64), (mask.Height, mask.Width));

@@ -522,7 +522,8 @@ public class ScratchControlTests
             var groups = ChannelGroups.Analyze(dense);
             foreach (var g in denseGroups.Where(g => widths[g.Name] < g.Width))
             {
-                var wider = Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(p => p.Id, p => widths[p.Name] + (p.Id == g.Id ? 1 : 0)));
+                var wider = Slicer.ApplyWidths(groups,
+                    groups.Prunable.ToDictionary(p => p.Id, p => widths[p.Name] + (p.Id == g.Id ? 1 : 0)));
                 Assert.True(wider.ParameterCount() > target, $"{g.Name} could grow: {wider.ParameterCount()} <= {target}");
             }
         }

@@ -86,7 +86,8 @@ public static class EvalCommand
                 s.Label, $"{Output.F(s.Dice)} [{Output.F(s.DiceLo)}, {Output.F(s.DiceHi)}]", $"{Output.F(s.IoU)} [{Output.F(s.IoULo)}, {Output.F(s.IoUHi)}]",
                 $"{Output.F(s.Hd95Px, "0.00")} [{Output.F(s.Hd95Lo, "0.00")}, {Output.F(s.Hd95Hi, "0.00")}]", s.Hd95Undefined.ToString(), s.Hd95Mm is { } mm ? Output.F(mm, "0.00") : "-",
             })));
-        foreach (var (phase, d) in result.PooledDice) Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
+        foreach (var (phase, d) in result.PooledDice)
+            Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
         if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, "per_case.csv")}");
         return 0;
     }

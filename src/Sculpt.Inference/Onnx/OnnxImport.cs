@@ -32,7 +32,8 @@ public static class OnnxImport
             return size;
         }
         if (!fixedSize)
-            throw new InvalidDataException($"{path}: the input's height and width are dynamic [{dims}]; give the size to run it at (--input-size H,W)");
+            throw new InvalidDataException(
+                $"{path}: the input's height and width are dynamic [{dims}]; give the size to run it at (--input-size H,W)");
         return ((int)Math.Min(height, int.MaxValue), (int)Math.Min(width, int.MaxValue));
     }
 
