@@ -7,6 +7,8 @@ Run with Debian's packages (apt-get install ffmpeg python3-nibabel python3-torch
 Written:
 - ffmpeg.avi: Motion-JPEG AVI from ffmpeg's own encoder (testsrc2, 48x40, 6 frames); ffmpeg.frames.npy: ffmpeg's
   own decoding of it to 8-bit grey (frames, height, width).
+- ffmpeg-frame.jpg: one 640x480 colour frame (testsrc) as ffmpeg's JPEG encoder writes a still (JFIF, a comment
+  segment), for reading an image's size from its header.
 - nibabel.nii.gz (uint8) and nibabel-float.nii (float32, scaled by scl_slope/scl_inter) from nibabel, with the
   array nibabel reads back as NAME.npy (height, width: row y, column x) and the pixel spacing in the header.
 - camus-size.nii.gz: a uint8 image of 1945 x 1181 (the largest CAMUS frame), to show the limits accept real sizes.
@@ -43,6 +45,11 @@ def avi(out):
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "gray", "-"],
                          check=True, capture_output=True).stdout
     np.save(os.path.join(out, "ffmpeg.frames.npy"), np.frombuffer(raw, np.uint8).reshape(-1, 40, 48).astype(np.float32))
+
+
+def jpeg(out):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=1", "-frames:v", "1",
+                    "-q:v", "4", os.path.join(out, "ffmpeg-frame.jpg")], check=True)
 
 
 def nifti(out):
@@ -172,6 +179,7 @@ def echonet_masks(out):
 def main(out):
     os.makedirs(out, exist_ok=True)
     avi(out)
+    jpeg(out)
     nifti(out)
     metaimage(out)
     checkpoints(out)

@@ -486,6 +486,11 @@ public class RealSizeInputTests
         Assert.Equal((1024, 1024, 1), (img.Width, img.Height, img.Channels));
         Assert.Equal((byte)((700 + 300) % 256), img[300, 700]);
         Assert.Equal(img.Pixels.LongLength, Data.ImageIO.DecodedBytes(path));
+        // a JPEG's size comes after its JFIF and comment segments: read from the file's head, it is the decoded size too
+        var jpeg = Path.Combine(AppContext.BaseDirectory, "Fixtures", "inputs", "ffmpeg-frame.jpg");
+        var colour = Data.ImageIO.Read(jpeg);
+        Assert.Equal((640, 480, 3), (colour.Width, colour.Height, colour.Channels));
+        Assert.Equal(colour.Pixels.LongLength, Data.ImageIO.DecodedBytes(jpeg));
     }
 }
 

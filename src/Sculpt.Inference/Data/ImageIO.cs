@@ -21,14 +21,20 @@ public static class ImageIO
     /// <summary>The bytes <see cref="Read"/> would decode the file to, from its header alone (checked as Read checks it).</summary>
     public static long DecodedBytes(string path)
     {
-        var bytes = InputLimits.ReadFile(path, "image");
-        var (width, height, channels) = Guarded(path, () => Header(bytes, path));
+        Common.InputFile.Require(path, "image", InputLimits.MaxFileBytes); // before opening: a FIFO would block
+        // the header is read from the file itself: reading all of it here would read every image twice, since the
+        // caller measures a whole folder before it decodes any of it
+        var (width, height, channels) = Guarded(path, () =>
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            return Header(stream, path);
+        });
         return (long)width * height * channels;
     }
 
     public static Image8 Decode(byte[] bytes, string source) => Guarded(source, () =>
     {
-        var (_, _, c) = Header(bytes, source);
+        var (_, _, c) = Header(new MemoryStream(bytes), source);
         var img = ImageResult.FromMemory(bytes, c == 1 ? StbImageSharp.ColorComponents.Grey : StbImageSharp.ColorComponents.RedGreenBlue);
         if (img.Data is null || img.Data.Length != img.Width * img.Height * c) throw new InvalidDataException("truncated pixel data");
         return new Image8(img.Width, img.Height, c, img.Data);
@@ -38,9 +44,9 @@ public static class ImageIO
     /// Width, height and the channels the file decodes to (grey stays grey, alpha is dropped, anything else is RGB),
     /// with its size checked before a single pixel is decoded (a 389 KB PNG can declare gigapixels).
     /// </summary>
-    private static (int Width, int Height, int Channels) Header(byte[] bytes, string source)
+    private static (int Width, int Height, int Channels) Header(Stream image, string source)
     {
-        var info = ImageInfo.FromStream(new MemoryStream(bytes)) ?? throw new InvalidDataException("unknown image format");
+        var info = ImageInfo.FromStream(image) ?? throw new InvalidDataException("unknown image format");
         InputLimits.CheckPixels(info.Width, info.Height, source);
         bool grey = info.ColorComponents is StbImageSharp.ColorComponents.Grey or StbImageSharp.ColorComponents.GreyAlpha;
         return (info.Width, info.Height, grey ? 1 : 3);
