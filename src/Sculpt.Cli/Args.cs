@@ -109,10 +109,15 @@ public sealed class Args
         return text.Split(',').Select(Item).ToArray();
     }
 
-    /// <summary>--input-size H,W: where an ONNX file leaves height and width dynamic, the size to read and run it at.</summary>
-    public (int Height, int Width)? InputSize()
+    /// <summary>
+    /// --input-size H,W: where an ONNX file leaves height and width dynamic, the size to read and run it at; refused
+    /// unless the model is one (<paramref name="onnx"/>), since a package fixes its own.
+    /// </summary>
+    public (int Height, int Width)? InputSize(bool onnx)
     {
         if (Get("input-size") is not { } text) return null;
+        if (!onnx)
+            throw new UsageException("--input-size applies to an .onnx model (a package fixes its input size)");
         var parts = text.Split(',');
         if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int h)
             || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int w)

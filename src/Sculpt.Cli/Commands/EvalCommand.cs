@@ -48,9 +48,8 @@ public static class EvalCommand
         int seed = a.Int("seed", 0);
         int threads = a.Threads();
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
-        var inputSize = a.InputSize();
+        var inputSize = a.InputSize(onnx);
         a.EnsureAllUsed();
-        if (inputSize != null && !onnx) throw new UsageException("--input-size applies to an .onnx model (a package fixes its input size)");
 
         var pkg = onnx ? OnnxImport.Read(modelPath, inputSize) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;

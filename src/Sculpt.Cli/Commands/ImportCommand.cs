@@ -85,7 +85,7 @@ public static class ImportCommand
     {
         var outPath = a.Required("out");
         Args.RefuseOverwrite(outPath, onnx);
-        var model = OnnxImport.Read(onnx, a.InputSize());
+        var model = OnnxImport.Read(onnx, a.InputSize(onnx: true));
         var task = model.Meta.Task;
         if (a.Has("mean") || a.Has("std"))
         {

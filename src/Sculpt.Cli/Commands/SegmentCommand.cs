@@ -63,10 +63,8 @@ public static class SegmentCommand
             var e => throw new UsageException($"--engine must be auto, sculpt or ort, got '{e}'"),
         };
         bool noImages = a.Flag("no-images"), retryFailed = a.Flag("retry-failed");
-        var inputSize = a.InputSize();
+        var inputSize = a.InputSize(onnx: modelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase));
         a.EnsureAllUsed();
-        if (inputSize != null && !modelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
-            throw new UsageException("--input-size applies to an .onnx model (a package fixes its input size)");
         if (!File.Exists(input) && !Directory.Exists(input)) throw new FileNotFoundException($"{input}: input not found");
         if (!archive && (shardText != null || noImages || retryFailed))
             throw new UsageException("--shard, --no-images and --retry-failed apply to an archive (a folder of studies)");
