@@ -37,6 +37,11 @@ public class CliTests
         Assert.True(ev.Code == 0, ev.Err);
         var csv = File.ReadAllLines(Path.Combine(dir, "ev", "per_case.csv"));
         Assert.Equal(17, csv.Length);
+        // eval's two files arrive together or not at all, and an --out that cannot take them fails before the evaluation
+        var blocked = Path.Combine(dir, "blocked");
+        Directory.CreateDirectory(Path.Combine(blocked, "summary.json"));
+        AssertCleanFailure(Sculpt("eval", "--model", model, "--data", data, "--split", "all", "--out", blocked), "summary.json: is a folder");
+        Assert.Equal(["summary.json"], Directory.EnumerateFileSystemEntries(blocked).Select(Path.GetFileName));
         var insp = Sculpt("inspect", "--model", model, "--json");
         var json = System.Text.Json.Nodes.JsonNode.Parse(insp.Out)!;
         Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(model).Graph.ParameterCount(), json["params"]!.GetValue<long>());

@@ -589,3 +589,24 @@ public class CorruptResumeTests
         Assert.True(File.Exists(output));
     }
 }
+
+public class AtomicFileTests
+{
+    /// <summary>When the second of two files cannot be written, the first is not left behind alone, nor any temporary.</summary>
+    [Fact]
+    public void FilesThatBelongTogetherArriveTogetherOrNotAtAll()
+    {
+        var dir = TestFiles.TempDir();
+        var notAFolder = Path.Combine(dir, "plain-file");
+        File.WriteAllText(notAFolder, "x");
+        var e = Assert.Throws<IOException>(() => global::Sculpt.Common.AtomicFile.WriteAllTexts(
+            [(Path.Combine(dir, "first.csv"), "a,b\n"), (Path.Combine(notAFolder, "second.json"), "{}")]));
+        Assert.StartsWith(Path.Combine(notAFolder, "second.json") + ": cannot write", e.Message);
+        Assert.Equal(["plain-file"], Directory.EnumerateFileSystemEntries(dir).Select(Path.GetFileName));
+
+        global::Sculpt.Common.AtomicFile.WriteAllTexts([(Path.Combine(dir, "first.csv"), "a,b\n"), (Path.Combine(dir, "second.json"), "{}")]);
+        Assert.Equal("a,b\n", File.ReadAllText(Path.Combine(dir, "first.csv")));
+        Assert.Equal("{}", File.ReadAllText(Path.Combine(dir, "second.json")));
+        Assert.Equal(3, Directory.EnumerateFileSystemEntries(dir).Count());
+    }
+}

@@ -12,6 +12,7 @@ namespace Sculpt.Cli.Commands;
 
 public static class EvalCommand
 {
+    private const string PerCaseFile = "per_case.csv", SummaryFile = "summary.json";
     public const string Help = """
         sculpt eval --model MODEL.sculpt|MODEL.onnx --data DIR [--split test|val|train|all] [--engine torch|sculpt|ort]
                     [--input-size H,W] [--out DIR] [--seed S] [--threads T] [--lenient] [--json]
@@ -50,6 +51,8 @@ public static class EvalCommand
         bool json = a.Flag("json"), lenient = a.Flag("lenient");
         var inputSize = a.InputSize(onnx);
         a.EnsureAllUsed();
+        // an output folder that cannot take the files fails before the evaluation, not after it
+        if (outDir != null) foreach (var file in new[] { PerCaseFile, SummaryFile }) AtomicFile.CheckWritable(Path.Combine(outDir, file));
 
         var pkg = onnx ? OnnxImport.Read(modelPath, inputSize) : ModelPackage.Load(modelPath);
         var task = pkg.Meta.Task;
@@ -72,11 +75,8 @@ public static class EvalCommand
         if (result.PooledDice.Count > 0)
             summaryJson["pooled_dice"] = new JsonObject(result.PooledDice.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         if (outDir != null)
-        {
-            Directory.CreateDirectory(outDir);
-            AtomicFile.WriteAllText(Path.Combine(outDir, "per_case.csv"), result.PerCaseCsv(labels));
-            AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summaryJson.ToJsonString(Output.Indented));
-        }
+            AtomicFile.WriteAllTexts([(Path.Combine(outDir, PerCaseFile), result.PerCaseCsv(labels)),
+                (Path.Combine(outDir, SummaryFile), summaryJson.ToJsonString(Output.Indented))]);
         if (json) { Output.Json(summaryJson); return 0; }
         Console.WriteLine($"{modelPath} ({engineName}) on {data} [{split}], {samples.Count} cases (mean [95% CI])");
         Console.Write(Output.Table(new[] { "label", "Dice", "IoU", "HD95 px", "HD95 undefined", "HD95 mm" },

@@ -110,6 +110,47 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>
+    /// Files that belong together (a per-case table and its summary): every one is written to its temporary first,
+    /// and only when all are complete are they renamed into place, so a failure leaves none of them half-made or alone.
+    /// </summary>
+    public static void WriteAllTexts(IReadOnlyList<(string Path, string Text)> files)
+    {
+        var temporaries = new List<(string Tmp, string Full, string Path)>();
+        try
+        {
+            foreach (var (path, text) in files)
+            {
+                var full = Path.GetFullPath(path);
+                if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
+                var dir = Path.GetDirectoryName(full)!;
+                var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+                Track(tmp);
+                temporaries.Add((tmp, full, path));
+                try
+                {
+                    Directory.CreateDirectory(dir);
+                    using var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write);
+                    fs.Write(Encoding.UTF8.GetBytes(text));
+                    fs.Flush(true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
+                }
+            }
+            foreach (var (tmp, full, _) in temporaries) File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            foreach (var (tmp, _, _) in temporaries)
+            {
+                if (File.Exists(tmp)) File.Delete(tmp);
+                Untrack(tmp);
+            }
+        }
+    }
+
     public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 }
