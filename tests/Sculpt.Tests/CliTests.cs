@@ -1,6 +1,7 @@
 using Sculpt.Cli.Commands;
 using Sculpt.Cli;
 using Sculpt.Data;
+using Sculpt.Pruning;
 using Xunit;
 
 namespace Sculpt.Tests;
@@ -153,6 +154,16 @@ public class CliTests
         var lj = System.Text.Json.Nodes.JsonNode.Parse(l.Out)!;
         Assert.True(lj["macs"]!.GetValue<long>() < dense.Graph.MacCount());
         Assert.True(lj["latency_ms"]!.GetValue<double>() > 0);
+        // a resumed run prunes to the MACs its first run planned: timing again would give another MAC target, and the
+        // run's own options would refuse the resume
+        string target = (denseMs * 0.7).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string[] latencyRun = ["prune", "--model", model, "--data", data, "--steps", "1", "--max-step-ratio", "4",
+            "--epochs", "0", "--final-epochs", "0", "--criterion", "l1", "--json", "--resume"];
+        var again = Sculpt([.. latencyRun, "--max-latency-ms", target, "--out", fast + ".again.sculpt", "--run", fast + ".run"]);
+        Assert.True(again.Code == 0, again.Err);
+        Assert.Equal(lj["macs"]!.GetValue<long>(), System.Text.Json.Nodes.JsonNode.Parse(again.Out)!["macs"]!.GetValue<long>());
+        AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", (denseMs * 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--out", fast + ".other.sculpt", "--run", fast + ".run"]), "latency.json");
         // below the fixed cost per run: refused before any pruning
         AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-latency-ms", "0.000001", "--out", tooSmall), "cannot be reached");
         Assert.False(File.Exists(tooSmall));

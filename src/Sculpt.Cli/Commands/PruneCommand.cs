@@ -46,6 +46,7 @@ public static class PruneCommand
         --max-latency-ms: a batch-1 ONNX Runtime latency on this machine (T threads, default 1); the architecture
         is timed at uniform widths 1, 1/2, 1/4, 1/8, latency fitted as a fixed cost plus a cost per MAC, and the
         target becomes the MAC budget that model predicts; the pruned model's latency is measured and reported.
+        The run folder keeps that plan (latency.json): --resume prunes to the same MACs instead of timing again.
         --restore-bn: for a model imported from an export that folded its batch norms (torch.onnx's default): a
         batch norm goes back after every convolution that lacks one, with statistics measured on calibration
         batches and an affine that makes it the identity, so the model computes exactly what it did and fine-tunes
@@ -116,17 +117,16 @@ public static class PruneCommand
         };
         a.Threads();
         a.EnsureAllUsed();
+        int targets = new[] { "compression", "max-params", "max-macs", "max-latency-ms" }.Count(a.Has);
+        if (targets != 1) throw new UsageException("give exactly one target: --compression, --max-params, --max-macs or --max-latency-ms");
 
         var dense = ModelPackage.Load(modelPath);
-        LatencyBudget.Model? latencyModel = null;
         if (maxLatency is { } ms)
         {
-            if (o.Compression.HasValue || o.MaxParams.HasValue || o.MaxMacs.HasValue) throw new UsageException("give exactly one target: --compression, --max-params, --max-macs or --max-latency-ms");
-            latencyModel = LatencyBudget.Fit(dense.Graph, latencyThreads);
-            if (ms <= latencyModel.FixedMs * 1.05)
-                throw new PruneException($"a batch-1 latency of {ms} ms cannot be reached: this architecture costs about {latencyModel.FixedMs:0.###} ms per run on this machine whatever its width ({latencyThreads} thread(s))");
-            o = o with { MaxMacs = Math.Min(dense.Graph.MacCount(), latencyModel.MacsFor(ms)) };
-            if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {latencyModel.FixedMs:0.###} ms + {latencyModel.MsPerGmac:0.###} ms/GMAC → target {Output.Count(o.MaxMacs!.Value)} MACs for {ms} ms");
+            var plan = LatencyBudget.Plan(dense.Graph, ms, latencyThreads, runDir, resume);
+            o = o with { Latency = plan };
+            if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {plan.FixedMs:0.###} ms + {plan.MsPerGmac:0.###} ms/GMAC "
+                + $"→ target {Output.Count(plan.MaxMacs)} MACs for {ms} ms");
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = DataLoading.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth, lenient);
@@ -139,7 +139,7 @@ public static class PruneCommand
         var final = model.Meta.PruningHistory.LastOrDefault();
         var controls = final?["controls"] as JsonObject;
         string output = Outputs.Of(model.Meta);
-        double? latency = latencyModel is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
+        double? latency = maxLatency is null ? null : LatencyBudget.Measure(model.Graph, latencyThreads, model.Weights);
         if (latency is { } measured && measured > maxLatency!.Value && !json)
             Console.Error.WriteLine($"sculpt prune: warning: measured latency {measured:0.###} ms is above the target {maxLatency} ms (the latency model predicted it); prune further with a lower target");
         if (json)

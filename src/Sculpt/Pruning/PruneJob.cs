@@ -19,6 +19,8 @@ public sealed record PruneOptions
     public double? Compression { get; init; }
     public long? MaxParams { get; init; }
     public long? MaxMacs { get; init; }
+    /// <summary>A batch-1 latency target on this machine, planned as a MAC target (<see cref="LatencyBudget.Plan"/>).</summary>
+    public LatencyPlan? Latency { get; init; }
     /// <summary>Keep the smallest step model whose validation Dice is at least this.</summary>
     public double? MinDice { get; init; }
     /// <summary>Minimum number of steps; more are planned when needed to keep each step within <see cref="MaxStepRatio"/>.</summary>
@@ -111,12 +113,13 @@ public static class PruneJob
 {
     public static Budget TargetBudget(NetworkGraph dense, PruneOptions o)
     {
-        int given = (o.Compression.HasValue ? 1 : 0) + (o.MaxParams.HasValue ? 1 : 0) + (o.MaxMacs.HasValue ? 1 : 0);
-        if (given != 1) throw new ArgumentException("give exactly one target: --compression, --max-params or --max-macs");
-        if (o.Compression is { } x) { if (!(x >= 1)) throw new ArgumentException($"--compression must be ≥ 1, got {x}"); return new Budget("params", dense.ParameterCount() / x); }
-        if (o.MaxParams is { } p) { if (p < 1) throw new ArgumentException("--max-params must be ≥ 1"); return new Budget("params", p); }
-        if (o.MaxMacs!.Value < 1) throw new ArgumentException("--max-macs must be ≥ 1");
-        return new Budget("macs", o.MaxMacs.Value);
+        int given = new[] { o.Compression.HasValue, o.MaxParams.HasValue, o.MaxMacs.HasValue, o.Latency is not null }.Count(g => g);
+        if (given != 1) throw new ArgumentException("give exactly one target: a compression, a parameter count, a MAC count or a latency");
+        if (o.Compression is { } x) { if (!(x >= 1)) throw new ArgumentException($"the compression must be ≥ 1, got {x}"); return new Budget("params", dense.ParameterCount() / x); }
+        if (o.MaxParams is { } p) { if (p < 1) throw new ArgumentException($"the parameter target must be ≥ 1, got {p}"); return new Budget("params", p); }
+        long macs = o.Latency?.MaxMacs ?? o.MaxMacs!.Value;
+        if (macs < 1) throw new ArgumentException($"the MAC target must be ≥ 1, got {macs}");
+        return new Budget("macs", macs);
     }
 
     /// <summary>Checks the target is reachable at all before any work is done.</summary>
@@ -182,6 +185,9 @@ public static class PruneJob
         else
         {
             foreach (var f in Directory.GetFiles(runDir, "step_*.sculpt")) File.Delete(f);
+            // a resumed run reads its latency plan back rather than timing again (timing twice never gives the same MACs)
+            if (o.Latency is { } plan) LatencyBudget.Save(plan, runDir);
+            else File.Delete(Path.Combine(runDir, LatencyBudget.FileName));
             using var denseModule = new GraphModule(dense.Graph, dense.Weights);
             var rec0 = new StepRecord(0, dense.Graph.ParameterCount(), dense.Graph.MacCount(), 1, Evaluator.MeanDice(denseModule, val, task), 0, "dense",
                 Widths(ChannelGroups.Analyze(dense.Graph)));
@@ -504,7 +510,9 @@ public static class PruneJob
         {
             ["dense model"] = denseHash, ["train frames"] = SegmentationDataset.Fingerprint(train),
             ["val frames"] = SegmentationDataset.Fingerprint(val),
-            ["target"] = FormattableString.Invariant($"{budget.Value:R} {budget.Metric}"), ["criterion"] = o.Criterion.ToString(),
+            ["target"] = FormattableString.Invariant($"{budget.Value:R} {budget.Metric}")
+                + (o.Latency is { } l ? FormattableString.Invariant($" (planned for {l.TargetMs} ms at {l.Threads} thread(s))") : ""),
+            ["criterion"] = o.Criterion.ToString(),
             ["allocation"] = FormattableString.Invariant($"{a.Mode}, max group ratio {a.MaxGroupRatio}, round to {a.RoundTo}, ")
                 + FormattableString.Invariant($"min channels {a.MinChannels}, head input {a.HeadInput}"),
             ["steps"] = o.Steps, ["max step ratio"] = o.MaxStepRatio, ["fine-tune samples"] = o.FineTuneSamples,

@@ -1,0 +1,95 @@
+using System.Text.Json;
+using Sculpt.Common;
+using Sculpt.Deploy;
+using Sculpt.Graph;
+using Sculpt.Runtime;
+using Sculpt.Training;
+
+namespace Sculpt.Pruning;
+
+/// <summary>One timing of the architecture at some uniform width: its MACs and ONNX Runtime's batch-1 median.</summary>
+public sealed record LatencyProbe(long Macs, double Ms);
+
+/// <summary>
+/// A batch-1 latency target on this machine and the MAC target it was turned into: latency fitted as a fixed cost
+/// per run plus a cost per MAC. Pruning targets <see cref="MaxMacs"/>; a run folder keeps the plan, so a resumed run
+/// prunes to the same MACs instead of timing again.
+/// </summary>
+public sealed record LatencyPlan(double TargetMs, int Threads, double FixedMs, double MsPerGmac, long MaxMacs, List<LatencyProbe> Probes)
+{
+    public long MacsFor(double ms) => (long)((ms - FixedMs) / MsPerGmac * 1e9);
+}
+
+/// <summary>
+/// Turns a latency target into a MAC budget: the architecture is timed in ONNX Runtime at batch 1 at uniform widths
+/// 1, 1/2, 1/4 and 1/8 (weights do not change the time). The pruned model's own latency is measured afterwards
+/// (<see cref="Measure"/>).
+/// </summary>
+public static class LatencyBudget
+{
+    /// <summary>The plan's file in a run folder.</summary>
+    public const string FileName = "latency.json";
+
+    /// <summary>
+    /// The plan for <paramref name="targetMs"/>: the one kept in <paramref name="runDir"/> when resuming a run that
+    /// has one (it must be for the same target and threads), otherwise a new fit. Refuses a target at or below the
+    /// architecture's fixed cost per run, which no width reaches.
+    /// </summary>
+    public static LatencyPlan Plan(NetworkGraph dense, double targetMs, int threads, string? runDir = null, bool resume = false)
+    {
+        if (!(targetMs > 0 && double.IsFinite(targetMs))) throw new ArgumentException($"the latency target must be a positive number of ms, got {targetMs}");
+        if (threads < 1) throw new ArgumentException($"the latency threads must be ≥ 1, got {threads}");
+        var kept = runDir is null ? null : Path.Combine(runDir, FileName);
+        if (resume && kept is not null && File.Exists(kept))
+        {
+            var plan = Read(kept);
+            if (plan.TargetMs != targetMs || plan.Threads != threads)
+                throw new PruneException($"{kept}: this run was planned for {plan.TargetMs} ms at {plan.Threads} thread(s), not {targetMs} ms at "
+                    + $"{threads}; resume it with its own latency target, or start it again");
+            return plan;
+        }
+        var groups = ChannelGroups.Analyze(dense);
+        var probes = new List<LatencyProbe>();
+        foreach (double factor in new[] { 1.0, 0.5, 0.25, 0.125 })
+        {
+            var g = Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(p => p.Id, p => Math.Max(1, (int)Math.Round(p.Width * factor))));
+            probes.Add(new LatencyProbe(g.MacCount(), Measure(g, threads)));
+        }
+        var fit = Latency.FitLatency(probes.Select(p => (p.Macs, p.Ms)).ToList())
+            ?? throw new PruneException("the latency of this architecture does not change with its width; a latency target cannot be planned");
+        double fixedMs = Math.Max(0, fit.FixedMs);
+        if (targetMs <= fixedMs * 1.05)
+            throw new PruneException($"a batch-1 latency of {targetMs} ms cannot be reached: this architecture costs about {fixedMs:0.###} ms "
+                + $"per run on this machine whatever its width ({threads} thread(s))");
+        var fitted = new LatencyPlan(targetMs, threads, fixedMs, fit.MsPerGmac, 0, probes);
+        return fitted with { MaxMacs = Math.Max(1, Math.Min(dense.MacCount(), fitted.MacsFor(targetMs))) };
+    }
+
+    public static void Save(LatencyPlan plan, string runDir) =>
+        AtomicFile.WriteAllText(Path.Combine(runDir, FileName), JsonSerializer.Serialize(plan, NetworkGraph.JsonOptions));
+
+    private static LatencyPlan Read(string path)
+    {
+        LatencyPlan? plan = null;
+        ResumeState.Read(path, () =>
+        {
+            plan = JsonSerializer.Deserialize<LatencyPlan>(InputFile.ReadText(path, "latency plan"), NetworkGraph.JsonOptions)
+                ?? throw new JsonException("null plan");
+            bool sane = plan.TargetMs > 0 && double.IsFinite(plan.TargetMs) && plan.Threads >= 1 && plan.MaxMacs >= 1
+                && double.IsFinite(plan.FixedMs) && plan.MsPerGmac > 0 && double.IsFinite(plan.MsPerGmac) && plan.Probes is not null;
+            if (!sane) throw new JsonException("a target, thread count, MAC target or fit out of range");
+        });
+        return plan!;
+    }
+
+    /// <summary>ORT batch-1 median latency of a graph (random weights) or of a model.</summary>
+    public static double Measure(NetworkGraph graph, int threads, WeightSet? weights = null)
+    {
+        if (weights is null) { using var m = new GraphModule(graph); weights = m.ExportWeights(); }
+        var input = graph.InputNodes.Single();
+        var task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width };
+        var package = new ModelPackage(graph, weights, new ModelMeta { Task = task });
+        using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(package, threads, level));
+        return Latency.Ort(ort, 1, runs: 100).P50Ms;
+    }
+}
