@@ -164,6 +164,13 @@ public class CliTests
         Assert.Equal(lj["macs"]!.GetValue<long>(), System.Text.Json.Nodes.JsonNode.Parse(again.Out)!["macs"]!.GetValue<long>());
         AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", (denseMs * 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--out", fast + ".other.sculpt", "--run", fast + ".run"]), "latency.json");
+        foreach (var hostile in new[] { "{\"TargetMs\": 1e999", "{\"target_ms\": -1, \"threads\": 1, \"max_macs\": 5}", "[]" })
+        {
+            File.WriteAllText(Path.Combine(fast + ".run", "latency.json"), hostile);
+            AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", target, "--out", fast + ".hostile.sculpt", "--run", fast + ".run"]),
+                "latency.json: corrupt resume state");
+            Assert.False(File.Exists(fast + ".hostile.sculpt"));
+        }
         // below the fixed cost per run: refused before any pruning
         AssertCleanFailure(Sculpt("prune", "--model", model, "--data", data, "--max-latency-ms", "0.000001", "--out", tooSmall), "cannot be reached");
         Assert.False(File.Exists(tooSmall));
