@@ -57,34 +57,6 @@ public static class AtomicFile
         }
     }
 
-    public static void Write(string path, Action<Stream> write)
-    {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        Track(tmp);
-        try
-        {
-            Directory.CreateDirectory(dir);
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                write(fs);
-                fs.Flush(true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // name the file the user asked for, not the hidden temporary
-            throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-            Untrack(tmp);
-        }
-    }
-
     /// <summary>
     /// Builds a folder in a sibling temp folder and renames it into place when complete. Refuses, before any
     /// work, an existing folder that is not empty.
@@ -110,46 +82,52 @@ public static class AtomicFile
         }
     }
 
+    public static void Write(string path, Action<Stream> write) => WriteTogether([(path, write)]);
+
     /// <summary>
     /// Files that belong together (a per-case table and its summary): every one is written to its temporary first,
     /// and only when all are complete are they renamed into place, so a failure leaves none of them half-made or alone.
     /// </summary>
-    public static void WriteAllTexts(IReadOnlyList<(string Path, string Text)> files)
+    public static void WriteTogether(IReadOnlyList<(string Path, Action<Stream> Write)> files)
     {
-        var temporaries = new List<(string Tmp, string Full, string Path)>();
+        var temporaries = new List<(string Tmp, string Full)>();
         try
         {
-            foreach (var (path, text) in files)
+            foreach (var (path, write) in files)
             {
                 var full = Path.GetFullPath(path);
-                if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
                 var dir = Path.GetDirectoryName(full)!;
                 var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
                 Track(tmp);
-                temporaries.Add((tmp, full, path));
+                temporaries.Add((tmp, full));
                 try
                 {
+                    if (Directory.Exists(full)) throw new IOException("is a folder, not a file to write");
                     Directory.CreateDirectory(dir);
                     using var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write);
-                    fs.Write(Encoding.UTF8.GetBytes(text));
+                    write(fs);
                     fs.Flush(true);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
+                    // name the file the user asked for, not the hidden temporary
                     throw new IOException($"{path}: cannot write: {e.Message.Split('\n')[0].Replace(tmp, path)}");
                 }
             }
-            foreach (var (tmp, full, _) in temporaries) File.Move(tmp, full, overwrite: true);
+            foreach (var (tmp, full) in temporaries) File.Move(tmp, full, overwrite: true);
         }
         finally
         {
-            foreach (var (tmp, _, _) in temporaries)
+            foreach (var (tmp, _) in temporaries)
             {
                 if (File.Exists(tmp)) File.Delete(tmp);
                 Untrack(tmp);
             }
         }
     }
+
+    public static void WriteAllTexts(IReadOnlyList<(string Path, string Text)> files) =>
+        WriteTogether(files.Select(f => (f.Path, (Action<Stream>)(s => s.Write(Encoding.UTF8.GetBytes(f.Text))))).ToList());
 
     public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
