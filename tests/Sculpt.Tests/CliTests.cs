@@ -210,6 +210,14 @@ public class CliTests
         Assert.False(File.Exists(outModel));
 
         var data = Path.Combine(dir, "data");
+        // a set too small to split, or images too small to pool, are usage errors naming the option
+        foreach (var (option, value, range) in new[] { ("count", "2", "3 to"), ("size", "31", "32 to") })
+        {
+            var small = Sculpt("synth", "--out", data, "--" + option, value);
+            Assert.Equal(2, small.Code);
+            Assert.StartsWith($"sculpt synth: --{option} must be {range}", small.Err);
+            Assert.False(Directory.Exists(data));
+        }
         Sculpt("synth", "--out", data, "--count", "6", "--size", "32");
         File.WriteAllBytes(Path.Combine(data, "images", "case_00001.png"), new byte[] { 0x89, 0x50, 0x4e, 0x47, 1, 2, 3 });
         AssertCleanFailure(Sculpt("train", "--data", data, "--out", outModel), "case_00001.png");

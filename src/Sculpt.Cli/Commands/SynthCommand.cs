@@ -22,7 +22,7 @@ public static class SynthCommand
         var a = new Args(argv, new HashSet<string> { "extra-classes", "json" });
         var o = new SynthOptions
         {
-            Count = a.Int("count", 800, 1, 1_000_000), Size = a.Int("size", 112, 16, 1024), Videos = a.Int("videos", 0, 0, 10_000),
+            Count = a.Int("count", 800, 3, 1_000_000), Size = a.Int("size", 112, 32, 1024), Videos = a.Int("videos", 0, 0, 10_000),
             VideoFrames = a.Int("frames", 40, 2, 10_000),
             ExtraClasses = a.Flag("extra-classes"), Seed = a.Int("seed", 0),
         };
