@@ -119,6 +119,19 @@ public class CliTests
         Assert.True(sculptLayers["fma_ceiling_gflops"]!.GetValue<double>() > 0);
         Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.MacCount(), layers.Sum(r => r!["macs"]!.GetValue<long>()));
         Assert.All(layers, r => Assert.True(r!["ms"]!.GetValue<double>() > 0));
+        // the same measurement inside a .NET application: a package timed by all three executors in this process
+        using (var scratch = new global::Sculpt.Common.TempFolder("bench-test-"))
+        {
+            var subject = global::Sculpt.Report.BenchModel.Load(small, scratch.Path);
+            var inProcess = global::Sculpt.Deploy.Benchmark.Latencies([subject.Subject()], ["sculpt", "ort", "torch"], [1], [1], 5);
+            Assert.Equal(["sculpt", "ort", "torch"], inProcess.Select(r => r["engine"]!.GetValue<string>()));
+            Assert.All(inProcess, r => Assert.True(r["latency_ms"]!["p50"]!.GetValue<double>() > 0));
+            Assert.Equal(global::Sculpt.Runtime.ModelPackage.Load(small).Graph.MacCount(), subject.Macs);
+        }
+        // libtorch times packages only: an .onnx file with it is a usage error before any timing
+        var torchOnnx = Sculpt("bench", "--model", model, "--compare", onnx, "--backend", "torch");
+        Assert.Equal(2, torchOnnx.Code);
+        Assert.Contains("small.onnx: an ONNX file cannot be timed with the torch backend", torchOnnx.Err);
         var groups = Sculpt("inspect", "--model", small, "--groups", "--json");
         Assert.Equal(0, groups.Code);
         Assert.Contains("\"prunable\": true", groups.Out);

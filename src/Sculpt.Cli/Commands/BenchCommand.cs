@@ -1,13 +1,11 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using System.Text.Json.Nodes;
-using Sculpt.Onnx;
 using Sculpt.Deploy;
 using Sculpt.Runtime;
-using TorchSharp;
-using static TorchSharp.torch;
 using Sculpt.Common;
 using Sculpt.Engine;
+using Sculpt.Report;
 
 namespace Sculpt.Cli.Commands;
 
@@ -40,13 +38,6 @@ public static class BenchCommand
         example: sculpt bench --model dense.sculpt --compare pruned.sculpt --threads 1,2
         """;
 
-    private sealed record Subject(string Name, string Path, ModelPackage? Package, OrtModel? Ort, long Macs, long[] InputShape)
-    {
-        /// <summary>Sculpt's engine over the model (planned on first use; a .onnx file through the importer).</summary>
-        public SculptEngine? Engine => _engine ??= SculptEngine.Create(Package ?? OnnxImport.Read(Path));
-        private SculptEngine? _engine;
-    }
-
     public static int Run(string[] argv)
     {
         var a = new Args(argv, new HashSet<string> { "json", "profile" });
@@ -72,32 +63,22 @@ public static class BenchCommand
         if (backends.Any(b => b is not ("ort" or "torch" or "sculpt"))) throw new UsageException("--backend must be ort, torch, sculpt, both or all");
         TorchRuntime.Initialize();
         using var tmp = new TempFolder("sculpt-bench-");
-        var subjects = new List<Subject> { Load(first, tmp.Path, backends) };
-        if (second != null) subjects.Add(Load(second, tmp.Path, backends));
+        var paths = second is null ? new[] { first } : new[] { first, second };
+        foreach (var path in paths.Where(p => p.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && backends.Contains("torch")))
+            throw new UsageException($"{path}: an ONNX file cannot be timed with the torch backend");
+        var subjects = paths.Select(p => BenchModel.Load(p, tmp.Path, fixedLevel)).ToList();
         var progress = new ProgressLine();
-        var levels = new Dictionary<(int Subject, int Threads), GraphOptimizationLevel>();
-        GraphOptimizationLevel Level(int k, int t)
-        {
-            if (fixedLevel is { } l) return l;
-            if (!levels.TryGetValue((k, t), out var found))
-            {
-                using var fastest = OrtModel.Fastest(level => new OrtModel(subjects[k].Ort!.SourcePath, t, level));
-                levels[(k, t)] = found = fastest.Optimization;
-            }
-            return found;
-        }
-        var timed = subjects.Select((s, k) => new BenchSubject(s.Name, s.Macs,
-            (be, b, t) => Runner(s, be, b, t, be == "ort" ? Level(k, t) : null), (be, t) => be == "ort" ? LevelName(Level(k, t)) : null)).ToList();
+        var timed = subjects.Select(s => s.Subject()).ToList();
         var rows = Benchmark.Latencies(timed, backends, threads, batches, runs, m => progress.Update(m));
         var streamRows = streams > 0 ? Benchmark.Streams(timed, backends.Where(x => x != "torch").ToList(), batches, streams, window, m => progress.Update(m)) : [];
         progress.Done();
         var profiles = profile && backends.Contains("ort")
-            ? subjects.Select((s, k) => (s.Name, P: OrtProfile.Measure(s.Ort!.SourcePath, 1, Math.Min(runs, 100), threads[^1], Level(k, threads[^1])))).ToList() : new();
+            ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort.SourcePath, 1, Math.Min(runs, 100), threads[^1], s.Level(threads[^1])))).ToList() : new();
         double peak1 = profile && backends.Contains("sculpt") ? Latency.PeakGflops(1) : 0;
         double ceiling = profile && backends.Contains("sculpt") ? Sculpt.Engine.VectorWidths.FmaCeilingGflops() : 0;
         int vectorBits = Sculpt.Engine.VectorWidths.Accelerated[0] * 32;
         var layerProfiles = profile && backends.Contains("sculpt")
-            ? subjects.Select(s => (s.Name, Engine: s.Engine!, Ms: s.Engine!.ProfileLayers(Math.Min(runs, 100)))).ToList() : new();
+            ? subjects.Select(s => (s.Name, Engine: s.Engine, Ms: s.Engine.ProfileLayers(Math.Min(runs, 100)))).ToList() : new();
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         var best = rows.Concat(streamRows).Where(r => r["model"]!.GetValue<string>() == subjects[0].Name).MaxBy(r => r["throughput_fps"]!.GetValue<double>())!;
         var batch1 = rows.Where(r => r["model"]!.GetValue<string>() == subjects[0].Name && r["batch"]!.GetValue<int>() == 1).MinBy(r => r["latency_ms"]!["p50"]!.GetValue<double>())!;
@@ -163,46 +144,5 @@ public static class BenchCommand
         }
         Console.WriteLine($"\npeak (1024² float32 matrix multiply, ONNX Runtime GEMM): {string.Join(", ", rows.Select(r => (r["threads"]!.GetValue<int>(), r["peak_gflops"]!.GetValue<double>())).Distinct().Select(p => $"{p.Item2:0.0} GFLOP/s at {p.Item1} thread(s)"))}; peak RSS {peakRss / 1048576.0:0} MiB");
         return 0;
-    }
-
-    private static Subject Load(string path, string tmp, string[] backends)
-    {
-        if (path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
-        {
-            if (backends.Contains("torch")) throw new UsageException($"{path}: an ONNX file cannot be timed with the torch backend");
-            var ort = new OrtModel(path);
-            long macs = long.TryParse(ort.Metadata.GetValueOrDefault("sculpt.macs"), out var m) ? m : 0;
-            var shape = ort.InputShape.Select(d => d < 0 ? 1 : d).ToArray();
-            return new Subject(Path.GetFileName(path), path, null, ort, macs, shape);
-        }
-        var pkg = ModelPackage.Load(path);
-        var onnx = System.IO.Path.Combine(tmp, Guid.NewGuid().ToString("N") + ".onnx");
-        OnnxExport.Save(pkg, onnx);
-        var input = pkg.Graph.InputNodes.Single();
-        return new Subject(Path.GetFileName(path), path, pkg, new OrtModel(onnx), pkg.Graph.MacCount(), new long[] { 1, input.Channels, input.Height, input.Width });
-    }
-
-    private static string LevelName(GraphOptimizationLevel level) => level switch
-    {
-        GraphOptimizationLevel.ORT_ENABLE_ALL => "all", GraphOptimizationLevel.ORT_ENABLE_EXTENDED => "extended", GraphOptimizationLevel.ORT_ENABLE_BASIC => "basic", _ => level.ToString(),
-    };
-
-    private static Action Runner(Subject s, string backend, int batch, int threads, GraphOptimizationLevel? level)
-    {
-        if (backend == "sculpt") return s.Engine!.SampleRun(batch);
-        if (backend == "ort") return new OrtModel(s.Ort!.SourcePath, threads, level ?? GraphOptimizationLevel.ORT_ENABLE_ALL).SampleRun(batch);
-        if (s.Package is null) throw new UsageException($"{s.Path}: the torch backend needs a .sculpt model");
-        var shape = (long[])s.InputShape.Clone();
-        shape[0] = batch;
-        var data = TimingInput.Of(shape.Aggregate(1L, (x, y) => x * y));
-        var module = new GraphModule(s.Package.Graph, s.Package.Weights);
-        module.eval();
-        var x = tensor(data, shape);
-        return () =>
-        {
-            torch.set_num_threads(threads);
-            using var _ = no_grad();
-            using var y = module.forward(x);
-        };
     }
 }
