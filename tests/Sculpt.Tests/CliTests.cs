@@ -41,7 +41,8 @@ public class CliTests
         // eval's two files arrive together or not at all, and an --out that cannot take them fails before the evaluation
         var blocked = Path.Combine(dir, "blocked");
         Directory.CreateDirectory(Path.Combine(blocked, "summary.json"));
-        AssertCleanFailure(Sculpt("eval", "--model", model, "--data", data, "--split", "all", "--out", blocked), "summary.json: is a folder");
+        AssertCleanFailure(Sculpt("eval", "--model", model, "--data", data, "--split", "all", "--out", blocked),
+            "summary.json: is a folder");
         Assert.Equal(["summary.json"], Directory.EnumerateFileSystemEntries(blocked).Select(Path.GetFileName));
         var insp = Sculpt("inspect", "--model", model, "--json");
         var json = System.Text.Json.Nodes.JsonNode.Parse(insp.Out)!;
@@ -175,13 +176,14 @@ public class CliTests
         var again = Sculpt([.. latencyRun, "--max-latency-ms", target, "--out", fast + ".again.sculpt", "--run", fast + ".run"]);
         Assert.True(again.Code == 0, again.Err);
         Assert.Equal(lj["macs"]!.GetValue<long>(), System.Text.Json.Nodes.JsonNode.Parse(again.Out)!["macs"]!.GetValue<long>());
-        AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", (denseMs * 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--out", fast + ".other.sculpt", "--run", fast + ".run"]), "latency.json");
+        string otherTarget = (denseMs * 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", otherTarget, "--out", fast + ".other.sculpt", "--run", fast + ".run"]),
+            "latency.json");
         foreach (var hostile in new[] { "{\"TargetMs\": 1e999", "{\"target_ms\": -1, \"threads\": 1, \"max_macs\": 5}", "[]" })
         {
             File.WriteAllText(Path.Combine(fast + ".run", "latency.json"), hostile);
-            AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", target, "--out", fast + ".hostile.sculpt", "--run", fast + ".run"]),
-                "latency.json: corrupt resume state");
+            var resumed = Sculpt([.. latencyRun, "--max-latency-ms", target, "--out", fast + ".hostile.sculpt", "--run", fast + ".run"]);
+            AssertCleanFailure(resumed, "latency.json: corrupt resume state");
             Assert.False(File.Exists(fast + ".hostile.sculpt"));
         }
         // below the fixed cost per run: refused before any pruning

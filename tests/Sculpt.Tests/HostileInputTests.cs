@@ -604,7 +604,8 @@ public class AtomicFileTests
         Assert.StartsWith(Path.Combine(notAFolder, "second.json") + ": cannot write", e.Message);
         Assert.Equal(["plain-file"], Directory.EnumerateFileSystemEntries(dir).Select(Path.GetFileName));
 
-        global::Sculpt.Common.AtomicFile.WriteAllTexts([(Path.Combine(dir, "first.csv"), "a,b\n"), (Path.Combine(dir, "second.json"), "{}")]);
+        global::Sculpt.Common.AtomicFile.WriteAllTexts(
+            [(Path.Combine(dir, "first.csv"), "a,b\n"), (Path.Combine(dir, "second.json"), "{}")]);
         Assert.Equal("a,b\n", File.ReadAllText(Path.Combine(dir, "first.csv")));
         Assert.Equal("{}", File.ReadAllText(Path.Combine(dir, "second.json")));
         Assert.Equal(3, Directory.EnumerateFileSystemEntries(dir).Count());

@@ -73,7 +73,9 @@ public static class BenchCommand
         var streamRows = streams > 0 ? Benchmark.Streams(timed, backends.Where(x => x != "torch").ToList(), batches, streams, window, m => progress.Update(m)) : [];
         progress.Done();
         var profiles = profile && backends.Contains("ort")
-            ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort.SourcePath, 1, Math.Min(runs, 100), threads[^1], s.Level(threads[^1])))).ToList() : new();
+            ? subjects.Select(s => (s.Name, P: OrtProfile.Measure(s.Ort.SourcePath, 1, Math.Min(runs, 100), threads[^1], s.Level(threads[^1]))))
+                .ToList()
+            : new();
         double peak1 = profile && backends.Contains("sculpt") ? Latency.PeakGflops(1) : 0;
         double ceiling = profile && backends.Contains("sculpt") ? Sculpt.Engine.VectorWidths.FmaCeilingGflops() : 0;
         int vectorBits = Sculpt.Engine.VectorWidths.Accelerated[0] * 32;

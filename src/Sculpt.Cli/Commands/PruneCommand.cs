@@ -125,8 +125,9 @@ public static class PruneCommand
         {
             var plan = LatencyBudget.Plan(dense.Graph, ms, latencyThreads, runDir, resume);
             o = o with { Latency = plan };
-            if (!json) Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {plan.FixedMs:0.###} ms + {plan.MsPerGmac:0.###} ms/GMAC "
-                + $"→ target {Output.Count(plan.MaxMacs)} MACs for {ms} ms");
+            if (!json)
+                Console.Error.WriteLine($"latency model ({latencyThreads} thread(s)): {plan.FixedMs:0.###} ms + "
+                    + $"{plan.MsPerGmac:0.###} ms/GMAC → target {Output.Count(plan.MaxMacs)} MACs for {ms} ms");
         }
         PruneJob.CheckReachable(dense.Graph, o); // fail before loading data or writing anything
         var ds = DataLoading.Load(data, dense.Meta.Task.InputHeight, dense.Meta.Task.InputWidth, lenient);

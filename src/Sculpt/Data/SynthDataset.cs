@@ -7,7 +7,8 @@ public static class SynthDataset
     /// <summary>Generates the synthetic echo set (and optional videos) into a dataset folder.</summary>
     public static void Write(string dir, SynthOptions o, Action<int, int>? progress = null)
     {
-        if (o.Count < 3) throw new DatasetException($"a synthetic set needs at least 3 cases (train, val and test need one each), got {o.Count}");
+        if (o.Count < 3)
+            throw new DatasetException($"a synthetic set needs at least 3 cases (train, val and test need one each), got {o.Count}");
         if (o.Size < 32) throw new DatasetException($"synthetic images need a size of at least 32 pixels, got {o.Size}");
         var order = Enumerable.Range(0, o.Count).ToArray();
         new Random(o.Seed).Shuffle(order);

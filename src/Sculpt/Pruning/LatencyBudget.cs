@@ -37,30 +37,33 @@ public static class LatencyBudget
     /// </summary>
     public static LatencyPlan Plan(NetworkGraph dense, double targetMs, int threads, string? runDir = null, bool resume = false)
     {
-        if (!(targetMs > 0 && double.IsFinite(targetMs))) throw new ArgumentException($"the latency target must be a positive number of ms, got {targetMs}");
+        if (!(targetMs > 0 && double.IsFinite(targetMs)))
+            throw new ArgumentException($"the latency target must be a positive number of ms, got {targetMs}");
         if (threads < 1) throw new ArgumentException($"the latency threads must be ≥ 1, got {threads}");
         var kept = runDir is null ? null : Path.Combine(runDir, FileName);
         if (resume && kept is not null && File.Exists(kept))
         {
             var plan = Read(kept);
             if (plan.TargetMs != targetMs || plan.Threads != threads)
-                throw new PruneException($"{kept}: this run was planned for {plan.TargetMs} ms at {plan.Threads} thread(s), not {targetMs} ms at "
-                    + $"{threads}; resume it with its own latency target, or start it again");
+                throw new PruneException($"{kept}: this run was planned for {plan.TargetMs} ms at {plan.Threads} thread(s), "
+                    + $"not {targetMs} ms at {threads}; resume it with its own latency target, or start it again");
             return plan;
         }
         var groups = ChannelGroups.Analyze(dense);
         var probes = new List<LatencyProbe>();
         foreach (double factor in new[] { 1.0, 0.5, 0.25, 0.125 })
         {
-            var g = Slicer.ApplyWidths(groups, groups.Prunable.ToDictionary(p => p.Id, p => Math.Max(1, (int)Math.Round(p.Width * factor))));
+            var widths = groups.Prunable.ToDictionary(p => p.Id, p => Math.Max(1, (int)Math.Round(p.Width * factor)));
+            var g = Slicer.ApplyWidths(groups, widths);
             probes.Add(new LatencyProbe(g.MacCount(), Measure(g, threads)));
         }
         var fit = Latency.FitLatency(probes.Select(p => (p.Macs, p.Ms)).ToList())
-            ?? throw new PruneException("the latency of this architecture does not change with its width; a latency target cannot be planned");
+            ?? throw new PruneException("the latency of this architecture does not change with its width; "
+                + "a latency target cannot be planned");
         double fixedMs = Math.Max(0, fit.FixedMs);
         if (targetMs <= fixedMs * 1.05)
-            throw new PruneException($"a batch-1 latency of {targetMs} ms cannot be reached: this architecture costs about {fixedMs:0.###} ms "
-                + $"per run on this machine whatever its width ({threads} thread(s))");
+            throw new PruneException($"a batch-1 latency of {targetMs} ms cannot be reached: this architecture costs about "
+                + $"{fixedMs:0.###} ms per run on this machine whatever its width ({threads} thread(s))");
         var fitted = new LatencyPlan(targetMs, threads, fixedMs, fit.MsPerGmac, 0, probes);
         return fitted with { MaxMacs = Math.Max(1, Math.Min(dense.MacCount(), fitted.MacsFor(targetMs))) };
     }

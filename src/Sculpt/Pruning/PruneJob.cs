@@ -115,8 +115,10 @@ public static class PruneJob
     {
         int given = new[] { o.Compression.HasValue, o.MaxParams.HasValue, o.MaxMacs.HasValue, o.Latency is not null }.Count(g => g);
         if (given != 1) throw new ArgumentException("give exactly one target: a compression, a parameter count, a MAC count or a latency");
-        if (o.Compression is { } x) { if (!(x >= 1)) throw new ArgumentException($"the compression must be ≥ 1, got {x}"); return new Budget("params", dense.ParameterCount() / x); }
-        if (o.MaxParams is { } p) { if (p < 1) throw new ArgumentException($"the parameter target must be ≥ 1, got {p}"); return new Budget("params", p); }
+        if (o.Compression is { } x)
+            return x >= 1 ? new Budget("params", dense.ParameterCount() / x) : throw new ArgumentException($"the compression must be ≥ 1, got {x}");
+        if (o.MaxParams is { } p)
+            return p >= 1 ? new Budget("params", p) : throw new ArgumentException($"the parameter target must be ≥ 1, got {p}");
         long macs = o.Latency?.MaxMacs ?? o.MaxMacs!.Value;
         if (macs < 1) throw new ArgumentException($"the MAC target must be ≥ 1, got {macs}");
         return new Budget("macs", macs);

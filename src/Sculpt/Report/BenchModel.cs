@@ -32,7 +32,8 @@ public sealed class BenchModel
 
     private BenchModel(string path, ModelPackage? package, OrtModel ort, long macs, long[] inputShape, GraphOptimizationLevel? level)
     {
-        (Name, Path, Package, Ort, Macs, InputShape, _fixedLevel) = (System.IO.Path.GetFileName(path), path, package, ort, macs, inputShape, level);
+        (Name, Path, Package, Ort) = (System.IO.Path.GetFileName(path), path, package, ort);
+        (Macs, InputShape, _fixedLevel) = (macs, inputShape, level);
     }
 
     /// <summary>
