@@ -179,6 +179,10 @@ public class CliTests
         string otherTarget = (denseMs * 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture);
         AssertCleanFailure(Sculpt([.. latencyRun, "--max-latency-ms", otherTarget, "--out", fast + ".other.sculpt", "--run", fast + ".run"]),
             "latency.json");
+        string[] onAnotherModel = [.. latencyRun];
+        onAnotherModel[Array.IndexOf(onAnotherModel, model)] = small;
+        AssertCleanFailure(Sculpt([.. onAnotherModel, "--max-latency-ms", target, "--out", fast + ".other.sculpt", "--run", fast + ".run"]),
+            "latency.json: this run was planned for a model of");
         foreach (var hostile in new[] { "{\"TargetMs\": 1e999", "{\"target_ms\": -1, \"threads\": 1, \"max_macs\": 5}", "[]" })
         {
             File.WriteAllText(Path.Combine(fast + ".run", "latency.json"), hostile);
@@ -223,6 +227,12 @@ public class CliTests
         var outModel = Path.Combine(dir, "out.sculpt");
         AssertCleanFailure(Sculpt("train", "--data", Path.Combine(dir, "missing"), "--out", outModel), "missing");
         Assert.False(File.Exists(outModel));
+        // the folders an output would go into are not left behind either (checking --out early had created them)
+        var nested = Path.Combine(dir, "new", "models", "out.sculpt");
+        AssertCleanFailure(Sculpt("train", "--data", Path.Combine(dir, "missing"), "--out", nested), "missing");
+        var newEval = Path.Combine(dir, "new", "ev");
+        AssertCleanFailure(Sculpt("eval", "--model", outModel, "--data", Path.Combine(dir, "missing"), "--out", newEval), "out.sculpt");
+        Assert.False(Directory.Exists(Path.Combine(dir, "new")));
 
         var data = Path.Combine(dir, "data");
         // a set too small to split, or images too small to pool, are usage errors naming the option

@@ -39,21 +39,36 @@ public static class AtomicFile
         }
     }
 
-    /// <summary>Fails now, before long work, when <paramref name="path"/> cannot be written (its folder is created).</summary>
+    /// <summary>
+    /// Fails now, before long work, when <paramref name="path"/> cannot be written. Folders it had to create for the
+    /// probe are removed again, so a command that fails later leaves nothing behind.
+    /// </summary>
     public static void CheckWritable(string path)
     {
         var full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new IOException($"{path}: is a folder, not a file to write");
-        var probe = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.probe");
+        var dir = Path.GetDirectoryName(full)!;
+        var created = new List<string>();
+        for (var d = dir; d != null && !Directory.Exists(d); d = Path.GetDirectoryName(d)) created.Add(d);
+        var probe = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.probe");
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            Directory.CreateDirectory(dir);
             using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { }
             File.Delete(probe);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new IOException($"{path}: cannot be written ({e.Message.Split('\n')[0]})");
+        }
+        finally
+        {
+            // innermost first, and only while empty: never anything another writer put there meanwhile
+            foreach (var d in created)
+            {
+                try { if (Directory.Exists(d) && !Directory.EnumerateFileSystemEntries(d).Any()) Directory.Delete(d); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { break; }
+            }
         }
     }
 

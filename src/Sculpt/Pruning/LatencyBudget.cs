@@ -15,7 +15,8 @@ public sealed record LatencyProbe(long Macs, double Ms);
 /// per run plus a cost per MAC. Pruning targets <see cref="MaxMacs"/>; a run folder keeps the plan, so a resumed run
 /// prunes to the same MACs instead of timing again.
 /// </summary>
-public sealed record LatencyPlan(double TargetMs, int Threads, double FixedMs, double MsPerGmac, long MaxMacs, List<LatencyProbe> Probes)
+public sealed record LatencyPlan(double TargetMs, int Threads, long DenseMacs, double FixedMs, double MsPerGmac, long MaxMacs,
+    List<LatencyProbe> Probes)
 {
     public long MacsFor(double ms) => (long)((ms - FixedMs) / MsPerGmac * 1e9);
 }
@@ -44,6 +45,9 @@ public static class LatencyBudget
         if (resume && kept is not null && File.Exists(kept))
         {
             var plan = Read(kept);
+            if (plan.DenseMacs != dense.MacCount())
+                throw new PruneException($"{kept}: this run was planned for a model of {plan.DenseMacs:N0} MACs, not this one's "
+                    + $"{dense.MacCount():N0}; give another run folder, or start it again");
             if (plan.TargetMs != targetMs || plan.Threads != threads)
                 throw new PruneException($"{kept}: this run was planned for {plan.TargetMs} ms at {plan.Threads} thread(s), "
                     + $"not {targetMs} ms at {threads}; resume it with its own latency target, or start it again");
@@ -64,7 +68,7 @@ public static class LatencyBudget
         if (targetMs <= fixedMs * 1.05)
             throw new PruneException($"a batch-1 latency of {targetMs} ms cannot be reached: this architecture costs about "
                 + $"{fixedMs:0.###} ms per run on this machine whatever its width ({threads} thread(s))");
-        var fitted = new LatencyPlan(targetMs, threads, fixedMs, fit.MsPerGmac, 0, probes);
+        var fitted = new LatencyPlan(targetMs, threads, dense.MacCount(), fixedMs, fit.MsPerGmac, 0, probes);
         return fitted with { MaxMacs = Math.Max(1, Math.Min(dense.MacCount(), fitted.MacsFor(targetMs))) };
     }
 
@@ -78,7 +82,7 @@ public static class LatencyBudget
         {
             plan = JsonSerializer.Deserialize<LatencyPlan>(InputFile.ReadText(path, "latency plan"), NetworkGraph.JsonOptions)
                 ?? throw new JsonException("null plan");
-            bool sane = plan.TargetMs > 0 && double.IsFinite(plan.TargetMs) && plan.Threads >= 1 && plan.MaxMacs >= 1
+            bool sane = plan.TargetMs > 0 && double.IsFinite(plan.TargetMs) && plan.Threads >= 1 && plan.MaxMacs >= 1 && plan.DenseMacs >= 1
                 && double.IsFinite(plan.FixedMs) && plan.MsPerGmac > 0 && double.IsFinite(plan.MsPerGmac) && plan.Probes is not null;
             if (!sane) throw new JsonException("a target, thread count, MAC target or fit out of range");
         });
