@@ -15,6 +15,7 @@ using static TorchSharp.torch;
 //   slice       dependency analysis + L2 scoring + allocation + weight slicing (any --arch, --compression)
 //   equal       a model's output on an .npy input against a reference output (.npy), e.g. PyTorch's for an import
 //   onednn      convolution forward and gradients with oneDNN on vs off (libtorch's native kernels), per shape and thread count
+//   latency-plan how far apart repeated latency plans of one architecture land (their MAC targets)
 //   sensitivity validation Dice after removing a fraction of one channel group at a time (L1 order, BN re-estimated)
 var inv = CultureInfo.InvariantCulture;
 string Opt(string name, string fallback) { int i = Array.IndexOf(args, "--" + name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
@@ -28,9 +29,34 @@ switch (args.FirstOrDefault())
     case "equal": Equal(); break;
     case "onednn": OneDnn(); break;
     case "onednn-sweep": OneDnnSweep(); break;
+    case "latency-plan": LatencyPlanSpread(); break;
     default: Console.Error.WriteLine("usage: Sculpt.Bench train-step [--width 64] [--depth 4] [--batch 4] [--reps 10] [--size 112] | baseline --data DIR [--split test] | slice [--reps 5]"); return 2;
 }
 return 0;
+
+void LatencyPlanSpread()
+{
+    // --arch unet (width --width, depth 4, --size) or --model M.sculpt; --target-ms is the latency to plan for, by
+    // default 40% of the dense model's own median; --reps plans in a row
+    var graph = Opt("model", "") is { Length: > 0 } path ? ModelPackage.Load(path).Graph
+        : UNet.Build(new UNetConfig { BaseWidth = int.Parse(Opt("width", "16"), inv), InputSize = int.Parse(Opt("size", "112"), inv) });
+    int threads = int.Parse(Opt("threads", "1"), inv), reps = int.Parse(Opt("reps", "8"), inv);
+    double target = double.Parse(Opt("target-ms", "0"), inv);
+    if (target <= 0) target = 0.4 * Sculpt.Pruning.LatencyBudget.Measure(graph, threads);
+    var macs = new List<long>();
+    for (int r = 0; r < reps; r++)
+    {
+        var probes = Sculpt.Pruning.LatencyBudget.Probe(graph, threads);
+        var fit = Sculpt.Deploy.Latency.FitLatency(probes.Select(p => (p.Macs, p.Ms)).ToList())!.Value;
+        long planned = (long)((target - fit.FixedMs) / fit.MsPerGmac * 1e9);
+        macs.Add(planned);
+        Console.WriteLine(string.Create(inv, $"rep {r}: fixed {fit.FixedMs:0.000} ms, {fit.MsPerGmac:0.000} ms/GMAC, "
+            + $"probes {string.Join(" ", probes.Select(p => p.Ms.ToString("0.000", inv)))} ms → {planned:N0} MACs"));
+    }
+    double mean = macs.Average(), sd = Math.Sqrt(macs.Sum(m => (m - mean) * (m - mean)) / (macs.Count - 1));
+    Console.WriteLine(string.Create(inv, $"graph {graph.MacCount():N0} MACs, target {target:0.000} ms at {threads} thread(s): MAC target "
+        + $"min {macs.Min():N0} max {macs.Max():N0} max/min {(double)macs.Max() / macs.Min():0.000} CV {100 * sd / mean:0.0}%"));
+}
 
 void OneDnnSweep()
 {

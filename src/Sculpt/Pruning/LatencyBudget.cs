@@ -53,14 +53,7 @@ public static class LatencyBudget
                     + $"not {targetMs} ms at {threads}; resume it with its own latency target, or start it again");
             return plan;
         }
-        var groups = ChannelGroups.Analyze(dense);
-        var probes = new List<LatencyProbe>();
-        foreach (double factor in new[] { 1.0, 0.5, 0.25, 0.125 })
-        {
-            var widths = groups.Prunable.ToDictionary(p => p.Id, p => Math.Max(1, (int)Math.Round(p.Width * factor)));
-            var g = Slicer.ApplyWidths(groups, widths);
-            probes.Add(new LatencyProbe(g.MacCount(), Measure(g, threads)));
-        }
+        var probes = Probe(dense, threads);
         var fit = Latency.FitLatency(probes.Select(p => (p.Macs, p.Ms)).ToList())
             ?? throw new PruneException("the latency of this architecture does not change with its width; "
                 + "a latency target cannot be planned");
@@ -70,6 +63,25 @@ public static class LatencyBudget
                 + $"{fixedMs:0.###} ms per run on this machine whatever its width ({threads} thread(s))");
         var fitted = new LatencyPlan(targetMs, threads, dense.MacCount(), fixedMs, fit.MsPerGmac, 0, probes);
         return fitted with { MaxMacs = Math.Max(1, Math.Min(dense.MacCount(), fitted.MacsFor(targetMs))) };
+    }
+
+    /// <summary>Uniform width factors the architecture is timed at.</summary>
+    private static readonly double[] ProbeFactors = [1.0, 0.5, 0.25, 0.125];
+
+    /// <summary>
+    /// The architecture's batch-1 ONNX Runtime median at each of <see cref="ProbeFactors"/>: what a plan is fitted to.
+    /// Timing the widths alternately in blocks instead was measured and not kept: no steadier on a quiet machine, and
+    /// under load both swing by 15–20% (bench/RESULTS.md); a run folder keeps its plan for that reason.
+    /// </summary>
+    public static List<LatencyProbe> Probe(NetworkGraph dense, int threads)
+    {
+        var groups = ChannelGroups.Analyze(dense);
+        return ProbeFactors.Select(factor =>
+        {
+            var widths = groups.Prunable.ToDictionary(p => p.Id, p => Math.Max(1, (int)Math.Round(p.Width * factor)));
+            var g = Slicer.ApplyWidths(groups, widths);
+            return new LatencyProbe(g.MacCount(), Measure(g, threads));
+        }).ToList();
     }
 
     public static void Save(LatencyPlan plan, string runDir) =>
@@ -92,11 +104,16 @@ public static class LatencyBudget
     /// <summary>ORT batch-1 median latency of a graph (random weights) or of a model.</summary>
     public static double Measure(NetworkGraph graph, int threads, WeightSet? weights = null)
     {
+        using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(RandomPackage(graph, weights), threads, level));
+        return Latency.Ort(ort, 1, runs: 100).P50Ms;
+    }
+
+    /// <summary>A package of <paramref name="graph"/> to time: its weights, or random ones (weights do not change the time).</summary>
+    private static ModelPackage RandomPackage(NetworkGraph graph, WeightSet? weights = null)
+    {
         if (weights is null) { using var m = new GraphModule(graph); weights = m.ExportWeights(); }
         var input = graph.InputNodes.Single();
         var task = new TaskInfo { InputChannels = input.Channels, InputHeight = input.Height, InputWidth = input.Width };
-        var package = new ModelPackage(graph, weights, new ModelMeta { Task = task });
-        using var ort = OrtModel.Fastest(level => OrtModel.FromPackage(package, threads, level));
-        return Latency.Ort(ort, 1, runs: 100).P50Ms;
+        return new ModelPackage(graph, weights, new ModelMeta { Task = task });
     }
 }
