@@ -168,6 +168,13 @@ public class CliTests
         var lj = System.Text.Json.Nodes.JsonNode.Parse(l.Out)!;
         Assert.True(lj["macs"]!.GetValue<long>() < dense.Graph.MacCount());
         Assert.True(lj["latency_ms"]!.GetValue<double>() > 0);
+        // the plan the MAC target came from, as the run folder keeps it
+        var latencyPlan = lj["latency_plan"]!;
+        Assert.Equal(denseMs * 0.7, latencyPlan["target_ms"]!.GetValue<double>(), 12);
+        Assert.Equal(dense.Graph.MacCount(), latencyPlan["dense_macs"]!.GetValue<long>());
+        var kept = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(fast + ".run", "latency.json")))!;
+        Assert.Equal(kept.ToJsonString(), latencyPlan.ToJsonString());
+        Assert.Equal(4, latencyPlan["probes"]!.AsArray().Count);
         // a resumed run prunes to the MACs its first run planned: timing again would give another MAC target, and the
         // run's own options would refuse the resume
         string target = (denseMs * 0.7).ToString(System.Globalization.CultureInfo.InvariantCulture);

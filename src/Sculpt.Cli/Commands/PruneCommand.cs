@@ -1,4 +1,6 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
+using Sculpt.Graph;
 using Sculpt.Data;
 using Sculpt.Training;
 using Sculpt.Pruning;
@@ -153,6 +155,8 @@ public static class PruneCommand
                 // every step's fine-tune and the final one: the budget to compare with another tool's
                 ["fine_tune_samples"] = final?["fine_tune_samples"]?.GetValue<long>(),
                 ["latency_ms"] = latency, ["latency_target_ms"] = maxLatency,
+                // the fit the MAC target came from (the run folder's latency.json)
+                ["latency_plan"] = o.Latency is { } plan ? JsonSerializer.SerializeToNode(plan, NetworkGraph.JsonOptions) : null,
                 ["steps"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject
                 {
                     ["step"] = s.Step, ["params"] = s.Params, ["macs"] = s.Macs, ["compression"] = s.Compression, ["val_dice"] = s.ValDice, ["note"] = s.Note,
