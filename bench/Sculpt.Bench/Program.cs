@@ -46,12 +46,10 @@ void LatencyPlanSpread()
     var macs = new List<long>();
     for (int r = 0; r < reps; r++)
     {
-        var probes = Sculpt.Pruning.LatencyBudget.Probe(graph, threads);
-        var fit = Sculpt.Deploy.Latency.FitLatency(probes.Select(p => (p.Macs, p.Ms)).ToList())!.Value;
-        long planned = (long)((target - fit.FixedMs) / fit.MsPerGmac * 1e9);
-        macs.Add(planned);
-        Console.WriteLine(string.Create(inv, $"rep {r}: fixed {fit.FixedMs:0.000} ms, {fit.MsPerGmac:0.000} ms/GMAC, "
-            + $"probes {string.Join(" ", probes.Select(p => p.Ms.ToString("0.000", inv)))} ms → {planned:N0} MACs"));
+        var plan = Sculpt.Pruning.LatencyBudget.Plan(graph, target, threads);
+        macs.Add(plan.MaxMacs);
+        Console.WriteLine(string.Create(inv, $"rep {r}: fixed {plan.FixedMs:0.000} ms, {plan.MsPerGmac:0.000} ms/GMAC, "
+            + $"probes {string.Join(" ", plan.Probes.Select(p => p.Ms.ToString("0.000", inv)))} ms → {plan.MaxMacs:N0} MACs"));
     }
     double mean = macs.Average(), sd = Math.Sqrt(macs.Sum(m => (m - mean) * (m - mean)) / (macs.Count - 1));
     Console.WriteLine(string.Create(inv, $"graph {graph.MacCount():N0} MACs, target {target:0.000} ms at {threads} thread(s): MAC target "

@@ -87,7 +87,7 @@ public static class EvalCommand
             })));
         foreach (var (phase, d) in result.PooledDice)
             Console.WriteLine($"Dice pooled over all {phase} pixels of the split (EchoNet's definition): {d:0.0000}");
-        if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, "per_case.csv")}");
+        if (outDir != null) Console.WriteLine($"per-case results: {Path.Combine(outDir, PerCaseFile)}");
         return 0;
     }
 }

@@ -73,7 +73,7 @@ public static class LatencyBudget
     /// Timing the widths alternately in blocks instead was measured and not kept: no steadier on a quiet machine, and
     /// under load both swing by 15–20% (bench/RESULTS.md); a run folder keeps its plan for that reason.
     /// </summary>
-    public static List<LatencyProbe> Probe(NetworkGraph dense, int threads)
+    private static List<LatencyProbe> Probe(NetworkGraph dense, int threads)
     {
         var groups = ChannelGroups.Analyze(dense);
         return ProbeFactors.Select(factor =>
